@@ -1,0 +1,21 @@
+"""Small helpers shared by the tests: CSRF tokens from pages, form posts."""
+
+from __future__ import annotations
+
+import re
+
+CSRF_INPUT = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+CSRF_HEADER = re.compile(r'"X-CSRFToken": "([^"]+)"')
+
+
+def csrf_token_from(html: str) -> str:
+    """The CSRF token a page carries (form field or htmx header)."""
+    match = CSRF_INPUT.search(html) or CSRF_HEADER.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+def post_form(client, url: str, data: dict, *, page: str | None = None, **kwargs):
+    """GET `page` (default `url`) for its CSRF token, then POST `data` to `url`."""
+    token = csrf_token_from(client.get(page or url).get_data(as_text=True))
+    return client.post(url, data={"csrf_token": token, **data}, **kwargs)

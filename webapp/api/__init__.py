@@ -1,0 +1,7 @@
+"""The JSON API, /api/v1: Bearer API tokens (or a signed-in session), JSON errors."""
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__)
+
+from . import views  # noqa: E402,F401

@@ -1,0 +1,141 @@
+"""Configuration: defaults with units in their names, overridden by SCHOOLBELL_* variables.
+
+Every key of `Defaults` can be set from the environment as `SCHOOLBELL_<KEY>`; the value
+is converted to the type of the default. Outside testing the app refuses to start
+without strong secrets in production, and keeps generated ones under `instance/` for
+local use so a newcomer needs no set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+ENV_PREFIX = "SCHOOLBELL_"
+MIN_SECRET_LENGTH = 32
+# Values that people paste from examples; never acceptable as a production secret.
+WEAK_SECRETS = {"changeme", "secret", "dev", "development", "test", "password", "schoolbell"}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says what to set."""
+
+
+class Defaults:
+    """Every setting with its default; the names are the Flask config keys."""
+
+    # "development" (local use) or "production" (refuses weak or missing secrets).
+    ENV = "development"
+    DATABASE_URL = ""  # default: sqlite:///<instance>/schoolbell.db
+    SECRET_KEY = ""  # default outside production: generated once into instance/
+    JWT_SECRET = ""  # signs client JWTs (HS256); generated like SECRET_KEY
+    JWT_ISSUER = "schoolbell"
+    JWT_AUDIENCE = "schoolbell-client"
+    JWT_TTL_S = 3600
+    BROKER_URL = "memory://"  # redis://host:6379/0 when scaled out
+    RATELIMIT_STORAGE_URL = "memory://"  # redis://... so limits hold across workers
+    # Comma-separated origins allowed to open /ws with cookies and embed the client,
+    # besides the app's own origin.
+    ALLOWED_ORIGINS = ""
+    # Set when served over HTTPS: cookies get the Secure flag.
+    HTTPS = False
+    # Number of reverse proxies in front of the app (X-Forwarded-For trusted that deep).
+    PROXY_COUNT = 0
+    SQLITE_BUSY_TIMEOUT_MS = 5000
+    MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+    SIGNIN_LIMIT_PER_ACCOUNT = "5 per 5 minutes"
+    SIGNIN_LIMIT_PER_ADDRESS = "30 per 5 minutes"
+    # Load htmx from a CDN (same pinned version, with SRI) instead of static/vendor.
+    HTMX_FROM_CDN = False
+    LOG_LEVEL = "INFO"
+
+
+def _coerce(raw: str, default: object) -> object:
+    """Convert an environment string to the type of its default."""
+    if isinstance(default, bool):
+        if raw.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.strip().lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"expected true/false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"expected a whole number, got {raw!r}") from None
+    return raw
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, object]:
+    """Return every setting: its default, or its SCHOOLBELL_ variable converted."""
+    environ = os.environ if environ is None else environ
+    settings: dict[str, object] = {}
+    for key, default in vars(Defaults).items():
+        if not key.isupper():
+            continue
+        raw = environ.get(ENV_PREFIX + key)
+        if raw is None:
+            settings[key] = default
+            continue
+        try:
+            settings[key] = _coerce(raw, default)
+        except ConfigError as exc:
+            raise ConfigError(f"{ENV_PREFIX}{key}: {exc}") from None
+    return settings
+
+
+def _instance_secret(instance_path: Path, name: str) -> str:
+    """Read a generated secret from instance/, creating it (mode 0600) the first time."""
+    path = instance_path / name
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def _check_secret(name: str, value: str) -> None:
+    if not value:
+        raise ConfigError(
+            f"{ENV_PREFIX}{name} is not set. In production set it to a long random value, "
+            f'e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    if len(value) < MIN_SECRET_LENGTH or value.lower() in WEAK_SECRETS:
+        raise ConfigError(
+            f"{ENV_PREFIX}{name} is too weak: use at least {MIN_SECRET_LENGTH} random "
+            "characters."
+        )
+
+
+def finalise(config: dict, instance_path: Path) -> None:
+    """Fill derived settings and enforce the rules on secrets, in place."""
+    if not config.get("DATABASE_URL"):
+        config["DATABASE_URL"] = f"sqlite:///{instance_path / 'schoolbell.db'}"
+    production = config.get("ENV") == "production"
+    for name in ("SECRET_KEY", "JWT_SECRET"):
+        if production:
+            _check_secret(name, config.get(name, ""))
+        elif not config.get(name):
+            config[name] = _instance_secret(instance_path, name.lower())
+    if config["SECRET_KEY"] == config["JWT_SECRET"]:
+        raise ConfigError(f"{ENV_PREFIX}SECRET_KEY and {ENV_PREFIX}JWT_SECRET must differ.")
+    config["ALLOWED_ORIGINS"] = _origins(config.get("ALLOWED_ORIGINS", ""))
+    config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"]
+    config["RATELIMIT_STORAGE_URI"] = config["RATELIMIT_STORAGE_URL"]
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["SESSION_COOKIE_SECURE"] = bool(config.get("HTTPS"))
+    config["REMEMBER_COOKIE_HTTPONLY"] = True
+    config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
+    config["REMEMBER_COOKIE_SECURE"] = bool(config.get("HTTPS"))
+    config["PREFERRED_URL_SCHEME"] = "https" if config.get("HTTPS") else "http"
+
+
+def _origins(value: str | list | tuple) -> tuple[str, ...]:
+    """Parse a comma-separated origin list into normalised 'scheme://host[:port]' items."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(item.strip().rstrip("/").lower() for item in items if item.strip())

@@ -1,0 +1,124 @@
+"""Domain errors with an HTTP status and a stable code, and their HTML/JSON handlers."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A rule of Schoolbell was broken; `status` and `code` are part of the API."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details = details or {}
+
+
+class ValidationFailed(DomainError):
+    status, code = 400, "validation_failed"
+
+
+class NotAuthenticated(DomainError):
+    status, code = 401, "not_authenticated"
+
+
+class Forbidden(DomainError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(DomainError):
+    status, code = 404, "not_found"
+
+
+class Conflict(DomainError):
+    status, code = 409, "conflict"
+
+
+# Stable codes for HTTP errors raised by Flask/Werkzeug itself.
+HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+}
+
+FRIENDLY = {
+    413: "The upload is too large.",
+    429: "Too many attempts. Please wait a few minutes and try again.",
+    500: "Something went wrong on our side. It has been logged.",
+}
+
+
+def wants_json() -> bool:
+    """API paths, and clients that ask for JSON, get JSON errors."""
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and not request.accept_mimetypes.accept_html
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None):
+    """Render one error as JSON or as the HTML error page."""
+    if wants_json():
+        body = {"error": {"code": code, "message": message}}
+        if details:
+            body["error"]["details"] = details
+        return jsonify(body), status
+    return render_template("error.html", status=status, code=code, message=message), status
+
+
+def _rollback() -> None:
+    from .db import get_session
+
+    get_session().rollback()
+
+
+def register_handlers(app: Flask) -> None:
+    """Install the handlers: domain errors, CSRF, rate limits, HTTP errors, crashes."""
+
+    @app.errorhandler(DomainError)
+    def _domain(exc: DomainError):
+        _rollback()
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError):
+        message = (
+            "Your form expired or was sent from elsewhere (missing or stale security "
+            "token). Reload the page and try again; nothing was saved."
+        )
+        return error_response(400, "csrf_failed", message)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _limited(exc: RateLimitExceeded):
+        # Flask-Limiter adds Retry-After and the X-RateLimit-* headers after this.
+        return error_response(429, "rate_limited", FRIENDLY[429])
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        status = exc.code or 500
+        code = HTTP_CODES.get(status, "http_error")
+        return error_response(status, code, FRIENDLY.get(status, exc.description or exc.name))
+
+    @app.errorhandler(Exception)
+    def _crash(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        _rollback()
+        return error_response(500, "internal_error", FRIENDLY[500])

@@ -1,0 +1,26 @@
+"""gunicorn settings for Schoolbell: `gunicorn -c webapp/gunicorn_conf.py wsgi:app`.
+
+Each can be overridden on the command line or through SCHOOLBELL_* variables below.
+"""
+
+import os
+
+bind = os.environ.get("SCHOOLBELL_BIND", "127.0.0.1:8000")
+worker_class = "gevent"
+# One worker holds thousands of sockets; add workers (and the Redis broker) to scale out.
+workers = int(os.environ.get("SCHOOLBELL_WORKERS", "1"))
+# gevent accepts only this many connections at once, sockets included: keep it well above
+# the expected number of open tabs (the app caps WebSockets below it, so pages still load).
+worker_connections = int(os.environ.get("SCHOOLBELL_WORKER_CONNECTIONS", "20000"))
+# On SIGTERM, give open requests this long; the app closes sockets with 1001 right away.
+graceful_timeout = 10
+timeout = 30
+keepalive = 5
+# gunicorn 27 otherwise creates ~/.gunicorn/gunicorn.ctl, shared by every instance.
+control_socket_disable = True
+accesslog = os.environ.get("SCHOOLBELL_ACCESS_LOG", "-")
+# No query string in access logs: old clients may still send ?token=<JWT>.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(D)sus "%(a)s"'
+errorlog = "-"
+loglevel = os.environ.get("SCHOOLBELL_LOG_LEVEL", "info").lower()
+forwarded_allow_ips = os.environ.get("SCHOOLBELL_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

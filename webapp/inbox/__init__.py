@@ -1,0 +1,7 @@
+"""A recipient's own announcements."""
+
+from flask import Blueprint
+
+bp = Blueprint("inbox", __name__)
+
+from . import views  # noqa: E402,F401

@@ -1,0 +1,44 @@
+"""Logging set-up. Tokens must never reach a log line, so a filter masks them."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask
+
+# token=..., "token": "...", Bearer ... and our API token prefix.
+_SECRET_PATTERNS = [
+    re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE),
+    re.compile(r"(\"token\"\s*:\s*\")[^\"]+", re.IGNORECASE),
+    re.compile(r"(Bearer\s+)\S+", re.IGNORECASE),
+    re.compile(r"()sbk_[A-Za-z0-9_\-]+"),
+]
+
+
+def redact(text: str) -> str:
+    """Replace anything that looks like a token with '***'."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
+
+
+class RedactTokens(logging.Filter):
+    """Mask tokens in every record before a handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def init_app(app: Flask) -> None:
+    """Set the level of the app's loggers and install the redacting filter."""
+    logging.getLogger("webapp").setLevel(app.config["LOG_LEVEL"])
+    root = logging.getLogger()
+    if not any(isinstance(f, RedactTokens) for f in root.filters):
+        for handler in root.handlers or [logging.lastResort]:
+            if handler and not any(isinstance(f, RedactTokens) for f in handler.filters):
+                handler.addFilter(RedactTokens())

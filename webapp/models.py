@@ -1,0 +1,315 @@
+"""The data model: people, classes, announcements and their deliveries, tokens, audit."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+
+from .db import Base, UTCDateTime, utcnow
+
+
+class Role(enum.StrEnum):
+    """What a user is at the school; decides what they may do."""
+
+    ADMIN = "admin"
+    TEACHER = "teacher"
+    STUDENT = "student"
+    GUARDIAN = "guardian"
+
+    @property
+    def is_staff(self) -> bool:
+        return self in (Role.ADMIN, Role.TEACHER)
+
+
+class MemberRole(enum.StrEnum):
+    """How a user belongs to a class."""
+
+    STUDENT = "student"
+    TEACHER = "teacher"
+
+
+class Priority(enum.StrEnum):
+    NORMAL = "normal"
+    URGENT = "urgent"
+    EMERGENCY = "emergency"
+
+
+class DeliveryState(enum.StrEnum):
+    """Receipt states; they only ever move forward in this order."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    READ = "read"
+    ACKNOWLEDGED = "acknowledged"
+
+    @property
+    def rank(self) -> int:
+        return list(DeliveryState).index(self)
+
+
+class TargetKind(enum.StrEnum):
+    USER = "user"
+    CLASS = "class"
+    ROLE = "role"
+    EVERYONE = "everyone"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    """A portable enum column: VARCHAR + CHECK, values (not names) stored."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"), index=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    # Bumped on deactivation or password change: every older session stops working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+    deliveries: WriteOnlyMapped[Delivery] = relationship(back_populates="user")
+
+    # flask-login protocol -------------------------------------------------------
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        """Session identity: id and epoch, so bumping the epoch ends old sessions."""
+        return f"{self.id}:{self.session_epoch}"
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role.is_staff
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email} {self.role}>"
+
+
+class SchoolClass(Base):
+    __tablename__ = "school_classes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="school_class", cascade="all, delete-orphan"
+    )
+
+    def __repr__(self) -> str:
+        return f"<SchoolClass {self.id} {self.name}>"
+
+
+class Membership(Base):
+    """A student or teacher of a class."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("class_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("school_classes.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[MemberRole] = mapped_column(_enum(MemberRole, "member_role"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    school_class: Mapped[SchoolClass] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+    def __repr__(self) -> str:
+        return f"<Membership {self.user_id} {self.role} of {self.class_id}>"
+
+
+class Guardianship(Base):
+    """A guardian of a student."""
+
+    __tablename__ = "guardianships"
+    __table_args__ = (
+        UniqueConstraint("guardian_id", "student_id"),
+        CheckConstraint("guardian_id <> student_id", name="not_self"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guardian_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    guardian: Mapped[User] = relationship(foreign_keys=[guardian_id])
+    student: Mapped[User] = relationship(foreign_keys=[student_id])
+
+    def __repr__(self) -> str:
+        return f"<Guardianship {self.guardian_id} of {self.student_id}>"
+
+
+class Notification(Base):
+    """An announcement; its audience is frozen into deliveries when it is sent."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("author_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)  # Markdown as written
+    body_html: Mapped[str] = mapped_column(Text)  # rendered and sanitised
+    priority: Mapped[Priority] = mapped_column(_enum(Priority, "priority"))
+    require_ack: Mapped[bool] = mapped_column(Boolean, default=False)
+    link: Mapped[str | None] = mapped_column(String(2048))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    recipient_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    author: Mapped[User | None] = relationship()
+    targets: Mapped[list[Target]] = relationship(
+        back_populates="notification", cascade="all, delete-orphan"
+    )
+    deliveries: WriteOnlyMapped[Delivery] = relationship(
+        back_populates="notification", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Notification {self.id} {self.title!r}>"
+
+
+class Target(Base):
+    """One part of a notification's audience expression, as the author chose it."""
+
+    __tablename__ = "targets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[TargetKind] = mapped_column(_enum(TargetKind, "target_kind"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    class_id: Mapped[int | None] = mapped_column(
+        ForeignKey("school_classes.id", ondelete="SET NULL")
+    )
+    role: Mapped[Role | None] = mapped_column(_enum(Role, "target_role"))
+    # For class targets: which members, e.g. ["students", "guardians"].
+    audience: Mapped[list[str] | None] = mapped_column(JSON)
+
+    notification: Mapped[Notification] = relationship(back_populates="targets")
+
+    def __repr__(self) -> str:
+        return f"<Target {self.kind} of {self.notification_id}>"
+
+
+class Delivery(Base):
+    """One recipient of one notification, with a timestamp per receipt state."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "user_id"),
+        Index("ix_deliveries_user_id_notification_id", "user_id", "notification_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    state: Mapped[DeliveryState] = mapped_column(
+        _enum(DeliveryState, "delivery_state"), default=DeliveryState.PENDING
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    notification: Mapped[Notification] = relationship(back_populates="deliveries")
+    user: Mapped[User] = relationship(back_populates="deliveries")
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.notification_id}->{self.user_id} {self.state}>"
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in lists, to recognise it
+    # The API acts as this user (an admin unless narrowed), for permissions and audit.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.id} {self.name} {self.prefix}...>"
+
+
+class AuditEvent(Base):
+    """Who did what, when, from where. Append-only."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(64), index=True)  # e.g. "signin.failed"
+    subject: Mapped[str | None] = mapped_column(String(300))  # e.g. "user:ann@school.test"
+    address: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    actor: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<AuditEvent {self.id} {self.action} {self.subject}>"

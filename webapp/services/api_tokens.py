@@ -1,0 +1,66 @@
+"""API tokens for other systems, and the client JWTs they may request for users."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import tokens
+from ..db import utcnow
+from ..errors import Conflict, NotAuthenticated, ValidationFailed
+from ..models import ApiToken, Role, User
+from . import audit
+
+
+def create(session: Session, name: str, owner: User, actor: User | None = None,
+           address: str | None = None) -> tuple[ApiToken, str]:
+    """Create a named API token acting as `owner` (an admin); return it and its secret."""
+    name = " ".join((name or "").split())
+    if not name or len(name) > 100:
+        raise ValidationFailed("Token names are 1-100 characters.", code="invalid_name")
+    if owner.role is not Role.ADMIN:
+        raise ValidationFailed("API tokens act as an administrator.", code="owner_not_admin")
+    if session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
+        raise Conflict(f"An API token named {name!r} already exists.", code="duplicate_name")
+    secret, digest, prefix = tokens.new_api_token()
+    token = ApiToken(name=name, token_hash=digest, prefix=prefix, user_id=owner.id)
+    session.add(token)
+    audit.record(session, "api_token.created", actor=actor or owner, subject=f"token:{name}",
+                 address=address, prefix=prefix)
+    session.commit()
+    return token, secret
+
+
+def authenticate(session: Session, secret: str) -> User:
+    """The user an API token acts as; NotAuthenticated if it is unknown or revoked."""
+    token = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == tokens.hash_api_token(secret or ""))
+    )
+    if token is None or token.revoked_at is not None:
+        raise NotAuthenticated("Invalid or revoked API token.", code="invalid_token")
+    if not token.user.active:
+        raise NotAuthenticated("The API token's owner is deactivated.", code="invalid_token")
+    now = utcnow()
+    # Write at most once a minute, so busy integrations do not write on every call.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        token.last_used_at = now
+        session.commit()
+    return token.user
+
+
+def issue_client_token(session: Session, config, user: User, actor: User | None,
+                       address: str | None = None) -> tokens.ClientToken:
+    """Sign a client JWT for an active user, and record who asked for it."""
+    if not user.active:
+        raise ValidationFailed(f"{user.email} is deactivated.", code="user_inactive")
+    issued = tokens.issue_client_token(
+        user.id,
+        secret=config["JWT_SECRET"],
+        issuer=config["JWT_ISSUER"],
+        audience=config["JWT_AUDIENCE"],
+        ttl_s=config["JWT_TTL_S"],
+    )
+    audit.record(session, "client_token.issued", actor=actor, subject=f"user:{user.email}",
+                 address=address, expires_at=issued.expires_at.isoformat())
+    session.commit()
+    return issued

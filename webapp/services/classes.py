@@ -1,0 +1,214 @@
+"""School classes, their members (students, teachers) and guardianships."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from ..errors import Conflict, NotFound, ValidationFailed
+from ..models import Guardianship, Membership, MemberRole, Role, SchoolClass, User
+from . import audit
+from .users import get as get_user
+from .users import require_admin
+
+CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
+
+
+def normalise_class_name(name: str) -> str:
+    """'  7B ' -> '7b': class names are short, compared without case."""
+    name = " ".join((name or "").split()).lower()
+    if not CLASS_NAME.match(name):
+        raise ValidationFailed(
+            f"Invalid class name {name!r}: use 1-64 letters, digits, spaces, '.', '_' or '-'.",
+            code="invalid_class_name",
+        )
+    return name
+
+
+def by_name(session: Session, name: str) -> SchoolClass | None:
+    """The class with this name (any case), or None."""
+    return session.scalar(
+        select(SchoolClass).where(SchoolClass.name == " ".join((name or "").split()).lower())
+    )
+
+
+def get(session: Session, class_id: int) -> SchoolClass:
+    """The class with this id, with its members loaded, or NotFound."""
+    school_class = session.scalar(
+        select(SchoolClass)
+        .where(SchoolClass.id == class_id)
+        .options(selectinload(SchoolClass.memberships).selectinload(Membership.user))
+    )
+    if school_class is None:
+        raise NotFound(f"No class with id {class_id}.", code="class_not_found")
+    return school_class
+
+
+def get_by_name(session: Session, name: str) -> SchoolClass:
+    """The class with this name, or NotFound."""
+    school_class = by_name(session, name)
+    if school_class is None:
+        raise NotFound(f"No class named {name!r}.", code="class_not_found")
+    return school_class
+
+
+def list_with_counts(session: Session) -> list[tuple[SchoolClass, int, int]]:
+    """Every class, by name, with its number of students and of teachers."""
+    students = func.count(Membership.id).filter(Membership.role == MemberRole.STUDENT)
+    teachers = func.count(Membership.id).filter(Membership.role == MemberRole.TEACHER)
+    rows = session.execute(
+        select(SchoolClass, students, teachers)
+        .outerjoin(Membership, Membership.class_id == SchoolClass.id)
+        .group_by(SchoolClass.id)
+        .order_by(SchoolClass.name)
+    )
+    return [(c, s, t) for c, s, t in rows]
+
+
+def build_class(session: Session, name: str) -> SchoolClass:
+    """Validate and add a new class to the session (no commit, no audit)."""
+    name = normalise_class_name(name)
+    if by_name(session, name) is not None:
+        raise Conflict(f"A class named {name} already exists.", code="duplicate_class")
+    school_class = SchoolClass(name=name)
+    session.add(school_class)
+    session.flush()
+    return school_class
+
+
+def create(session: Session, actor: User | None, name: str, address: str | None = None
+           ) -> SchoolClass:
+    """Create a class (admins; None = command line) and commit."""
+    if actor is not None:
+        require_admin(actor)
+    school_class = build_class(session, name)
+    audit.record(session, "class.created", actor=actor, subject=f"class:{school_class.name}",
+                 address=address)
+    session.commit()
+    return school_class
+
+
+def member_role_for(user: User) -> MemberRole:
+    """Students join as students, teachers (and admins who teach) as teachers."""
+    if user.role is Role.STUDENT:
+        return MemberRole.STUDENT
+    if user.role in (Role.TEACHER, Role.ADMIN):
+        return MemberRole.TEACHER
+    raise ValidationFailed(
+        f"{user.email} is a {user.role.value}; only students and teachers join classes.",
+        code="invalid_member",
+    )
+
+
+def ensure_member(session: Session, school_class: SchoolClass, user: User) -> bool:
+    """Add `user` to the class unless already there (no commit); True if added."""
+    exists = session.scalar(
+        select(Membership).where(
+            Membership.class_id == school_class.id, Membership.user_id == user.id
+        )
+    )
+    if exists is not None:
+        return False
+    session.add(Membership(class_id=school_class.id, user_id=user.id,
+                           role=member_role_for(user)))
+    session.flush()
+    return True
+
+
+def add_member(session: Session, actor: User, class_id: int, user: User,
+               address: str | None = None) -> Membership:
+    """Add a student or teacher to a class (admins only) and commit."""
+    require_admin(actor)
+    school_class = get(session, class_id)
+    if not ensure_member(session, school_class, user):
+        raise Conflict(f"{user.email} is already in {school_class.name}.",
+                       code="already_member")
+    audit.record(session, "class.member_added", actor=actor,
+                 subject=f"class:{school_class.name}", address=address, user=user.email)
+    session.commit()
+    return session.scalar(select(Membership).where(
+        Membership.class_id == class_id, Membership.user_id == user.id))
+
+
+def remove_member(session: Session, actor: User, class_id: int, user_id: int,
+                  address: str | None = None) -> None:
+    """Remove someone from a class (admins only) and commit."""
+    require_admin(actor)
+    school_class = get(session, class_id)
+    membership = session.scalar(select(Membership).where(
+        Membership.class_id == class_id, Membership.user_id == user_id))
+    if membership is None:
+        raise NotFound("That person is not in this class.", code="not_member")
+    email = membership.user.email
+    session.delete(membership)
+    audit.record(session, "class.member_removed", actor=actor,
+                 subject=f"class:{school_class.name}", address=address, user=email)
+    session.commit()
+
+
+def ensure_guardianship(session: Session, guardian: User, student: User) -> bool:
+    """Link a guardian to a student unless linked (no commit); True if added."""
+    if guardian.role is not Role.GUARDIAN:
+        raise ValidationFailed(f"{guardian.email} is a {guardian.role.value}, not a guardian.",
+                               code="not_a_guardian")
+    if student.role is not Role.STUDENT:
+        raise ValidationFailed(f"{student.email} is a {student.role.value}, not a student.",
+                               code="not_a_student")
+    exists = session.scalar(select(Guardianship).where(
+        Guardianship.guardian_id == guardian.id, Guardianship.student_id == student.id))
+    if exists is not None:
+        return False
+    session.add(Guardianship(guardian_id=guardian.id, student_id=student.id))
+    session.flush()
+    return True
+
+
+def link_guardian(session: Session, actor: User, guardian: User, student: User,
+                  address: str | None = None) -> None:
+    """Make `guardian` a guardian of `student` (admins only) and commit."""
+    require_admin(actor)
+    if not ensure_guardianship(session, guardian, student):
+        raise Conflict(f"{guardian.email} is already a guardian of {student.email}.",
+                       code="already_linked")
+    audit.record(session, "guardian.linked", actor=actor, subject=f"user:{student.email}",
+                 address=address, guardian=guardian.email)
+    session.commit()
+
+
+def unlink_guardian(session: Session, actor: User, guardian_id: int, student_id: int,
+                    address: str | None = None) -> None:
+    """Remove a guardianship (admins only) and commit."""
+    require_admin(actor)
+    link = session.scalar(select(Guardianship).where(
+        Guardianship.guardian_id == guardian_id, Guardianship.student_id == student_id))
+    if link is None:
+        raise NotFound("No such guardian link.", code="not_linked")
+    guardian, student = get_user(session, guardian_id), get_user(session, student_id)
+    session.delete(link)
+    audit.record(session, "guardian.unlinked", actor=actor, subject=f"user:{student.email}",
+                 address=address, guardian=guardian.email)
+    session.commit()
+
+
+def guardians_of(session: Session, student_id: int) -> list[User]:
+    """The guardians of a student, by name."""
+    return list(session.scalars(
+        select(User).join(Guardianship, Guardianship.guardian_id == User.id)
+        .where(Guardianship.student_id == student_id).order_by(User.name)))
+
+
+def wards_of(session: Session, guardian_id: int) -> list[User]:
+    """The students a guardian is linked to, by name."""
+    return list(session.scalars(
+        select(User).join(Guardianship, Guardianship.student_id == User.id)
+        .where(Guardianship.guardian_id == guardian_id).order_by(User.name)))
+
+
+def classes_of(session: Session, user_id: int) -> list[tuple[SchoolClass, MemberRole]]:
+    """The classes a user belongs to, by name, with how."""
+    rows = session.execute(
+        select(SchoolClass, Membership.role).join(Membership)
+        .where(Membership.user_id == user_id).order_by(SchoolClass.name))
+    return [(c, r) for c, r in rows]

@@ -1,0 +1,270 @@
+"""Users: accounts, passwords, sign-in, and the roster rules for people."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from ..errors import Conflict, Forbidden, NotAuthenticated, NotFound, ValidationFailed
+from ..models import Role, User
+from . import audit
+
+# Argon2id with argon2-cffi's RFC 9106 "low memory" profile: about 50 ms per hash here.
+# Hashing blocks the gevent worker while it runs, so it happens only at sign-in and on
+# password changes, never on the WebSocket path.
+_hasher = PasswordHasher()
+MIN_PASSWORD_LENGTH = 8
+# Verified when the email is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("not a real password")
+LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pl", "tr", "uk", "ar")
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with Argon2id."""
+    return _hasher.hash(password)
+
+
+def check_password_strength(password: str) -> None:
+    """Refuse passwords too short to be safe."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(
+            f"Passwords need at least {MIN_PASSWORD_LENGTH} characters.",
+            code="weak_password",
+        )
+
+
+def normalise_email(email: str) -> str:
+    """Validate an address's syntax and return it in lower case."""
+    try:
+        # Schools use internal domains, so no DNS look-up and no "global" rule; the
+        # reserved .test domain is allowed for demos and tests.
+        checked = validate_email((email or "").strip(), check_deliverability=False,
+                                 globally_deliverable=False, test_environment=True)
+    except EmailNotValidError as exc:
+        raise ValidationFailed(f"{email!r} is not a valid email address: {exc}",
+                               code="invalid_email") from None
+    return checked.normalized.lower()
+
+
+def parse_role(value: str) -> Role:
+    """Turn 'teacher' (any case) into Role.TEACHER, or say which roles exist."""
+    try:
+        return Role((value or "").strip().lower())
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise ValidationFailed(f"Unknown role {value!r}; use one of {allowed}.",
+                               code="invalid_role") from None
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise ValidationFailed("A name is required.", code="name_required")
+    if len(name) > 200:
+        raise ValidationFailed("Names are at most 200 characters.", code="name_too_long")
+    return name
+
+
+def _clean_language(language: str | None) -> str:
+    language = (language or "en").strip().lower()
+    if language not in LANGUAGES:
+        raise ValidationFailed(
+            f"Unsupported language {language!r}; use one of {', '.join(LANGUAGES)}.",
+            code="invalid_language",
+        )
+    return language
+
+
+def require_admin(actor: User | None) -> None:
+    """Only admins manage the roster."""
+    if actor is None or actor.role is not Role.ADMIN:
+        raise Forbidden("Only administrators can manage the roster.")
+
+
+def by_email(session: Session, email: str) -> User | None:
+    """The user with this address (any case), or None."""
+    return session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+
+
+def get_by_email(session: Session, email: str) -> User:
+    """The user with this address, or NotFound."""
+    user = by_email(session, email)
+    if user is None:
+        raise NotFound(f"No user with email {email!r}.", code="user_not_found")
+    return user
+
+
+def get(session: Session, user_id: int) -> User:
+    """The user with this id, or NotFound."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user with id {user_id}.", code="user_not_found")
+    return user
+
+
+def search(
+    session: Session, query: str = "", role: Role | None = None, *, limit: int = 50,
+    offset: int = 0
+) -> tuple[list[User], int]:
+    """Users whose name or email contains `query`, by name; and how many match in all."""
+    stmt = select(User)
+    if query.strip():
+        like = f"%{query.strip().lower()}%"
+        stmt = stmt.where(or_(func.lower(User.name).like(like), User.email.like(like)))
+    if role is not None:
+        stmt = stmt.where(User.role == role)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(User.name, User.id).limit(limit).offset(offset))
+    return list(rows), total
+
+
+@dataclass
+class UserInput:
+    """The fields a roster editor may set; None means 'leave as it is'."""
+
+    email: str
+    name: str
+    role: str
+    password: str | None = None
+    language: str | None = None
+
+
+def build_user(session: Session, data: UserInput) -> User:
+    """Validate and add a new user to the session (no commit, no audit)."""
+    email = normalise_email(data.email)
+    if by_email(session, email) is not None:
+        raise Conflict(f"A user with email {email} already exists.", code="duplicate_email")
+    user = User(
+        email=email,
+        name=_clean_name(data.name),
+        role=parse_role(data.role),
+        language=_clean_language(data.language),
+        active=True,
+        session_epoch=0,
+    )
+    if data.password:
+        check_password_strength(data.password)
+        user.password_hash = hash_password(data.password)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def apply_changes(user: User, data: UserInput, session: Session) -> list[str]:
+    """Update a user's fields from `data`; return the names of what changed."""
+    changed = []
+    email = normalise_email(data.email)
+    if email != user.email:
+        other = by_email(session, email)
+        if other is not None and other.id != user.id:
+            raise Conflict(f"A user with email {email} already exists.",
+                           code="duplicate_email")
+        user.email, changed = email, [*changed, "email"]
+    name = _clean_name(data.name)
+    if name != user.name:
+        user.name, changed = name, [*changed, "name"]
+    role = parse_role(data.role)
+    if role is not user.role:
+        user.role, changed = role, [*changed, "role"]
+    if data.language is not None:
+        language = _clean_language(data.language)
+        if language != user.language:
+            user.language, changed = language, [*changed, "language"]
+    if data.password:
+        check_password_strength(data.password)
+        user.password_hash = hash_password(data.password)
+        user.session_epoch += 1  # a new password signs every other session out
+        changed.append("password")
+    return changed
+
+
+def create(session: Session, actor: User | None, data: UserInput, address: str | None = None
+           ) -> User:
+    """Create a user (admins only; `actor` None means the command line) and commit."""
+    if actor is not None:
+        require_admin(actor)
+    user = build_user(session, data)
+    audit.record(session, "user.created", actor=actor, subject=f"user:{user.email}",
+                 address=address, role=user.role.value)
+    session.commit()
+    return user
+
+
+def update(session: Session, actor: User, user_id: int, data: UserInput,
+           address: str | None = None) -> User:
+    """Edit a user (admins only) and commit."""
+    require_admin(actor)
+    user = get(session, user_id)
+    if user.id == actor.id and parse_role(data.role) is not Role.ADMIN:
+        raise ValidationFailed("You cannot remove your own administrator role.",
+                               code="self_demotion")
+    changed = apply_changes(user, data, session)
+    if changed:
+        audit.record(session, "user.updated", actor=actor, subject=f"user:{user.email}",
+                     address=address, fields=changed)
+    session.commit()
+    return user
+
+
+def set_active(session: Session, actor: User, user_id: int, active: bool,
+               address: str | None = None) -> User:
+    """Deactivate (ends every session of theirs) or reactivate a user, and commit."""
+    require_admin(actor)
+    user = get(session, user_id)
+    if user.id == actor.id and not active:
+        raise ValidationFailed("You cannot deactivate your own account.",
+                               code="self_deactivation")
+    if user.active != active:
+        user.active = active
+        user.session_epoch += 1
+        audit.record(session, "user.activated" if active else "user.deactivated",
+                     actor=actor, subject=f"user:{user.email}", address=address)
+    session.commit()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str, address: str | None) -> User:
+    """Check a sign-in, record it in the audit trail, and return the user.
+
+    A wrong email and a wrong password get the same message and take as long, so
+    sign-in does not reveal which accounts exist.
+    """
+    user = by_email(session, email)
+    ok = False
+    try:
+        ok = _hasher.verify(user.password_hash if user and user.password_hash
+                            else _DUMMY_HASH, password or "")
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if user is None or not user.password_hash or not ok or not user.active:
+        reason = ("unknown_email" if user is None else
+                  "inactive" if ok and not user.active else "bad_password")
+        audit.record(session, "signin.failed", actor=user,
+                     subject=f"user:{(email or '').strip().lower()[:254]}",
+                     address=address, reason=reason)
+        session.commit()
+        if reason == "inactive":  # only said to someone who knows the password
+            raise NotAuthenticated("This account is disabled. Please contact the school "
+                                   "office.", code="account_disabled")
+        raise NotAuthenticated("Wrong email or password.", code="signin_failed")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    audit.record(session, "signin.succeeded", actor=user, subject=f"user:{user.email}",
+                 address=address)
+    session.commit()
+    return user
+
+
+def first_admin(session: Session) -> User:
+    """The oldest active administrator, or NotFound."""
+    admin = session.scalar(select(User).where(User.role == Role.ADMIN, User.active.is_(True))
+                           .order_by(User.id).limit(1))
+    if admin is None:
+        raise NotFound("There is no administrator yet: run create-admin first.",
+                       code="no_admin")
+    return admin

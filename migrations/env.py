@@ -6,8 +6,8 @@ which passes the database URL in `config.attributes["database_url"]`.
 
 from alembic import context
 
-from webapp.db import Base, UTCDateTime, make_engine
 from webapp import models  # noqa: F401  (registers every table on Base.metadata)
+from webapp.db import Base, UTCDateTime, make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..errors import Conflict, NotFound, ValidationFailed
-from ..models import Guardianship, Membership, MemberRole, Role, SchoolClass, User
+from ..models import Guardianship, MemberRole, Membership, Role, SchoolClass, User
 from . import audit
 from .users import get as get_user
 from .users import require_admin

@@ -1,0 +1,58 @@
+# Schoolbell: `make run` serves the demo school, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export SCHOOLBELL_ENV ?= development
+CHROMIUM_PATH ?= /usr/bin/chromium
+
+.PHONY: run install install-test browser test lint migrate seed bench clean
+
+run: install migrate seed ## Install, migrate, load the demo school, serve on :8000
+	@echo "Schoolbell on http://127.0.0.1:8000  (Ctrl-C to stop)"
+	$(BIN)/gunicorn -c webapp/gunicorn_conf.py wsgi:app
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-test: tests/requirements.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r tests/requirements.txt
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test browser
+
+# Browser tests drive Debian's Chromium (a downloaded browser cannot be fetched here).
+browser:
+	@if [ -x "$(CHROMIUM_PATH)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium for the browser tests..."; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else \
+		echo "Chromium is needed for the browser tests and is not at $(CHROMIUM_PATH)."; \
+		echo "Install it with: sudo apt-get install chromium  (or set CHROMIUM_PATH)"; \
+		exit 1; \
+	fi
+
+migrate: install
+	$(BIN)/flask --app wsgi db upgrade
+
+seed: install
+	$(BIN)/flask --app wsgi seed-demo --if-empty
+
+test: install-test ## Install test needs and run every test (PostgreSQL and Redis too)
+	$(BIN)/ruff check webapp tests migrations/env.py
+	$(BIN)/pytest
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check webapp tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

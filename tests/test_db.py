@@ -1,6 +1,6 @@
 """Migrations match the models on both backends; SQLite runs in WAL with a busy timeout."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -59,7 +59,7 @@ def test_timestamps_come_back_timezone_aware(any_database_url):
         session.expire_all()
         stored = session.get(User, user.id)
         assert stored.created_at.tzinfo is not None
-        assert abs(stored.created_at - datetime.now(timezone.utc)).total_seconds() < 60
+        assert abs(stored.created_at - datetime.now(UTC)).total_seconds() < 60
         with pytest.raises(Exception, match="naive datetime"):
             stored.updated_at = datetime(2026, 1, 1)
             session.commit()

@@ -58,7 +58,7 @@ def test_signin_over_http_on_gunicorn_gevent(live_server_factory, database_url, 
 def test_healthz_and_json_errors_on_gunicorn(live_server_factory, database_url):
     server = live_server_factory(database_url)
     browser = Browserish(server.url)
-    status, headers, body = browser.request("/healthz")
+    status, _headers, body = browser.request("/healthz")
     assert status == 200
     assert json.loads(body) == {"status": "ok", "checks": {"database": "ok"}}
     status, _, body = browser.request("/api/v1/nothing-here")

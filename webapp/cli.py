@@ -6,7 +6,7 @@ import sys
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import migrate
 from .db import get_session
@@ -45,6 +45,7 @@ def _fail(exc: DomainError) -> None:
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.argument("email")
 @click.option("--name", default="Administrator", show_default=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
@@ -60,6 +61,7 @@ def create_admin(email: str, name: str, password: str) -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext
 @click.option("--if-empty", is_flag=True, help="Do nothing when any user exists.")
 def seed_demo(if_empty: bool) -> None:
     """Load a demo school: an admin, teachers, six classes, students and guardians."""
@@ -77,6 +79,7 @@ def seed_demo(if_empty: bool) -> None:
 
 
 @click.command("import-roster")
+@with_appcontext
 @click.argument("file", type=click.File("rb"))
 def import_roster(file) -> None:
     """Import users, classes, memberships and guardianships from a CSV FILE."""
@@ -90,6 +93,7 @@ def import_roster(file) -> None:
 
 
 @click.command("issue-token")
+@with_appcontext
 @click.argument("email")
 def issue_token(email: str) -> None:
     """Print a client JWT for the user with EMAIL (for /ws and embedded pages)."""
@@ -104,6 +108,7 @@ def issue_token(email: str) -> None:
 
 
 @click.command("create-api-token")
+@with_appcontext
 @click.argument("name")
 @click.option("--owner", "owner_email", help="Admin the token acts as (default: the first).")
 def create_api_token(name: str, owner_email: str | None) -> None:

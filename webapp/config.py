@@ -46,6 +46,20 @@ class Defaults:
     MAX_UPLOAD_BYTES = 2 * 1024 * 1024
     SIGNIN_LIMIT_PER_ACCOUNT = "5 per 5 minutes"
     SIGNIN_LIMIT_PER_ADDRESS = "30 per 5 minutes"
+    # WebSockets (/ws). gunicorn's worker_connections must stay above WS_MAX_CONNECTIONS
+    # so pages and /healthz still answer when every socket slot is taken.
+    WS_MAX_CONNECTIONS = 15000
+    WS_MAX_PER_USER = 20
+    WS_MAX_PER_ADDRESS = 2000  # a whole school may sit behind one NAT address
+    WS_PING_INTERVAL_S = 25
+    WS_PONG_TIMEOUT_S = 10
+    WS_AUTH_TIMEOUT_S = 10
+    WS_SEND_TIMEOUT_S = 5
+    WS_MAX_OUTBOX_BYTES = 256 * 1024
+    WS_SEND_BUFFER_BYTES = 64 * 1024  # kernel send buffer per socket: notice stalls early
+    WS_MESSAGE_RATE = "30/second"  # client messages per socket before they are refused
+    RECEIPT_FLUSH_INTERVAL_MS = 100
+    STATUS_PUSH_INTERVAL_MS = 500  # live dashboard fragments: at most twice a second
     # Load htmx from a CDN (same pinned version, with SRI) instead of static/vendor.
     HTMX_FROM_CDN = False
     LOG_LEVEL = "INFO"

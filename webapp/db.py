@@ -7,6 +7,8 @@ ends, so no connection stays pinned to a long-lived socket.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from flask import Flask, current_app, g
@@ -108,6 +110,22 @@ def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = current_app.extensions["schoolbell.db"]()
     return g.db_session
+
+
+def release_session() -> None:
+    """Close the request's session now (a WebSocket must not pin a connection)."""
+    _close_session(None)
+
+
+@contextmanager
+def session_scope(app: Flask | None = None) -> Iterator[Session]:
+    """A short-lived session of its own (per WebSocket message, per batch), always closed."""
+    factory = (app or current_app).extensions["schoolbell.db"]
+    session = factory()
+    try:
+        yield session
+    finally:
+        session.close()
 
 
 def _close_session(_exc: BaseException | None) -> None:

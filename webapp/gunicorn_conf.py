@@ -24,3 +24,21 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(D)sus "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("SCHOOLBELL_LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("SCHOOLBELL_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
+def post_worker_init(worker):
+    """On SIGTERM, close every socket with 1001 at once (clients reconnect elsewhere or
+    after the restart) instead of holding them until the graceful timeout ends in 1006."""
+    import signal
+
+    import gevent
+
+    stop_accepting = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        live = getattr(worker.wsgi, "extensions", {}).get("schoolbell.live")
+        if live is not None:
+            gevent.spawn(live.shutdown)
+        stop_accepting(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)

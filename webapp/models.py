@@ -81,6 +81,20 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     )
 
 
+class Installation(Base):
+    """One row: this database's identity. A new epoch means a new (or reset) database,
+    so clients holding ids from the old one must start over instead of waiting."""
+
+    __tablename__ = "installations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Installation {self.epoch}>"
+
+
 class User(Base):
     __tablename__ = "users"
 

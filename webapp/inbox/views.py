@@ -1,13 +1,40 @@
-"""The inbox page. Live delivery and receipts arrive with the realtime work."""
+"""A recipient's own announcements: the page, its list fragment, and receipts by form."""
 
-from flask import render_template
-from flask_login import login_required
+from flask import render_template, request
+from flask_login import current_user, login_required
 
+from ..db import get_session
+from ..realtime.live import live
+from ..services import deliveries
 from . import bp
 
 
-@bp.get("/inbox")
+@bp.before_request
 @login_required
+def _signed_in():
+    """Everyone signed in has an inbox."""
+
+
+@bp.get("/inbox")
 def home():
-    """The signed-in user's announcements."""
-    return render_template("inbox/home.html")
+    """The page: the newest announcements; new ones arrive live (schoolbell.js)."""
+    items = deliveries.inbox(get_session(), current_user.id)
+    return render_template("inbox/home.html", items=items)
+
+
+@bp.get("/inbox/list")
+def list_fragment():
+    """The list alone, re-fetched by htmx when the socket brings something new."""
+    items = deliveries.inbox(get_session(), current_user.id)
+    return render_template("inbox/_list.html", items=items)
+
+
+@bp.post("/inbox/<int:notification_id>/receipt")
+def receipt(notification_id: int):
+    """Mark read or confirm from the page; returns the updated item."""
+    session = get_session()
+    deliveries.record_one(session, current_user.id, notification_id,
+                          request.form.get("state", ""))
+    live().receipts_recorded({notification_id})
+    item = deliveries.inbox_item(session, current_user.id, notification_id)
+    return render_template("inbox/_item.html", item=item)

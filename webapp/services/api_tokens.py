@@ -7,9 +7,10 @@ from sqlalchemy.orm import Session
 
 from .. import tokens
 from ..db import utcnow
-from ..errors import Conflict, NotAuthenticated, ValidationFailed
+from ..errors import Conflict, Forbidden, NotAuthenticated, ValidationFailed
 from ..models import ApiToken, Role, User
 from . import audit
+from .users import get_by_email
 
 
 def create(session: Session, name: str, owner: User, actor: User | None = None,
@@ -64,3 +65,11 @@ def issue_client_token(session: Session, config, user: User, actor: User | None,
                  address=address, expires_at=issued.expires_at.isoformat())
     session.commit()
     return issued
+
+
+def issue_for_email(session: Session, config, actor: User, email: str,
+                    address: str | None = None) -> tokens.ClientToken:
+    """Sign a client JWT for the user with `email`; only administrators may ask."""
+    if actor.role is not Role.ADMIN:
+        raise Forbidden("Only administrators can issue client tokens.")
+    return issue_client_token(session, config, get_by_email(session, email), actor, address)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..models import Guardianship, MemberRole, Membership, Role, SchoolClass, User
-from . import audit
+from . import audit, users
+from .users import UserInput, build_user, get_by_email, require_admin
 from .users import get as get_user
-from .users import require_admin
 
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
 
@@ -212,3 +214,92 @@ def classes_of(session: Session, user_id: int) -> list[tuple[SchoolClass, Member
         select(SchoolClass, Membership.role).join(Membership)
         .where(Membership.user_id == user_id).order_by(SchoolClass.name))
     return [(c, r) for c, r in rows]
+
+
+def person_by_email(session: Session, actor: User, email: str) -> Person:
+    """The user with this address and their roster links (admins only), or NotFound."""
+    require_admin(actor)
+    return person(session, get_by_email(session, email).id)
+
+
+def create_with_links(session: Session, actor: User | None, data: UserInput,
+                      class_names: Sequence[str], guardian_of: Sequence[str],
+                      address: str | None = None) -> Person:
+    """Create a user, their class memberships and guardianships in one transaction.
+
+    Admins only (`actor` None means the command line). Any error (unknown class or
+    student, a guardian link for a non-guardian, ...) rolls everything back.
+    """
+    if actor is not None:
+        require_admin(actor)
+    try:
+        user = build_user(session, data)
+        joined = [get_by_name(session, name) for name in class_names]
+        for school_class in joined:
+            ensure_member(session, school_class, user)
+        wards = [get_by_email(session, email) for email in guardian_of]
+        for student in wards:
+            ensure_guardianship(session, user, student)
+        audit.record(session, "user.created", actor=actor, subject=f"user:{user.email}",
+                     address=address, role=user.role.value,
+                     classes=[c.name for c in joined], guardian_of=[w.email for w in wards])
+        session.commit()
+    except Exception:
+        session.rollback()  # the user row was flushed: take it back with its links
+        raise
+    return person(session, user.id)
+
+
+def search_with_classes(
+    session: Session, query: str = "", role: Role | None = None, *, limit: int = 50,
+    offset: int = 0
+) -> tuple[list[tuple[User, list[str]]], int]:
+    """users.search, each user with the names of their classes; and how many match."""
+    people, total = users.search(session, query, role, limit=limit, offset=offset)
+    names: dict[int, list[str]] = {user.id: [] for user in people}
+    # One query for the whole page, not one per row.
+    rows = session.execute(
+        select(Membership.user_id, SchoolClass.name).join(SchoolClass)
+        .where(Membership.user_id.in_(names)).order_by(SchoolClass.name))
+    for user_id, name in rows:
+        names[user_id].append(name)
+    return [(user, names[user.id]) for user in people], total
+
+
+@dataclass
+class Person:
+    """A user with their place in the roster: classes, guardians, the students they guard."""
+
+    user: User
+    classes: list[tuple[SchoolClass, MemberRole]]
+    guardians: list[User]
+    wards: list[User]
+
+
+def person(session: Session, user_id: int) -> Person:
+    """The user with this id and their roster links, or NotFound."""
+    user = get_user(session, user_id)
+    return Person(
+        user=user,
+        classes=classes_of(session, user.id),
+        guardians=guardians_of(session, user.id) if user.role is Role.STUDENT else [],
+        wards=wards_of(session, user.id) if user.role is Role.GUARDIAN else [],
+    )
+
+
+def add_member_by_email(session: Session, actor: User, class_id: int, email: str,
+                        address: str | None = None) -> Membership:
+    """Add the user with this address to a class (admins only) and commit."""
+    require_admin(actor)
+    member = users.get_by_email(session, users.normalise_email(email))
+    return add_member(session, actor, class_id, member, address)
+
+
+def link_guardian_by_email(session: Session, actor: User, student_id: int, email: str,
+                           address: str | None = None) -> User:
+    """Link the guardian with this address to a student (admins only), commit; the guardian."""
+    require_admin(actor)
+    student = get_user(session, student_id)
+    guardian = users.get_by_email(session, users.normalise_email(email))
+    link_guardian(session, actor, guardian, student, address)
+    return guardian

@@ -268,3 +268,39 @@ def first_admin(session: Session) -> User:
         raise NotFound("There is no administrator yet: run create-admin first.",
                        code="no_admin")
     return admin
+
+
+def input_errors(data: UserInput) -> list[str]:
+    """Every rule `data` breaks, as messages for people; nothing is read or written."""
+    checks = [(normalise_email, data.email), (_clean_name, data.name),
+              (parse_role, data.role), (_clean_language, data.language)]
+    if data.password:
+        checks.append((check_password_strength, data.password))
+    messages = []
+    for check, value in checks:
+        try:
+            check(value)
+        except ValidationFailed as exc:
+            messages.append(exc.message)
+    return messages
+
+
+def by_emails(session: Session, emails: list[str], chunk: int = 1000) -> dict[str, User]:
+    """The users with these (normalised) addresses, by address; unknown ones are absent."""
+    wanted = sorted(set(emails))
+    found: dict[str, User] = {}
+    # Chunked: database drivers limit how many parameters one statement may carry.
+    for start in range(0, len(wanted), chunk):
+        rows = session.scalars(select(User).where(User.email.in_(wanted[start:start + chunk])))
+        found.update({user.email: user for user in rows})
+    return found
+
+
+def password_matches(user: User, password: str) -> bool:
+    """True if `password` is this user's current password (so setting it again is no change)."""
+    if not user.password_hash:
+        return False
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

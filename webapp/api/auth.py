@@ -1,0 +1,59 @@
+"""Who an API request acts as: a Bearer API token, or the signed-in session (with CSRF).
+
+Flask-WTF's global check runs before any blueprint hook, so the blueprint is exempted
+from it and `authenticate` applies it again to cookie-authenticated requests only. A
+request carrying `Authorization: Bearer` is not CSRF-able: browsers never add that header
+to a cross-site request on their own. The token itself is never logged.
+"""
+
+from __future__ import annotations
+
+from flask import g, request
+from flask_login import current_user
+
+from ..db import get_session
+from ..errors import NotAuthenticated, error_response
+from ..extensions import csrf
+from ..models import User
+from ..services import api_tokens
+from . import bp
+
+csrf.exempt(bp)
+
+
+@bp.before_request
+def authenticate() -> None:
+    """Set the acting user from the Bearer token, or from the session after CSRF."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        g.api_user = api_tokens.authenticate(get_session(), bearer_token(header))
+        return
+    if not current_user.is_authenticated:
+        raise NotAuthenticated("Send 'Authorization: Bearer <API token>', or sign in first.")
+    csrf.protect()  # checks unsafe methods only (WTF_CSRF_METHODS)
+    g.api_user = current_user._get_current_object()
+
+
+def bearer_token(header: str) -> str:
+    """The token of an 'Authorization: Bearer <token>' header, or NotAuthenticated."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("Use 'Authorization: Bearer <API token>'.", code="invalid_token")
+    return token.strip()
+
+
+def api_user() -> User:
+    """The user the current API request acts as."""
+    return g.api_user
+
+
+@bp.errorhandler(NotAuthenticated)
+def unauthorised(exc: NotAuthenticated):
+    """401 with the WWW-Authenticate challenge that RFC 6750 asks for."""
+    get_session().rollback()
+    response, status = error_response(exc.status, exc.code, exc.message, exc.details)
+    challenge = 'Bearer realm="schoolbell"'
+    if exc.code == "invalid_token":
+        challenge += ', error="invalid_token"'
+    response.headers["WWW-Authenticate"] = challenge
+    return response, status

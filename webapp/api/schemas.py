@@ -1,0 +1,242 @@
+"""Every JSON shape of the API: request bodies (checked here) and response bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import request
+
+from ..errors import DomainError, ValidationFailed
+from ..models import Delivery, DeliveryState, Notification, Priority, SchoolClass, User
+from ..realtime import protocol
+from ..services import audience
+from ..services.audience import AudienceSpec
+from ..services.classes import Person
+from ..services.notifications import Draft, SendResult
+from ..services.users import UserInput, parse_role
+from ..tokens import ClientToken
+
+
+class UnsupportedMediaType(DomainError):
+    status, code = 415, "unsupported_media_type"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One body field: `str`, `bool`, `dict`, or `list` (of strings); required or not."""
+
+    kind: type
+    required: bool = False
+
+
+USER_FIELDS = {
+    "email": Field(str, required=True),
+    "name": Field(str, required=True),
+    "role": Field(str, required=True),
+    "password": Field(str),
+    "language": Field(str),
+    "classes": Field(list),
+    "guardian_of": Field(list),
+}
+CLASS_FIELDS = {"name": Field(str, required=True)}
+TOKEN_FIELDS = {"email": Field(str, required=True)}
+
+
+def json_body(fields: dict[str, Field]) -> dict[str, Any]:
+    """The request's JSON object, checked against `fields`: known names, right types."""
+    if not request.is_json:
+        raise UnsupportedMediaType("Send a JSON body with 'Content-Type: application/json'.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationFailed("The body must be a JSON object.", code="invalid_json")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ValidationFailed(f"Unknown field(s): {', '.join(unknown)}.",
+                               code="unknown_field", details={"fields": unknown})
+    for name, field in fields.items():
+        _check(name, body.get(name), field)
+    return body
+
+
+def _check(name: str, value: Any, field: Field) -> None:
+    """Refuse a missing required field, or a value of the wrong type."""
+    if value is None:
+        if field.required:
+            raise ValidationFailed(f"The field {name!r} is required.",
+                                   details={"field": name})
+        return
+    if field.kind in (str, bool, dict):
+        _check_type(name, value, field.kind)
+    if field.kind is list and not (isinstance(value, list)
+                                   and all(isinstance(item, str) for item in value)):
+        raise ValidationFailed(f"The field {name!r} must be a list of strings.",
+                               details={"field": name})
+
+
+TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object"}
+
+
+def _check_type(name: str, value: Any, kind: type) -> None:
+    """Refuse a present value that is not of `kind` (None passes: optional)."""
+    if value is not None and not isinstance(value, kind):
+        raise ValidationFailed(f"The field {name!r} must be {TYPE_NAMES[kind]}.",
+                               details={"field": name})
+
+
+def user_input(body: dict[str, Any]) -> UserInput:
+    """The account fields of a checked user body."""
+    return UserInput(email=body["email"], name=body["name"], role=body["role"],
+                     password=body.get("password"), language=body.get("language"))
+
+
+def _iso(moment: datetime) -> str:
+    """ISO 8601 in UTC, e.g. 2025-09-01T07:30:00+00:00."""
+    return moment.isoformat()
+
+
+def user_json(person: Person) -> dict[str, Any]:
+    """A user as the API shows them, with their classes and the students they guard."""
+    user = person.user
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role.value,
+        "language": user.language,
+        "active": user.active,
+        "classes": [{"name": c.name, "role": how.value} for c, how in person.classes],
+        "guardian_of": [ward.email for ward in person.wards],
+        "created_at": _iso(user.created_at),
+    }
+
+
+def class_json(school_class: SchoolClass) -> dict[str, Any]:
+    """A class as the API shows it."""
+    return {"id": school_class.id, "name": school_class.name,
+            "created_at": _iso(school_class.created_at)}
+
+
+def client_token_json(issued: ClientToken) -> dict[str, Any]:
+    """A freshly issued client JWT and when it expires."""
+    return {"token": issued.token, "expires_at": _iso(issued.expires_at)}
+
+
+NOTIFICATION_FIELDS = {
+    "title": Field(str, required=True),
+    "body": Field(str, required=True),
+    "targets": Field(dict, required=True),
+    "priority": Field(str),
+    "require_ack": Field(bool),
+    "expires_at": Field(str),
+    "link": Field(str),
+}
+TARGET_FIELDS = {"users": Field(list), "classes": Field(list), "roles": Field(list),
+                 "everyone": Field(bool)}
+
+
+def notification_draft(body: dict[str, Any]) -> Draft:
+    """A checked notification body -> the service's Draft (targets included)."""
+    return Draft(
+        title=body["title"], body=body["body"],
+        priority=body.get("priority") or Priority.NORMAL.value,
+        require_ack=bool(body.get("require_ack")),
+        expires_at=_datetime(body.get("expires_at"), "expires_at"),
+        link=body.get("link"), audience=audience_spec(body["targets"]),
+    )
+
+
+def audience_spec(targets: dict[str, Any]) -> AudienceSpec:
+    """`targets` -> AudienceSpec: users by email, classes with audiences, roles, everyone."""
+    unknown = sorted(set(targets) - set(TARGET_FIELDS))
+    if unknown:
+        raise ValidationFailed(f"Unknown target(s): {', '.join(unknown)}.",
+                               code="unknown_field", details={"fields": unknown})
+    for name in ("users", "roles"):
+        _check(f"targets.{name}", targets.get(name), TARGET_FIELDS[name])
+    _check_type("targets.everyone", targets.get("everyone"), bool)
+    class_targets = []
+    for item in targets.get("classes") or []:
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or set(
+                item) - {"name", "audience"}:
+            raise ValidationFailed("Each class target is {name, audience?: [students, "
+                                   "guardians, teachers]}.", details={"field": "targets.classes"})
+        class_targets.append(audience.parse_class_target(item["name"], item.get("audience")))
+    if not isinstance(targets.get("classes") or [], list):
+        raise ValidationFailed("targets.classes must be a list.",
+                               details={"field": "targets.classes"})
+    return AudienceSpec(
+        users=tuple(targets.get("users") or ()), classes=tuple(class_targets),
+        roles=tuple(parse_role(r) for r in targets.get("roles") or ()),
+        everyone=bool(targets.get("everyone")),
+    )
+
+
+def _datetime(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(f"The field {name!r} must be an ISO 8601 date-time.",
+                               details={"field": name}) from None
+
+
+def optional_int(value: str | None, name: str) -> int | None:
+    """A non-negative integer query parameter, or None."""
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise ValidationFailed(f"{name!r} must be a non-negative integer.",
+                               details={"field": name})
+    return int(value)
+
+
+def paging(args) -> tuple[int, int]:
+    """?limit= (1-1000, default 1000) and ?offset=."""
+    limit = optional_int(args.get("limit"), "limit") or 1000
+    return min(max(limit, 1), 1000), optional_int(args.get("offset"), "offset") or 0
+
+
+def state_filter(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in {s.value for s in DeliveryState}:
+        raise ValidationFailed("state must be pending, delivered, read or acknowledged.",
+                               details={"field": "state"})
+    return value
+
+
+def sent_json(result: SendResult) -> dict[str, Any]:
+    return {"id": result.notification.id, "recipient_count": result.notification.recipient_count}
+
+
+def notification_json(n: Notification, counts: dict[str, int]) -> dict[str, Any]:
+    """An announcement with its counts per receipt state."""
+    return {
+        "id": n.id, "title": n.title, "body": n.body, "body_html": n.body_html,
+        "priority": n.priority.value, "require_ack": n.require_ack, "link": n.link,
+        "author": n.author.email if n.author else None, "created_at": _iso(n.created_at),
+        "expires_at": _iso(n.expires_at) if n.expires_at else None,
+        "recipient_count": n.recipient_count, "counts": counts,
+    }
+
+
+def delivery_json(d: Delivery, user: User) -> dict[str, Any]:
+    """One recipient's delivery, with a timestamp per state reached."""
+    return {
+        "user": {"id": user.id, "email": user.email, "name": user.name,
+                 "role": user.role.value},
+        "state": d.state.value,
+        "delivered_at": _iso(d.delivered_at) if d.delivered_at else None,
+        "read_at": _iso(d.read_at) if d.read_at else None,
+        "acknowledged_at": _iso(d.acknowledged_at) if d.acknowledged_at else None,
+    }
+
+
+def inbox_json(n: Notification, d: Delivery, author: str | None) -> dict[str, Any]:
+    """One of the caller's announcements: the wire message plus its receipt state."""
+    return {**protocol.notification(n, author), "state": d.state.value}

@@ -1,0 +1,1 @@
+"""Realtime delivery: wire protocol, this process's hub, the broker between processes."""

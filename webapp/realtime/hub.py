@@ -1,0 +1,341 @@
+"""This process's WebSocket connections: who is connected, and getting frames to them.
+
+No Flask here. A connection is a simple-websocket `Server` plus what the hub needs:
+a bounded outbox and, only while a socket is backed up, a writer greenlet.
+
+Why not one greenlet and queue per socket on the common path: a greenlet switch per
+socket costs more than the write itself. Instead a broadcast encodes its frame once,
+writes it straight to each socket without blocking, and hands only what would block to
+that connection's outbox, drained by its own writer with a deadline. A reader that stops
+reading fills its (capped) kernel buffer, then its outbox, and is cut off; the others
+never wait for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+import gevent
+from wsproto.frame_protocol import FrameProtocol
+
+from . import protocol
+
+log = logging.getLogger(__name__)
+
+# Server frames are unmasked and we never negotiate compression, so one encoded frame
+# is valid on every socket.
+_framer = FrameProtocol(client=False, extensions=[])
+PING_FRAME = bytes(_framer.ping(b""))
+
+
+def text_frame(text: str) -> bytes:
+    """Encode one complete WebSocket text frame."""
+    return bytes(_framer.send_data(text, fin=True))
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """Encode a close frame (code + reason)."""
+    return bytes(_framer.close(code, reason))
+
+
+class Connection:
+    """One open socket of one user (a recipient's tab, or a dashboard watching topics)."""
+
+    def __init__(self, hub: Hub, ws, user_id: int, address: str, *, watch_only: bool = False):
+        self.hub = hub
+        self.ws = ws  # simple_websocket.Server; its own greenlet reads the socket
+        self.sock = ws.sock
+        self.fd = self.sock.fileno()
+        self.user_id = user_id
+        self.address = address
+        # A dashboard socket (htmx ws extension) only watches topics: it gets no
+        # notifications and does not count towards presence.
+        self.watch_only = watch_only
+        self.connected_at = time.time()
+        self.outbox: deque[bytes | memoryview] = deque()
+        self.outbox_bytes = 0
+        self.writer: gevent.Greenlet | None = None
+        self.closed = False
+        self.close_after_drain = False
+        self.sent_ids: set[int] = set()  # notification ids sent on this socket
+        self.held: list[tuple[int, bytes]] | None = None  # live frames held during replay
+        self.topics: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<Connection user={self.user_id} fd={self.fd} queued={self.outbox_bytes}>"
+
+    # Sending ---------------------------------------------------------------------------
+    def send_frame(self, frame: bytes) -> None:
+        """Write a frame now if the socket takes it, else queue it (bounded)."""
+        if self.closed:
+            return
+        if not self.outbox:
+            try:
+                written = os.write(self.fd, frame)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                self.abort("socket error")
+                return
+            if written == len(frame):
+                return
+            frame = memoryview(frame)[written:]
+        if self.outbox_bytes + len(frame) > self.hub.max_outbox_bytes:
+            self.abort("too slow: outbox full")
+            return
+        self.outbox.append(frame)
+        self.outbox_bytes += len(frame)
+        if self.writer is None:
+            self.writer = gevent.spawn(self._drain)
+
+    def send_message(self, message: dict) -> None:
+        """Encode and send one protocol message to this socket only."""
+        self.send_frame(text_frame(protocol.encode(message)))
+
+    def send_text(self, text: str) -> None:
+        """Send a raw text frame (the legacy "pong")."""
+        self.send_frame(text_frame(text))
+
+    def send_replayed(self, notification_id: int, frame: bytes) -> None:
+        """Send a notification from replay unless this socket already has it."""
+        if notification_id not in self.sent_ids:
+            self.sent_ids.add(notification_id)
+            self.send_frame(frame)
+
+    def deliver(self, notification_id: int, frame: bytes) -> None:
+        """Send a notification once per socket; held back while replay runs."""
+        if notification_id in self.sent_ids:
+            return
+        if self.held is not None:
+            self.held.append((notification_id, frame))
+            return
+        self.sent_ids.add(notification_id)
+        self.send_frame(frame)
+
+    def _drain(self) -> None:
+        """Writer: send what is queued, each chunk within the hub's send deadline."""
+        try:
+            while self.outbox and not self.closed:
+                chunk = self.outbox[0]
+                with gevent.Timeout(self.hub.send_timeout_s):
+                    self.sock.sendall(chunk)
+                self.outbox.popleft()
+                self.outbox_bytes -= len(chunk)
+            if self.close_after_drain and not self.closed:
+                self._shut("closed after drain")
+        except gevent.Timeout:
+            self.abort("too slow: send timed out")
+        except OSError:
+            self.abort("socket error")
+        finally:
+            self.writer = None
+
+    # Holding live messages while replaying ---------------------------------------------
+    def hold(self) -> None:
+        """Queue live notifications aside until release(), so replay stays in order."""
+        self.held = []
+
+    def release(self) -> None:
+        """Send what arrived during replay, oldest first, skipping what replay sent."""
+        held, self.held = self.held or [], None
+        for notification_id, frame in sorted(held, key=lambda item: item[0]):
+            self.deliver(notification_id, frame)
+
+    # Closing ---------------------------------------------------------------------------
+    def close(self, code: int, reason: str) -> None:
+        """Close politely: the close frame goes after anything still queued."""
+        if self.closed:
+            return
+        self.send_frame(close_frame(code, reason))
+        if self.closed:  # the close frame itself did not fit
+            return
+        if self.outbox:
+            self.close_after_drain = True
+        else:
+            self._shut(reason)
+
+    def abort(self, reason: str) -> None:
+        """Cut the connection off at once (no close handshake); the client will resume."""
+        if self.closed:
+            return
+        log.info("dropping connection of user %s: %s", self.user_id, reason)
+        self._shut(reason)
+
+    def _shut(self, reason: str) -> None:
+        self.closed = True
+        self.outbox.clear()
+        self.outbox_bytes = 0
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        # Wake the route's receive loop so it unregisters this connection.
+        self.ws.connected = False
+        self.ws.event.set()
+        self.hub.unregister(self)
+
+
+class Hub:
+    """This process's connections by user and by watched topic, and presence."""
+
+    def __init__(
+        self,
+        *,
+        max_outbox_bytes: int = 256 * 1024,
+        send_timeout_s: float = 5.0,
+        ping_interval_s: float = 25.0,
+        pong_timeout_s: float = 10.0,
+        yield_every: int = 1000,
+        on_presence: Callable[[int, bool], None] | None = None,
+    ):
+        self.max_outbox_bytes = max_outbox_bytes
+        self.send_timeout_s = send_timeout_s
+        self.ping_interval_s = ping_interval_s
+        self.pong_timeout_s = min(pong_timeout_s, ping_interval_s)
+        self.yield_every = yield_every
+        self.on_presence = on_presence
+        self.by_user: dict[int, set[Connection]] = {}
+        self.watchers: set[Connection] = set()  # watch-only sockets
+        self.by_address: dict[str, int] = {}
+        self.by_topic: dict[str, set[Connection]] = {}
+        self.count = 0
+        self.shutting_down = False
+        self._heartbeat: gevent.Greenlet | None = None
+
+    # Membership ------------------------------------------------------------------------
+    def register(self, conn: Connection) -> None:
+        """Add a connection; the first one of a user makes them online."""
+        self.by_address[conn.address] = self.by_address.get(conn.address, 0) + 1
+        self.count += 1
+        if self._heartbeat is None and self.ping_interval_s:
+            self._heartbeat = gevent.spawn(self._ping_forever)
+        if conn.watch_only:
+            self.watchers.add(conn)
+            return
+        conns = self.by_user.setdefault(conn.user_id, set())
+        first = not conns
+        conns.add(conn)
+        if first and self.on_presence:
+            self.on_presence(conn.user_id, True)
+
+    def unregister(self, conn: Connection) -> None:
+        """Remove a connection (idempotent); the last one of a user makes them offline."""
+        conns = self.watchers if conn.watch_only else self.by_user.get(conn.user_id)
+        if not conns or conn not in conns:
+            return
+        conns.discard(conn)
+        self.count -= 1
+        remaining = self.by_address.get(conn.address, 1) - 1
+        if remaining:
+            self.by_address[conn.address] = remaining
+        else:
+            self.by_address.pop(conn.address, None)
+        for topic in list(conn.topics):
+            self.unwatch(conn, topic)
+        if not conn.watch_only and not conns:
+            del self.by_user[conn.user_id]
+            if self.on_presence:
+                self.on_presence(conn.user_id, False)
+
+    def watch(self, conn: Connection, topic: str) -> None:
+        """Send this connection the updates published on `topic`."""
+        self.by_topic.setdefault(topic, set()).add(conn)
+        conn.topics.add(topic)
+
+    def unwatch(self, conn: Connection, topic: str) -> None:
+        watchers = self.by_topic.get(topic)
+        if watchers is not None:
+            watchers.discard(conn)
+            if not watchers:
+                del self.by_topic[topic]
+        conn.topics.discard(topic)
+
+    def connections_of(self, user_id: int) -> int:
+        return len(self.by_user.get(user_id, ()))
+
+    def connections_from(self, address: str) -> int:
+        return self.by_address.get(address, 0)
+
+    def presence(self) -> dict[int, list[float]]:
+        """Online users here: user id -> the connect times of their open sockets."""
+        return {uid: sorted(c.connected_at for c in conns)
+                for uid, conns in self.by_user.items()}
+
+    def watched_topics(self) -> list[str]:
+        return list(self.by_topic)
+
+    # Fan-out ---------------------------------------------------------------------------
+    def deliver(self, user_ids: Iterable[int], notification_id: int, message: dict) -> int:
+        """Send one notification to every local socket of these users; return how many."""
+        frame = text_frame(protocol.encode(message))  # encoded once for all sockets
+        sent = 0
+        for user_id in user_ids:
+            conns = self.by_user.get(user_id)
+            if not conns:
+                continue
+            for conn in tuple(conns):
+                conn.deliver(notification_id, frame)
+                sent += 1
+                if sent % self.yield_every == 0:
+                    gevent.idle()  # let pages and /healthz run during a big broadcast
+        return sent
+
+    def publish(self, topic: str, text: str) -> int:
+        """Send a text frame to every local watcher of `topic`; return how many."""
+        watchers = self.by_topic.get(topic)
+        if not watchers:
+            return 0
+        frame = text_frame(text)
+        for conn in tuple(watchers):
+            conn.send_frame(frame)
+        return len(watchers)
+
+    def close_user(self, user_id: int, code: int, reason: str) -> None:
+        """Close every local socket of a user (account disabled, token revoked)."""
+        for conn in [*self.by_user.get(user_id, ()),
+                     *(w for w in self.watchers if w.user_id == user_id)]:
+            conn.close(code, reason)
+
+    def close_all(self, code: int = protocol.CLOSE_GOING_AWAY,
+                  reason: str = "server restarting") -> int:
+        """Close every socket politely (shutdown); new ones are refused from now on."""
+        self.shutting_down = True
+        conns = self._all_connections()
+        for conn in conns:
+            conn.close(code, reason)
+        return len(conns)
+
+    # Keep-alive ------------------------------------------------------------------------
+    def _ping_forever(self) -> None:
+        """Each interval: ping every socket, then drop those silent past the timeout."""
+        while True:
+            gevent.sleep(max(self.ping_interval_s - self.pong_timeout_s, 0.01))
+            pinged = self.ping_all()
+            gevent.sleep(self.pong_timeout_s)
+            self.drop_silent(pinged)
+
+    def _all_connections(self) -> list[Connection]:
+        return [*(c for conns in self.by_user.values() for c in conns), *self.watchers]
+
+    def ping_all(self) -> list[Connection]:
+        """Send a ping frame to every socket; return them."""
+        conns = self._all_connections()
+        for n, conn in enumerate(conns, 1):
+            conn.ws.pong_received = False  # set again by simple-websocket on a pong
+            conn.send_frame(PING_FRAME)
+            if n % self.yield_every == 0:
+                gevent.idle()
+        return conns
+
+    def drop_silent(self, pinged: list[Connection]) -> int:
+        """Cut off pinged sockets that sent no pong; return how many."""
+        dropped = 0
+        for conn in pinged:
+            if not conn.closed and not conn.ws.pong_received:
+                conn.abort("no pong")
+                dropped += 1
+        return dropped

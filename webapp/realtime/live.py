@@ -1,0 +1,193 @@
+"""The realtime runtime of one process: hub + broker + receipt writer + status pusher.
+
+Views call it after they commit (`live().notification_sent(...)`); the broker brings
+every event back to every process's `handle()`, which drives the local hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import gevent
+from flask import Flask, current_app
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..db import session_scope, utcnow
+from ..models import DeliveryState, Installation, Notification
+from ..services import deliveries
+from . import protocol, topics
+from .broker import make_broker
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+MAX_PENDING_RECEIPTS = 200_000
+
+
+class ReceiptWriter:
+    """Collects receipts from every socket here and writes them in batches, so a burst
+    of thousands per second costs a few transactions, not thousands."""
+
+    def __init__(self, app: Flask, on_written: Callable[[set[int]], None]):
+        self.app = app
+        self.on_written = on_written
+        self.interval_s = app.config["RECEIPT_FLUSH_INTERVAL_MS"] / 1000
+        # (user, notification) -> the furthest state asked for, and when.
+        self.pending: dict[tuple[int, int], deliveries.Receipt] = {}
+        self.worker: gevent.Greenlet | None = None
+
+    def add(self, user_id: int, notification_id: int, state: str) -> None:
+        state = DeliveryState(state)
+        key = (user_id, notification_id)
+        known = self.pending.get(key)
+        if known is None or known.state.rank < state.rank:
+            if len(self.pending) >= MAX_PENDING_RECEIPTS and known is None:
+                log.error("receipt backlog full; dropping a receipt for %s", key)
+                return
+            self.pending[key] = deliveries.Receipt(user_id, notification_id, state,
+                                                   utcnow())
+        if self.worker is None or self.worker.dead:
+            self.worker = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        backoff = self.interval_s
+        while self.pending:
+            gevent.sleep(backoff)
+            backoff = self.interval_s if self.flush() else min(backoff * 2, 5.0)
+
+    def flush(self) -> bool:
+        """Write everything pending now; on failure keep it for the next try."""
+        if not self.pending:
+            return True
+        batch, self.pending = self.pending, {}
+        try:
+            with session_scope(self.app) as session:
+                touched = deliveries.record_receipts(session, batch.values())
+        except SQLAlchemyError:
+            log.exception("writing %d receipts failed; will retry", len(batch))
+            for key, receipt in batch.items():  # newer receipts that arrived meanwhile win
+                newer = self.pending.get(key)
+                if newer is None or newer.state.rank < receipt.state.rank:
+                    self.pending[key] = receipt
+            return False
+        self.on_written(touched)
+        return True
+
+
+class StatusPusher:
+    """Re-renders watched fragments (a notification's status, who is online) and pushes
+    them, at most once per interval per topic, whatever the rate of changes."""
+
+    def __init__(self, app: Flask, hub: Hub):
+        self.app = app
+        self.hub = hub
+        self.interval_s = app.config["STATUS_PUSH_INTERVAL_MS"] / 1000
+        self.dirty: set[str] = set()
+        self.worker: gevent.Greenlet | None = None
+
+    def mark(self, topic: str) -> None:
+        self.dirty.add(topic)
+        if self.worker is None or self.worker.dead:
+            self.worker = gevent.spawn(self._run)
+
+    def mark_online(self) -> None:
+        """Presence changed: every 'online' view is stale."""
+        for topic in self.hub.watched_topics():
+            if topic == topics.ONLINE or topic.startswith(topics.ONLINE + ":"):
+                self.mark(topic)
+
+    def _run(self) -> None:
+        while self.dirty:
+            gevent.sleep(self.interval_s)
+            due, self.dirty = self.dirty, set()
+            for topic in due:
+                if topic in self.hub.by_topic:
+                    self.push(topic)
+
+    def push(self, topic: str) -> None:
+        try:
+            with self.app.test_request_context(), session_scope(self.app) as session:
+                html = topics.render(session, topic, self.hub)
+        except Exception:
+            log.exception("rendering %s failed", topic)
+            return
+        if html is not None:
+            self.hub.publish(topic, html)
+
+
+class Live:
+    """One per app (per process): the seam between views, the broker and the hub."""
+
+    def __init__(self, app: Flask):
+        config = app.config
+        self.app = app
+        self.hub = Hub(
+            max_outbox_bytes=config["WS_MAX_OUTBOX_BYTES"],
+            send_timeout_s=config["WS_SEND_TIMEOUT_S"],
+            ping_interval_s=config["WS_PING_INTERVAL_S"],
+            pong_timeout_s=config["WS_PONG_TIMEOUT_S"],
+            on_presence=self._presence_changed,
+        )
+        self.broker = make_broker(config["BROKER_URL"])
+        self.receipts = ReceiptWriter(app, on_written=self.receipts_recorded)
+        self.status = StatusPusher(app, self.hub)
+        self._epoch: str | None = None
+        self.broker.start(self.handle)
+
+    # Called by views and services' callers, after commit -------------------------------
+    def notification_sent(self, notification: Notification, author_name: str | None,
+                          recipient_ids: list[int]) -> None:
+        self.broker.publish({
+            "type": "notification", "id": notification.id, "user_ids": recipient_ids,
+            "message": protocol.notification(notification, author_name),
+        })
+
+    def user_disabled(self, user_id: int) -> None:
+        self.broker.publish({"type": "close_user", "user_id": user_id,
+                             "reason": "account disabled"})
+
+    # Events from the broker ------------------------------------------------------------
+    def handle(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "notification":
+            self.hub.deliver(event["user_ids"], event["id"], event["message"])
+        elif kind == "receipts":
+            for notification_id in event["ids"]:
+                self.status.mark(topics.notification_topic(notification_id))
+        elif kind == "close_user":
+            self.hub.close_user(event["user_id"], protocol.CLOSE_POLICY, event["reason"])
+        else:
+            log.warning("unknown broker event %r", kind)
+
+    def receipts_recorded(self, notification_ids: set[int]) -> None:
+        """Receipts were committed: every process refreshes who watches these."""
+        self.broker.publish({"type": "receipts", "ids": sorted(notification_ids)})
+
+    def _presence_changed(self, _user_id: int, _online: bool) -> None:
+        self.status.mark_online()
+
+    # Process life ----------------------------------------------------------------------
+    def epoch(self) -> str:
+        """This database's epoch (read once): clients compare it to notice a reset."""
+        if self._epoch is None:
+            with session_scope(self.app) as session:
+                self._epoch = session.scalar(select(Installation.epoch).limit(1)) or "0"
+        return self._epoch
+
+    def shutdown(self) -> int:
+        """Close every socket with 1001 at once and write pending receipts."""
+        closed = self.hub.close_all(protocol.CLOSE_GOING_AWAY, "server restarting")
+        self.receipts.flush()
+        self.broker.stop()
+        return closed
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["schoolbell.live"] = Live(app)
+
+
+def live() -> Live:
+    """The current app's realtime runtime."""
+    return current_app.extensions["schoolbell.live"]
+

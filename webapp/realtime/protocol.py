@@ -1,0 +1,137 @@
+"""Every message on /ws, in one place: parsing and validating what clients send, and
+building what the server sends. Server messages are encoded once per broadcast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+MAX_MESSAGE_BYTES = 64 * 1024  # larger frames close the socket with 1009
+LEGACY_PING = "ping"  # the old design's plain-text keep-alive, answered with "pong"
+LEGACY_PONG = "pong"
+ACK_STATES = ("delivered", "read", "acknowledged")
+
+# Close codes (RFC 6455 and the registered 4xxx range for the app).
+CLOSE_GOING_AWAY = 1001  # server shutting down: reconnect (with jitter)
+CLOSE_POLICY = 1008  # auth missing or refused, flood, account disabled: do not retry blindly
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013  # too slow a reader, or too many sockets: reconnect later
+
+
+class ProtocolError(ValueError):
+    """A client message was refused; `code` is stable, `message` says why."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Auth:
+    token: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    last_id: int | None
+
+
+@dataclass(frozen=True)
+class Ack:
+    id: int
+    state: str
+
+
+@dataclass(frozen=True)
+class Ping:
+    legacy: bool = False  # True for the plain-text "ping"
+
+
+ClientMessage = Auth | Resume | Ack | Ping
+
+
+def _int_field(payload: dict, name: str, *, optional: bool = False) -> int | None:
+    value = payload.get(name)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProtocolError("invalid_message", f"'{name}' must be a non-negative integer")
+    return value
+
+
+def parse_client(raw: str | bytes) -> ClientMessage:
+    """Turn one frame from a client into a message, or raise ProtocolError."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError("invalid_json", "messages are UTF-8 JSON text") from None
+    if raw.strip() == LEGACY_PING:
+        return Ping(legacy=True)
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise ProtocolError("invalid_json", "messages are JSON objects") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        raise ProtocolError("invalid_message", "a message is an object with a 'type'")
+    kind = payload["type"]
+    if kind == "ping":
+        return Ping()
+    if kind == "auth":
+        token = payload.get("token")
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise ProtocolError("invalid_message", "'token' must be a non-empty string")
+        return Auth(token)
+    if kind == "resume":
+        return Resume(_int_field(payload, "last_id", optional=True))
+    if kind == "ack":
+        state = payload.get("state")
+        if state not in ACK_STATES:
+            raise ProtocolError("invalid_message", f"'state' must be one of {ACK_STATES}")
+        return Ack(_int_field(payload, "id"), state)
+    raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
+
+
+def encode(message: dict) -> str:
+    """Compact JSON, the one encoding used on the wire."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def hello(user_id: int, name: str, server_time: datetime, epoch: str) -> dict:
+    return {"type": "hello", "user": {"id": user_id, "name": name},
+            "server_time": _iso(server_time), "epoch": epoch}
+
+
+def notification(n, author_name: str | None) -> dict:
+    """The `notification` message for a Notification row (or anything shaped like one)."""
+    return {
+        "type": "notification",
+        "id": n.id,
+        "title": n.title,
+        "body_html": n.body_html,
+        "priority": str(n.priority),
+        "require_ack": bool(n.require_ack),
+        "created_at": _iso(n.created_at),
+        "expires_at": _iso(n.expires_at),
+        "link": n.link,
+        "author": author_name,
+    }
+
+
+def retract(notification_id: int) -> dict:
+    return {"type": "retract", "id": notification_id}
+
+
+def pong() -> dict:
+    return {"type": "pong"}
+
+
+def error(code: str, message: str) -> dict:
+    return {"type": "error", "code": code, "message": message}

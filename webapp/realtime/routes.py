@@ -1,0 +1,241 @@
+"""The /ws route: authenticate -> register -> hello -> replay -> receive loop ->
+`finally` unregister.
+
+Checks that must refuse before the 101 response (Origin, capacity) run in
+`before_request`: flask-sock completes the handshake before the view runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from dataclasses import dataclass
+
+from flask import Blueprint, current_app, g, request
+from flask_login import current_user
+from limits import parse as parse_rate
+from limits import storage, strategies
+
+from .. import tokens
+from ..db import release_session, session_scope, utcnow
+from ..errors import DomainError, error_response
+from ..extensions import client_address, csrf, limiter, sock
+from ..models import User
+from ..services import deliveries
+from . import protocol, topics
+from .hub import Connection, text_frame
+from .live import live
+
+log = logging.getLogger(__name__)
+bp = Blueprint("realtime", __name__)
+# Per-socket message budget (flood control): counters live in this process only, as
+# sockets do.
+_message_limiter = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
+FLOOD_CLOSE_AFTER = 100  # refused messages before the socket is closed
+
+
+@dataclass(frozen=True)
+class SocketUser:
+    """What the socket needs of its user, read once (no ORM object held open)."""
+
+    id: int
+    name: str
+    is_staff: bool
+
+    @classmethod
+    def of(cls, user: User) -> SocketUser:
+        return cls(user.id, user.name, user.role.is_staff)
+
+
+def origin_allowed(origin: str) -> bool:
+    """Same origin as the app, or listed in SCHOOLBELL_ALLOWED_ORIGINS."""
+    origin = origin.strip().rstrip("/").lower()
+    own = request.host_url.rstrip("/").lower()
+    return origin == own or origin in current_app.config["ALLOWED_ORIGINS"]
+
+
+def user_from_token(token: str) -> SocketUser:
+    """Verify a client JWT and load its (active) user, or raise InvalidToken."""
+    config = current_app.config
+    user_id = tokens.verify_client_token(token, secret=config["JWT_SECRET"],
+                                         issuer=config["JWT_ISSUER"],
+                                         audience=config["JWT_AUDIENCE"])
+    with session_scope() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise tokens.InvalidToken("unknown user")
+        if not user.active:
+            raise tokens.InvalidToken("account disabled")
+        return SocketUser.of(user)
+
+
+@bp.before_request
+def gate():
+    """Refuse before the handshake what must never get a socket; identify the user."""
+    hub, config = live().hub, current_app.config
+    origin = request.headers.get("Origin")
+    if origin and not origin_allowed(origin):
+        log.warning("refused /ws from foreign origin %s", origin)
+        return error_response(403, "origin_forbidden", "This origin may not open a socket.")
+    if hub.shutting_down:
+        return _refuse(503, "shutting_down", "The server is restarting; retry shortly.")
+    if hub.count >= config["WS_MAX_CONNECTIONS"]:
+        return _refuse(503, "too_many_connections", "The server is full; retry shortly.")
+    if hub.connections_from(client_address()) >= config["WS_MAX_PER_ADDRESS"]:
+        return _refuse(429, "too_many_connections", "Too many sockets from this address.")
+    # Compression is not negotiated: one encoded frame serves every socket, and no zlib
+    # context (~93 KB) is kept per connection. simple-websocket accepts it if offered.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    g.ws_user, g.ws_refusal = None, None
+    token = request.args.get("token")  # the old design's way; discouraged, never logged
+    if token:
+        try:
+            g.ws_user = user_from_token(token)
+        except tokens.InvalidToken as exc:
+            g.ws_refusal = str(exc)
+    elif current_user.is_authenticated:
+        g.ws_user = SocketUser.of(current_user)
+    if g.ws_user and hub.connections_of(g.ws_user.id) >= config["WS_MAX_PER_USER"]:
+        return _refuse(429, "too_many_connections", "Too many open tabs for this user.")
+    release_session()  # the socket must not hold a database connection
+    return None
+
+
+def _refuse(status: int, code: str, message: str):
+    response, status = error_response(status, code, message)
+    response.headers["Retry-After"] = "5"
+    return response, status
+
+
+@sock.route("/ws", bp=bp)
+def socket_route(ws):
+    """One socket: a recipient's tab, or (with ?watch=) a dashboard's live fragments."""
+    if g.ws_refusal:
+        ws.close(protocol.CLOSE_POLICY, g.ws_refusal)
+        return
+    user = g.ws_user or await_auth(ws)
+    if user is None:
+        return
+    watch = request.args.get("watch")
+    conn = Connection(live().hub, ws, user.id, client_address(), watch_only=bool(watch))
+    _cap_send_buffer(ws.sock)
+    live().hub.register(conn)
+    try:
+        if watch:
+            start_watching(conn, user, watch)
+        else:
+            conn.send_message(protocol.hello(user.id, user.name, utcnow(), live().epoch()))
+        receive_loop(conn, user)
+    finally:
+        live().hub.unregister(conn)
+
+
+def _cap_send_buffer(sock: socket.socket) -> None:
+    """A small kernel buffer makes a stalled reader visible after KBs, not MBs."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                        current_app.config["WS_SEND_BUFFER_BYTES"])
+
+
+def await_auth(ws) -> SocketUser | None:
+    """Without cookie or ?token, the first message must be {"type":"auth"} in time."""
+    raw = ws.receive(timeout=current_app.config["WS_AUTH_TIMEOUT_S"])
+    if raw is None:
+        ws.close(protocol.CLOSE_POLICY, "authentication timeout")
+        return None
+    try:
+        message = protocol.parse_client(raw)
+        if not isinstance(message, protocol.Auth):
+            raise protocol.ProtocolError("auth_required", "authentication required")
+        return user_from_token(message.token)
+    except (protocol.ProtocolError, tokens.InvalidToken) as exc:
+        ws.close(protocol.CLOSE_POLICY, str(exc)[:120])
+        return None
+
+
+def start_watching(conn: Connection, user: SocketUser, spec: str) -> None:
+    """Subscribe a staff socket to its topics and send each one's current fragment."""
+    try:
+        with session_scope() as session:
+            account = session.get(User, user.id)
+            names = [topics.authorize(session, account, name) for name in topics.parse(spec)]
+            first = [topics.render(session, name, live().hub) for name in names]
+    except DomainError as exc:
+        conn.close(protocol.CLOSE_POLICY, exc.message[:120])
+        return
+    for name, html in zip(names, first, strict=True):
+        live().hub.watch(conn, name)
+        if html:
+            conn.send_text(html)
+
+
+def receive_loop(conn: Connection, user: SocketUser) -> None:
+    """Answer pings, replay on resume, queue receipts; refuse garbage and floods."""
+    ws, rate = conn.ws, parse_rate(current_app.config["WS_MESSAGE_RATE"])
+    replayed, refused = conn.watch_only, 0
+    while not conn.closed:
+        # A client that does not say `resume` within a second still gets what is pending.
+        raw = ws.receive(timeout=None if replayed else 1.0)
+        if raw is None:
+            if not replayed:
+                replay(conn, None)
+                replayed = True
+            continue
+        if not _message_limiter.hit(rate, "ws", str(id(conn))):
+            refused += 1
+            if refused >= FLOOD_CLOSE_AFTER:
+                conn.close(protocol.CLOSE_POLICY, "message flood")
+            elif refused == 1 or refused % 10 == 0:
+                conn.send_message(protocol.error("rate_limited", "too many messages"))
+            continue
+        try:
+            message = protocol.parse_client(raw)
+        except protocol.ProtocolError as exc:
+            conn.send_message(protocol.error(exc.code, exc.message))
+            continue
+        if isinstance(message, protocol.Ping):
+            if message.legacy:
+                conn.send_text(protocol.LEGACY_PONG)
+            else:
+                conn.send_message(protocol.pong())
+        elif isinstance(message, protocol.Resume):
+            replay(conn, message.last_id)
+            replayed = True
+        elif isinstance(message, protocol.Ack):
+            accept_receipt(conn, message)
+        else:
+            conn.send_message(protocol.error("already_authenticated",
+                                             "this socket is already authenticated"))
+
+
+def replay(conn: Connection, last_id: int | None) -> None:
+    """Send from the database what this user is missing, oldest first. The socket is
+    registered already, so anything sent meanwhile is held back and follows in order."""
+    conn.hold()
+    try:
+        with session_scope() as session:
+            rows = deliveries.replay_for(session, conn.user_id, last_id)
+            frames = [(n.id, text_frame(protocol.encode(protocol.notification(n, author))))
+                      for n, author in rows]
+        for notification_id, frame in frames:
+            conn.send_replayed(notification_id, frame)
+    finally:
+        conn.release()
+
+
+def accept_receipt(conn: Connection, ack: protocol.Ack) -> None:
+    """Queue a receipt for the batch writer; refuse ids this user never received."""
+    if ack.id not in conn.sent_ids:
+        with session_scope() as session:
+            known = deliveries.is_recipient(session, conn.user_id, ack.id)
+        if not known:
+            conn.send_message(protocol.error("unknown_notification",
+                                             f"notification {ack.id} was not sent to you"))
+            return
+    live().receipts.add(conn.user_id, ack.id, ack.state)
+
+
+# The socket route has no form to protect and is never rate limited per request.
+csrf.exempt(bp)
+limiter.exempt(bp)

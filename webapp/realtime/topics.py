@@ -1,0 +1,76 @@
+"""What a dashboard socket may watch (`/ws?watch=...`), and the fragment each topic
+pushes. Fragments are the same partials the pages include, swapped by element id.
+"""
+
+from __future__ import annotations
+
+from flask import render_template
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import Forbidden, ValidationFailed
+from ..models import Role, User
+from ..services import audience, deliveries
+
+ONLINE = "online"
+NOTIFICATION = "notification"
+MAX_TOPICS = 10
+
+
+def notification_topic(notification_id: int) -> str:
+    return f"{NOTIFICATION}:{notification_id}"
+
+
+def parse(spec: str) -> list[str]:
+    """'online,notification:5' -> ['online', 'notification:5'] (validated shapes)."""
+    names = [part.strip() for part in (spec or "").split(",") if part.strip()]
+    if len(names) > MAX_TOPICS:
+        raise ValidationFailed(f"At most {MAX_TOPICS} topics per socket.", code="bad_watch")
+    for name in names:
+        kind, _, arg = name.partition(":")
+        if not ((kind == ONLINE and not arg) or (kind == NOTIFICATION and arg.isdigit())):
+            raise ValidationFailed(f"Unknown topic {name!r}.", code="bad_watch")
+    return names
+
+
+def authorize(session: Session, user: User, name: str) -> str:
+    """The topic this user gets for `name` (teachers get their own 'online' view), or
+    Forbidden / NotFound."""
+    if not user.role.is_staff:
+        raise Forbidden("Only staff can watch live status.", code="watch_forbidden")
+    kind, _, arg = name.partition(":")
+    if kind == ONLINE:
+        return ONLINE if user.role is Role.ADMIN else f"{ONLINE}:{user.id}"
+    deliveries.viewable(session, user, int(arg))
+    return notification_topic(int(arg))
+
+
+def render(session: Session, topic: str, hub) -> str | None:
+    """The current HTML fragment for a topic."""
+    kind, _, arg = topic.partition(":")
+    if kind == NOTIFICATION:
+        return render_delivery_status(session, int(arg))
+    if kind == ONLINE:
+        return render_online(session, hub.presence(), int(arg) if arg else None)
+    return None
+
+
+def render_delivery_status(session: Session, notification_id: int) -> str:
+    from ..services import notifications
+
+    notification = notifications.get(session, notification_id)
+    return render_template("dashboard/_delivery_status.html", notification=notification,
+                           counts=deliveries.counts(session, notification_id))
+
+
+def render_online(session: Session, presence: dict[int, list[float]],
+                  teacher_id: int | None) -> str:
+    """Who is online (for a teacher: within their classes), with open tabs and since."""
+    user_ids = set(presence)
+    if teacher_id is not None:
+        teacher = session.get(User, teacher_id)
+        reach = audience.reach_of(session, teacher) if teacher else set()
+        user_ids &= (reach or set()) | {teacher_id}
+    people = session.scalars(select(User).where(User.id.in_(user_ids)).order_by(User.name))
+    online = [(user, len(presence[user.id]), min(presence[user.id])) for user in people]
+    return render_template("dashboard/_online.html", online=online)

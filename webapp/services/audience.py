@@ -1,0 +1,183 @@
+"""Audiences: a target expression (users, classes with audiences, roles, everyone) ->
+the frozen set of recipient ids, with the permission rules of who may reach whom.
+
+Admins may reach anyone. Teachers may reach the students, guardians and teachers of
+their own classes, and individual people among them. Students and guardians never send.
+Deactivated users receive nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import Forbidden, NotFound, ValidationFailed
+from ..models import (
+    Guardianship,
+    MemberRole,
+    Membership,
+    Role,
+    SchoolClass,
+    Target,
+    TargetKind,
+    User,
+)
+from . import classes as classes_service
+
+CLASS_AUDIENCES = ("students", "guardians", "teachers")
+
+
+@dataclass(frozen=True)
+class ClassTarget:
+    """Some members of one class, e.g. ('7b', {'students', 'guardians'})."""
+
+    name: str
+    audience: frozenset[str]
+
+
+@dataclass(frozen=True)
+class AudienceSpec:
+    """What the author chose; resolved into recipients at send time."""
+
+    users: tuple[str, ...] = ()  # email addresses
+    classes: tuple[ClassTarget, ...] = ()
+    roles: tuple[Role, ...] = ()
+    everyone: bool = False
+
+    def is_empty(self) -> bool:
+        return not (self.users or self.classes or self.roles or self.everyone)
+
+
+@dataclass
+class Resolved:
+    """The frozen audience: recipient ids, what each target added, and Target rows."""
+
+    user_ids: set[int] = field(default_factory=set)
+    breakdown: list[tuple[str, int]] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.user_ids)
+
+
+def parse_class_target(name: str, audience) -> ClassTarget:
+    """Validate a class target's audience list (default: students)."""
+    if audience is None:
+        audience = ["students"]
+    if not isinstance(audience, list | tuple | set | frozenset) or not audience:
+        raise ValidationFailed(f"Class {name!r}: audience must be a non-empty list of "
+                               f"{', '.join(CLASS_AUDIENCES)}.", code="invalid_audience")
+    unknown = set(audience) - set(CLASS_AUDIENCES)
+    if unknown:
+        raise ValidationFailed(f"Class {name!r}: unknown audience {sorted(unknown)}; use "
+                               f"{', '.join(CLASS_AUDIENCES)}.", code="invalid_audience")
+    return ClassTarget(name=name, audience=frozenset(audience))
+
+
+def require_sender(actor: User) -> None:
+    """Only staff send announcements."""
+    if actor is None or not actor.role.is_staff:
+        raise Forbidden("Only school staff can send announcements.", code="not_a_sender")
+
+
+def taught_class_ids(session: Session, teacher_id: int) -> set[int]:
+    """The classes a teacher teaches."""
+    return set(session.scalars(select(Membership.class_id).where(
+        Membership.user_id == teacher_id, Membership.role == MemberRole.TEACHER)))
+
+
+def class_member_ids(session: Session, class_ids: set[int], audience: frozenset[str]
+                     ) -> set[int]:
+    """Active students / guardians / teachers of these classes."""
+    if not class_ids:
+        return set()
+    ids: set[int] = set()
+    for member_role, wanted in ((MemberRole.STUDENT, "students"),
+                                (MemberRole.TEACHER, "teachers")):
+        if wanted in audience:
+            ids |= set(session.scalars(
+                select(Membership.user_id).join(User, User.id == Membership.user_id)
+                .where(Membership.class_id.in_(class_ids), Membership.role == member_role,
+                       User.active.is_(True))))
+    if "guardians" in audience:
+        students = select(Membership.user_id).where(
+            Membership.class_id.in_(class_ids), Membership.role == MemberRole.STUDENT)
+        ids |= set(session.scalars(
+            select(Guardianship.guardian_id).join(User, User.id == Guardianship.guardian_id)
+            .where(Guardianship.student_id.in_(students), User.active.is_(True))))
+    return ids
+
+
+def reach_of(session: Session, actor: User) -> set[int] | None:
+    """Who a sender may reach one by one: None for admins (anyone), else their classes'
+    students, guardians and teachers."""
+    if actor.role is Role.ADMIN:
+        return None
+    return class_member_ids(session, taught_class_ids(session, actor.id),
+                            frozenset(CLASS_AUDIENCES))
+
+
+def resolve(session: Session, actor: User, spec: AudienceSpec) -> Resolved:
+    """Check the author may reach every target, then freeze the recipients."""
+    require_sender(actor)
+    if spec.is_empty():
+        raise ValidationFailed("Choose at least one recipient.", code="empty_audience")
+    is_admin = actor.role is Role.ADMIN
+    if (spec.everyone or spec.roles) and not is_admin:
+        raise Forbidden("Only administrators can send to whole roles or the whole school.",
+                        code="audience_forbidden")
+    resolved = Resolved()
+    if spec.everyone:
+        _add(resolved, "everyone", set(session.scalars(
+            select(User.id).where(User.active.is_(True)))))
+        resolved.targets.append(Target(kind=TargetKind.EVERYONE))
+    for role in spec.roles:
+        _add(resolved, f"all {role.value}s", set(session.scalars(
+            select(User.id).where(User.role == role, User.active.is_(True)))))
+        resolved.targets.append(Target(kind=TargetKind.ROLE, role=role))
+    taught = None if is_admin else taught_class_ids(session, actor.id)
+    for target in spec.classes:
+        school_class = classes_service.get_by_name(session, target.name)
+        if taught is not None and school_class.id not in taught:
+            raise Forbidden(f"You can only send to your own classes, not {school_class.name}.",
+                            code="audience_forbidden")
+        _add_class(session, resolved, school_class, target.audience)
+    if spec.users:
+        _add_users(session, resolved, actor, spec.users)
+    return resolved
+
+
+def _add(resolved: Resolved, label: str, ids: set[int]) -> None:
+    resolved.user_ids |= ids
+    resolved.breakdown.append((label, len(ids)))
+
+
+def _add_class(session: Session, resolved: Resolved, school_class: SchoolClass,
+               audience: frozenset[str]) -> None:
+    for part in CLASS_AUDIENCES:  # fixed order, so breakdowns read the same every time
+        if part in audience:
+            ids = class_member_ids(session, {school_class.id}, frozenset([part]))
+            _add(resolved, f"{part} in {school_class.name}", ids)
+    resolved.targets.append(Target(kind=TargetKind.CLASS, class_id=school_class.id,
+                                   audience=[p for p in CLASS_AUDIENCES if p in audience]))
+
+
+def _add_users(session: Session, resolved: Resolved, actor: User, emails: tuple[str, ...]
+               ) -> None:
+    wanted = {e.strip().lower() for e in emails}
+    found = {u.email: u for u in session.scalars(select(User).where(User.email.in_(wanted)))}
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise NotFound(f"No user with email {', '.join(missing)}.", code="user_not_found")
+    reach = reach_of(session, actor)
+    outside = sorted(email for email, user in found.items()
+                     if reach is not None and user.id not in reach and user.id != actor.id)
+    if outside:
+        raise Forbidden(f"You can only send to people in your classes, not "
+                        f"{', '.join(outside)}.", code="audience_forbidden")
+    ids = {u.id for u in found.values() if u.active}
+    _add(resolved, "people chosen one by one", ids)
+    resolved.targets.extend(Target(kind=TargetKind.USER, user_id=u.id) for u in found.values())

@@ -173,8 +173,34 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 
 
 @pytest.fixture(scope="session")
+def base_url() -> None:
+    """Replaces pytest-playwright's own (pytest 9 warns about it); pages use server.url."""
+    return None
+
+
+@pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: run `make test` (it installs "
                     "Debian's chromium) or set CHROMIUM_PATH.")
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture
+def live_school(app, database_url, live_server_factory):
+    """A small school behind a real gunicorn + gevent server (see tests/school.py)."""
+    from .school import LiveSchool, build_school
+
+    school = build_school(app)
+    live = LiveSchool(school, live_server_factory(database_url))
+    yield live
+    live.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_websockets():
+    """No WebSocket client outlives the test that opened it."""
+    yield
+    from .wsclient import close_all
+
+    close_all()

@@ -51,7 +51,8 @@ class LiveServer:
         self.stop()
         raise RuntimeError(f"gunicorn did not come up; see {self.log_path}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGQUIT) -> None:
+        """Stop the server (SIGQUIT: quick; tests of graceful shutdown send SIGTERM)."""
         if self.proc is None:
             return
         if self.proc.poll() is None:

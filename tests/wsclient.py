@@ -8,6 +8,14 @@ import time
 
 import websocket
 
+OPEN: list[WSClient] = []  # closed after each test by the conftest fixture
+
+
+def close_all() -> None:
+    """Close every client a test opened (so no socket outlives its test)."""
+    while OPEN:
+        OPEN.pop().close()
+
 
 class WSClient:
     """One tab: connects to /ws, collects messages, answers nothing by itself."""
@@ -32,6 +40,7 @@ class WSClient:
         self.ws = websocket.create_connection(
             self.url, timeout=timeout, header=self.headers, origin=self.origin,
             suppress_origin=self.origin is None, enable_multithread=True)
+        OPEN.append(self)
         return self
 
     def send_json(self, message: dict) -> None:
@@ -95,3 +104,4 @@ class WSClient:
         if self.ws is not None:
             with contextlib.suppress(Exception):
                 self.ws.close(timeout=1)
+            self.ws.shutdown()  # close() leaves the socket open when the peer is gone

@@ -56,6 +56,7 @@ class Defaults:
     WS_AUTH_TIMEOUT_S = 10
     WS_SEND_TIMEOUT_S = 5
     WS_MAX_OUTBOX_BYTES = 256 * 1024
+    WS_MAX_MESSAGE_BYTES = 64 * 1024  # larger client frames close the socket with 1009
     WS_SEND_BUFFER_BYTES = 64 * 1024  # kernel send buffer per socket: notice stalls early
     WS_MESSAGE_RATE = "30/second"  # client messages per socket before they are refused
     RECEIPT_FLUSH_INTERVAL_MS = 100
@@ -139,6 +140,9 @@ def finalise(config: dict, instance_path: Path) -> None:
         raise ConfigError(f"{ENV_PREFIX}SECRET_KEY and {ENV_PREFIX}JWT_SECRET must differ.")
     config["ALLOWED_ORIGINS"] = _origins(config.get("ALLOWED_ORIGINS", ""))
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"]
+    # simple-websocket closes frames over this size with 1009; pings are the hub's job.
+    config["SOCK_SERVER_OPTIONS"] = {"max_message_size": config["WS_MAX_MESSAGE_BYTES"],
+                                     "ping_interval": None}
     config["RATELIMIT_STORAGE_URI"] = config["RATELIMIT_STORAGE_URL"]
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"

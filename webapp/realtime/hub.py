@@ -164,7 +164,7 @@ class Connection:
         """Cut the connection off at once (no close handshake); the client will resume."""
         if self.closed:
             return
-        log.info("dropping connection of user %s: %s", self.user_id, reason)
+        log.warning("dropping connection of user %s: %s", self.user_id, reason)
         self._shut(reason)
 
     def _shut(self, reason: str) -> None:

@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-MAX_MESSAGE_BYTES = 64 * 1024  # larger frames close the socket with 1009
 LEGACY_PING = "ping"  # the old design's plain-text keep-alive, answered with "pong"
 LEGACY_PONG = "pong"
 ACK_STATES = ("delivered", "read", "acknowledged")

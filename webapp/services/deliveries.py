@@ -107,7 +107,8 @@ def _forward_update(state: DeliveryState):
     return (update(_deliveries)
             .where(_deliveries.c.notification_id == bindparam("n"),
                    _deliveries.c.user_id == bindparam("u"),
-                   _deliveries.c.state.in_(earlier))
+                   # Not IN (...): expanding parameters cannot be used with executemany.
+                   or_(*(_deliveries.c.state == s for s in earlier)))
             .values(**values))
 
 

@@ -114,8 +114,13 @@ def search(
     """Users whose name or email contains `query`, by name; and how many match in all."""
     stmt = select(User)
     if query.strip():
-        like = f"%{query.strip().lower()}%"
-        stmt = stmt.where(or_(func.lower(User.name).like(like), User.email.like(like)))
+        # % and _ typed by the user are matched literally, not as wildcards.
+        term = query.strip().lower()
+        for char in ("\\", "%", "_"):
+            term = term.replace(char, "\\" + char)
+        like = f"%{term}%"
+        stmt = stmt.where(or_(func.lower(User.name).like(like, escape="\\"),
+                              User.email.like(like, escape="\\")))
     if role is not None:
         stmt = stmt.where(User.role == role)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0

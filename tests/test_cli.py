@@ -156,12 +156,23 @@ def test_seed_demo_refuses_a_database_with_users(app, cli, make_user):
     assert count(app, User) == 1 and count(app, SchoolClass) == 0
 
 
+def test_seed_demo_if_empty_leaves_a_real_school_alone(app, cli, make_user):
+    make_user("admin", email="head@real-school.test")
+    result = cli("seed-demo", "--if-empty")
+    assert result.exit_code == 0
+    assert "demo school was not loaded" in result.stdout
+    assert "demo-pass" not in result.stdout
+    assert count(app, User) == 1
+
+
 def test_seed_demo_if_empty_twice_loads_once(app, cli):
     assert cli("seed-demo", "--if-empty").exit_code == 0
     loaded = count(app, User)
     second = cli("seed-demo", "--if-empty")
     assert second.exit_code == 0
-    assert second.stdout == "Database already has users; demo data not loaded.\n"
+    # `make run` runs this every time: it still shows how to sign in.
+    assert second.stdout.startswith("The demo school is already loaded.\n")
+    assert "admin@school.test" in second.stdout and "admin-demo-pass" in second.stdout
     assert count(app, User) == loaded
     assert count(app, AuditEvent, AuditEvent.action == "demo.seeded") == 1
 

@@ -15,7 +15,7 @@ import websocket
 
 from webapp.db import utcnow
 
-from .conftest import TEST_SECRETS
+from .conftest import PASSWORD, TEST_SECRETS
 from .school import Api, LiveSchool
 from .wsclient import WSClient
 
@@ -473,3 +473,24 @@ def test_presence_is_pushed_as_people_come_and_go(live_school: LiveSchool):
     assert 'data-online-count="1"' in update and "S7B_2" in update
     tab.close()
     assert 'data-online-count="0"' in dashboard.recv(timeout=3)
+
+
+def test_deactivating_a_user_closes_their_open_tabs(live_school: LiveSchool):
+    from .helpers import csrf_token_from
+    from .test_server import Browserish
+
+    tabs = [live_school.tab("s7b_2"), live_school.tab("s7b_2")]
+    bystander = live_school.tab("s7b_3")
+    admin = Browserish(live_school.server.url)
+    _, _, page = admin.request("/signin")
+    admin.request("/signin", {"csrf_token": csrf_token_from(page),
+                              "email": live_school.school.emails["admin"],
+                              "password": PASSWORD})
+    user_id = live_school.school.ids["s7b_2"]
+    _, _, page = admin.request(f"/roster/users/{user_id}/edit")
+    status, _, _ = admin.request(f"/roster/users/{user_id}/deactivate",
+                                 {"csrf_token": csrf_token_from(page)})
+    assert status == 302
+    assert [tab.close_status()[0] for tab in tabs] == [1008, 1008]
+    bystander.send_json({"type": "ping"})
+    assert bystander.expect("pong")

@@ -69,7 +69,11 @@ def seed_demo(if_empty: bool) -> None:
 
     session = get_session()
     if if_empty and not demo.is_empty(session):
-        click.echo("Database already has users; demo data not loaded.")
+        summary = demo.loaded_summary(session)
+        if summary is None:
+            click.echo("The database already has users; the demo school was not loaded.")
+        else:
+            click.echo("The demo school is already loaded.\n" + summary.describe())
         return
     try:
         summary = demo.seed(session)

@@ -146,6 +146,12 @@ def _add_guardians(school: Plan, students: list[tuple[str, str]], rng: random.Ra
             school.guardianships.append((guardian, student))
 
 
+def loaded_summary(session: Session) -> DemoSummary | None:
+    """The demo's sign-ins, if this database holds the demo school (its admin exists)."""
+    admin = session.scalar(select(User.id).where(User.email == ADMIN[1]))
+    return _summary(plan(random.Random(SEED))) if admin is not None else None
+
+
 def seed(session: Session) -> DemoSummary:
     """Load the demo school into an empty database, in one transaction."""
     if not is_empty(session):

@@ -58,7 +58,7 @@ class Defaults:
     WS_MAX_OUTBOX_BYTES = 256 * 1024
     WS_MAX_MESSAGE_BYTES = 64 * 1024  # larger client frames close the socket with 1009
     WS_SEND_BUFFER_BYTES = 64 * 1024  # kernel send buffer per socket: notice stalls early
-    WS_MESSAGE_RATE = "30/second"  # client messages per socket before they are refused
+    WS_MESSAGES_PER_SECOND = 30  # client messages per socket before they are refused
     RECEIPT_FLUSH_INTERVAL_MS = 100
     STATUS_PUSH_INTERVAL_MS = 500  # live dashboard fragments: at most twice a second
     # Load htmx from a CDN (same pinned version, with SRI) instead of static/vendor.

@@ -204,3 +204,12 @@ def _close_websockets():
     from .wsclient import close_all
 
     close_all()
+
+
+@pytest.fixture
+def console_errors(page) -> list[str]:
+    """Errors the page logs (a CSP violation shows up here) and uncaught exceptions; each
+    browser test expects none (see tests/browser.py)."""
+    from .browser import watch_console
+
+    return watch_console(page)

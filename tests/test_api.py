@@ -450,3 +450,18 @@ def test_writes_are_audited_with_actor_and_address(app, client, token, owner, cl
     assert events["user.created"].subject == "user:ann.lee@school.test"
     assert events["user.created"].detail["classes"] == ["7b"]
     assert events["class.created"].subject == "class:8c"
+
+
+@pytest.mark.parametrize("path", ["/notifications/99999999999", "/notifications/0",
+                                  "/notifications/99999999999/deliveries"])
+def test_ids_that_cannot_exist_are_404(api, path):
+    response = api.get(path)
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+@pytest.mark.parametrize("since", ["99999999999", "-1", "abc"])
+def test_inbox_since_must_be_an_id(api, since):
+    response = api.get(f"/me/notifications?since={since}")
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "validation_failed"

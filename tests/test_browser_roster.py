@@ -7,27 +7,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import PASSWORD
+from .browser import sign_in
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def console_errors(page: Page) -> list[str]:
-    """Errors the page logs (a CSP violation shows up here); each test expects none."""
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text)
-            if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
-
-
-def sign_in(page: Page, url: str, email: str) -> None:
-    page.goto(url + "/signin")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(menu(page, "Classes")).to_be_visible()
 
 
 def menu(page: Page, name: str):
@@ -43,6 +25,7 @@ def test_admin_creates_a_class_and_adds_a_student(page: Page, live_server_factor
     make_user("student", email="sam@school.test", name="Sam Student")
     server = live_server_factory(database_url)
     sign_in(page, server.url, "ada@school.test")
+    expect(menu(page, "Classes")).to_be_visible()
 
     menu(page, "Classes").click()
     page.get_by_label("Class name").fill("7b")

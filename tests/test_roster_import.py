@@ -221,11 +221,11 @@ def test_extra_values_on_a_line_are_reported(app):
                                      "(a comma inside a value needs quotes).")]
 
 
-def test_more_than_20000_rows_are_refused(app):
-    lines = ["email,name,role"] + [f"s{n}@school.test,S {n},student" for n in range(20_001)]
+def test_more_than_5000_rows_are_refused(app):
+    lines = ["email,name,role"] + [f"s{n}@school.test,S {n},student" for n in range(5_001)]
     report = run_import(app, "\n".join(lines))
     [(line, message)] = errors_of(report)
-    assert line == 20_002 and "at most 20,000 people per file" in message
+    assert line == 5_002 and "at most 5,000 people per file" in message
     assert table_sizes(app)["User"] == 0
 
 

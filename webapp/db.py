@@ -16,6 +16,7 @@ from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+from werkzeug.routing import IntegerConverter
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -93,8 +94,17 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class IdConverter(IntegerConverter):
+    """`<id:...>` in routes: a row id. Larger numbers (no such row can exist) are a 404
+    here instead of an "integer out of range" error from PostgreSQL."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, min=1, max=2**31 - 1)
+
+
 def init_app(app: Flask) -> None:
     """Create the app's engine and session factory, and close sessions at teardown."""
+    app.url_map.converters["id"] = IdConverter
     engine = make_engine(app.config["DATABASE_URL"], app.config["SQLITE_BUSY_TIMEOUT_MS"])
     app.extensions["schoolbell.db"] = sessionmaker(bind=engine, expire_on_commit=False)
     app.teardown_appcontext(_close_session)

@@ -26,8 +26,10 @@ DROPPED_WITH_CONTENT = {"script", "style", "template", "svg", "math", "iframe", 
 
 def render_markdown(text: str) -> str:
     """Markdown -> safe HTML (no script, no event handlers, no javascript:/data: URLs)."""
-    html = markdown.markdown(text or "", extensions=["sane_lists", "tables"],
-                             output_format="html")
+    html = markdown.markdown(
+        text or "", extensions=["sane_lists", "tables", "fenced_code"],
+        # align="..." rather than style="text-align: ...", which the sanitiser removes.
+        extension_configs={"tables": {"use_align_attribute": True}}, output_format="html")
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -216,6 +216,8 @@ class Notification(Base):
     require_ack: Mapped[bool] = mapped_column(Boolean, default=False)
     link: Mapped[str | None] = mapped_column(String(2048))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # SHA-256 of the cleaned request: a key reused for a different request is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     recipient_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -32,7 +32,11 @@ def load_user(session_id: str) -> User | None:
     user_id, _, epoch = session_id.partition(":")
     if not (user_id.isdigit() and epoch.isdigit()):
         return None
-    user = get_session().scalar(select(User).where(User.id == int(user_id)))
+    session = get_session()
+    user = session.scalar(select(User).where(User.id == int(user_id)))
+    # End this read's transaction now: on SQLite it holds the write lock (BEGIN
+    # IMMEDIATE), and the view may wait for the request body before it writes anything.
+    session.commit()
     if user is None or not user.active or user.session_epoch != int(epoch):
         return None
     return user

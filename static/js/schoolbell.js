@@ -27,6 +27,10 @@
   var SEEN_LIMIT = 300;
 
   var socket = null, attempt = 0, stopped = false, userId = null;
+  // Ids this page has handled, plus those any page of this user had handled when this one
+  // (re)connected. Not the shared list itself: another open tab writes to it first, and
+  // every open tab must still show a live announcement.
+  var handled = {};
   var reconnectTimer = null, pingTimer = null, lastHeard = 0;
 
   function store(key, value) {
@@ -108,7 +112,9 @@
       store(key("epoch"), message.epoch);
       store(key("last"), "0");
       store(key("seen"), "[]");
+      handled = {};
     }
+    seen().forEach(function (id) { handled[id] = true; });
     send({ type: "resume", last_id: lastId() });
     clearInterval(pingTimer);
     pingTimer = setInterval(function () {
@@ -119,8 +125,9 @@
   }
 
   function onNotification(message) {
-    var duplicate = seen().indexOf(message.id) >= 0;
+    var duplicate = handled[message.id] === true;
     if (!duplicate) {
+      handled[message.id] = true;
       remember(message.id);
       ack(message.id, "delivered");
     }
@@ -239,6 +246,7 @@
 
   function showOverlay(message) {
     ensureStyles();
+    var previous = document.activeElement;
     var overlay = document.createElement("div");
     overlay.className = "schoolbell-overlay";
     var el = card(message, "section");
@@ -246,11 +254,28 @@
     el.setAttribute("aria-modal", "true");
     el.setAttribute("aria-labelledby", el.id + "-title");
     el.querySelector("h2").id = el.id + "-title";
-    actions(message, el, function () { overlay.remove(); });
+    actions(message, el, function () {
+      overlay.remove();
+      if (previous && previous.focus && document.contains(previous)) previous.focus();
+    });
     overlay.appendChild(el);
     document.body.appendChild(overlay);
     var first = el.querySelector("button");
     if (first) first.focus();
+  }
+
+  // While an overlay is up it is modal: Tab and Shift+Tab cycle through its own controls.
+  function trapFocus(e) {
+    if (e.key !== "Tab") return;
+    var overlays = document.querySelectorAll(".schoolbell-overlay");
+    if (!overlays.length) return;
+    var items = Array.prototype.slice.call(
+      overlays[overlays.length - 1].querySelectorAll("a[href], button"));
+    if (!items.length) return;
+    var i = items.indexOf(document.activeElement);
+    e.preventDefault();
+    if (e.shiftKey) items[i <= 0 ? items.length - 1 : i - 1].focus();
+    else items[i < 0 || i === items.length - 1 ? 0 : i + 1].focus();
   }
 
   function removeToast(id) {
@@ -271,6 +296,7 @@
   }
 
   window.Schoolbell = { ack: ack, askPermission: askPermission, options: options };
+  document.addEventListener("keydown", trapFocus);
   document.addEventListener("click", function (e) {
     if (e.target.closest && e.target.closest("[data-schoolbell-ask-permission]")) askPermission();
   });

@@ -30,7 +30,7 @@ def send_notification():
     return jsonify(schemas.sent_json(result)), 201, headers
 
 
-@bp.get("/notifications/<int:notification_id>")
+@bp.get("/notifications/<id:notification_id>")
 def notification_status(notification_id: int):
     """An announcement with its counts per receipt state."""
     session = get_session()
@@ -39,7 +39,7 @@ def notification_status(notification_id: int):
                                              deliveries.counts(session, notification_id)))
 
 
-@bp.get("/notifications/<int:notification_id>/deliveries")
+@bp.get("/notifications/<id:notification_id>/deliveries")
 def notification_deliveries(notification_id: int):
     """Per-recipient delivery rows (optionally ?state=pending|delivered|read|acknowledged)."""
     session = get_session()

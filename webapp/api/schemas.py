@@ -189,8 +189,8 @@ def optional_int(value: str | None, name: str) -> int | None:
     """A non-negative integer query parameter, or None."""
     if value is None or value == "":
         return None
-    if not value.isdigit():
-        raise ValidationFailed(f"{name!r} must be a non-negative integer.",
+    if not value.isdigit() or int(value) > protocol.MAX_ID:
+        raise ValidationFailed(f"{name!r} must be a whole number from 0 to {protocol.MAX_ID}.",
                                details={"field": name})
     return int(value)
 

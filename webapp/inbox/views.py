@@ -29,7 +29,7 @@ def list_fragment():
     return render_template("inbox/_list.html", items=items)
 
 
-@bp.post("/inbox/<int:notification_id>/receipt")
+@bp.post("/inbox/<id:notification_id>/receipt")
 def receipt(notification_id: int):
     """Mark read or confirm from the page; returns the updated item."""
     session = get_session()

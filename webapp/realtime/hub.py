@@ -65,6 +65,7 @@ class Connection:
         self.close_after_drain = False
         self.sent_ids: set[int] = set()  # notification ids sent on this socket
         self.held: list[tuple[int, bytes]] | None = None  # live frames held during replay
+        self.held_bytes = 0
         self.topics: set[str] = set()
 
     def __repr__(self) -> str:
@@ -73,7 +74,7 @@ class Connection:
     # Sending ---------------------------------------------------------------------------
     def send_frame(self, frame: bytes) -> None:
         """Write a frame now if the socket takes it, else queue it (bounded)."""
-        if self.closed:
+        if self.closed or self.close_after_drain:  # nothing may follow a close frame
             return
         if not self.outbox:
             try:
@@ -114,6 +115,9 @@ class Connection:
             return
         if self.held is not None:
             self.held.append((notification_id, frame))
+            self.held_bytes += len(frame)
+            if self.held_bytes > self.hub.max_outbox_bytes:  # replay is stuck: start over
+                self.abort("too much held back during replay")
             return
         self.sent_ids.add(notification_id)
         self.send_frame(frame)
@@ -139,7 +143,7 @@ class Connection:
     # Holding live messages while replaying ---------------------------------------------
     def hold(self) -> None:
         """Queue live notifications aside until release(), so replay stays in order."""
-        self.held = []
+        self.held, self.held_bytes = [], 0
 
     def release(self) -> None:
         """Send what arrived during replay, oldest first, skipping what replay sent."""
@@ -150,7 +154,7 @@ class Connection:
     # Closing ---------------------------------------------------------------------------
     def close(self, code: int, reason: str) -> None:
         """Close politely: the close frame goes after anything still queued."""
-        if self.closed:
+        if self.closed or self.close_after_drain:
             return
         self.send_frame(close_frame(code, reason))
         if self.closed:  # the close frame itself did not fit
@@ -304,6 +308,8 @@ class Hub:
                   reason: str = "server restarting") -> int:
         """Close every socket politely (shutdown); new ones are refused from now on."""
         self.shutting_down = True
+        if self._heartbeat is not None:
+            self._heartbeat.kill(block=False)
         conns = self._all_connections()
         for conn in conns:
             conn.close(code, reason)

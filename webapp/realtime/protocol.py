@@ -11,6 +11,7 @@ from datetime import datetime
 LEGACY_PING = "ping"  # the old design's plain-text keep-alive, answered with "pong"
 LEGACY_PONG = "pong"
 ACK_STATES = ("delivered", "read", "acknowledged")
+MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns; larger ones cannot exist
 
 # Close codes (RFC 6455 and the registered 4xxx range for the app).
 CLOSE_GOING_AWAY = 1001  # server shutting down: reconnect (with jitter)
@@ -56,8 +57,8 @@ def _int_field(payload: dict, name: str, *, optional: bool = False) -> int | Non
     value = payload.get(name)
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ProtocolError("invalid_message", f"'{name}' must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise ProtocolError("invalid_message", f"'{name}' must be an id (0 to {MAX_ID})")
     return value
 
 

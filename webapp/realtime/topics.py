@@ -5,12 +5,12 @@ pushes. Fragments are the same partials the pages include, swapped by element id
 from __future__ import annotations
 
 from flask import render_template
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import Forbidden, ValidationFailed
 from ..models import Role, User
-from ..services import audience, deliveries
+from ..services import deliveries
+from ..services import presence as presence_service
 
 ONLINE = "online"
 NOTIFICATION = "notification"
@@ -65,12 +65,7 @@ def render_delivery_status(session: Session, notification_id: int) -> str:
 
 def render_online(session: Session, presence: dict[int, list[float]],
                   teacher_id: int | None) -> str:
-    """Who is online (for a teacher: within their classes), with open tabs and since."""
-    user_ids = set(presence)
-    if teacher_id is not None:
-        teacher = session.get(User, teacher_id)
-        reach = audience.reach_of(session, teacher) if teacher else set()
-        user_ids &= (reach or set()) | {teacher_id}
-    people = session.scalars(select(User).where(User.id.in_(user_ids)).order_by(User.name))
-    online = [(user, len(presence[user.id]), min(presence[user.id])) for user in people]
-    return render_template("dashboard/_online.html", online=online)
+    """Who is online: the whole school, or for a teacher within their classes."""
+    viewer = session.get(User, teacher_id) if teacher_id is not None else None
+    return render_template("dashboard/_online.html",
+                           online=presence_service.summary(session, viewer, presence))

@@ -173,8 +173,10 @@ def _add_users(session: Session, resolved: Resolved, actor: User, emails: tuple[
     if missing:
         raise NotFound(f"No user with email {', '.join(missing)}.", code="user_not_found")
     reach = reach_of(session, actor)
+    # Deactivated people receive nothing anyway (and reach_of counts only active ones).
     outside = sorted(email for email, user in found.items()
-                     if reach is not None and user.id not in reach and user.id != actor.id)
+                     if reach is not None and user.active and user.id not in reach
+                     and user.id != actor.id)
     if outside:
         raise Forbidden(f"You can only send to people in your classes, not "
                         f"{', '.join(outside)}.", code="audience_forbidden")

@@ -6,6 +6,8 @@ edge (`realtime.live`), so a crash between the two loses nothing (clients replay
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -107,6 +109,10 @@ def send(session: Session, actor: User, draft: Draft, *, idempotency_key: str | 
     """Check, freeze the audience into one pending delivery per recipient, and commit."""
     audience.require_sender(actor)
     title, body = clean_title(draft.title), clean_body(draft.body)
+    priority = parse_priority(draft.priority)
+    link, expires_at = clean_link(draft.link), clean_expiry(draft.expires_at)
+    request_hash = fingerprint(title, body, priority, bool(draft.require_ack), link,
+                               expires_at, draft.audience)
     if idempotency_key is not None:
         idempotency_key = idempotency_key.strip()
         if not idempotency_key or len(idempotency_key) > 255:
@@ -114,9 +120,7 @@ def send(session: Session, actor: User, draft: Draft, *, idempotency_key: str | 
                                    code="invalid_idempotency_key")
         earlier = _by_key(session, actor.id, idempotency_key)
         if earlier is not None:
-            return _replayed(session, earlier, title, body)
-    priority = parse_priority(draft.priority)
-    link, expires_at = clean_link(draft.link), clean_expiry(draft.expires_at)
+            return _replayed(session, earlier, request_hash)
     resolved = audience.resolve(session, actor, draft.audience)
     if not resolved.user_ids:
         raise ValidationFailed("Nobody is in that audience (no active recipients).",
@@ -125,7 +129,7 @@ def send(session: Session, actor: User, draft: Draft, *, idempotency_key: str | 
     notification = Notification(
         author_id=actor.id, title=title, body=body, body_html=render_markdown(body),
         priority=priority, require_ack=bool(draft.require_ack), link=link,
-        expires_at=expires_at, idempotency_key=idempotency_key,
+        expires_at=expires_at, idempotency_key=idempotency_key, request_hash=request_hash,
         recipient_count=resolved.count, created_at=now, targets=resolved.targets,
     )
     session.add(notification)
@@ -136,7 +140,7 @@ def send(session: Session, actor: User, draft: Draft, *, idempotency_key: str | 
         earlier = _by_key(session, actor.id, idempotency_key) if idempotency_key else None
         if earlier is None:
             raise
-        return _replayed(session, earlier, title, body)
+        return _replayed(session, earlier, request_hash)
     recipient_ids = sorted(resolved.user_ids)
     # One multi-row INSERT through Core: thousands of rows without thousands of objects.
     session.execute(insert(Delivery), [
@@ -151,15 +155,30 @@ def send(session: Session, actor: User, draft: Draft, *, idempotency_key: str | 
     return SendResult(notification, recipient_ids, created=True)
 
 
+def fingerprint(title: str, body: str, priority: Priority, require_ack: bool,
+                link: str | None, expires_at: datetime | None,
+                spec: audience.AudienceSpec) -> str:
+    """SHA-256 of everything a send asks for, in a canonical form."""
+    canonical = {
+        "title": title, "body": body, "priority": priority.value, "require_ack": require_ack,
+        "link": link, "expires_at": expires_at.isoformat() if expires_at else None,
+        "users": sorted({email.strip().lower() for email in spec.users}),
+        "classes": sorted([" ".join(c.name.split()).lower(), sorted(c.audience)]
+                          for c in spec.classes),
+        "roles": sorted(role.value for role in spec.roles), "everyone": spec.everyone,
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
 def _by_key(session: Session, author_id: int, key: str) -> Notification | None:
     return session.scalar(select(Notification).where(
         Notification.author_id == author_id, Notification.idempotency_key == key))
 
 
-def _replayed(session: Session, notification: Notification, title: str, body: str
+def _replayed(session: Session, notification: Notification, request_hash: str
               ) -> SendResult:
-    """The earlier send with this key; a key reused for other content is a client bug."""
-    if (notification.title, notification.body) != (title, body):
+    """The earlier send with this key; a key reused for another request is a client bug."""
+    if notification.request_hash != request_hash:
         raise Conflict("This Idempotency-Key was already used for a different announcement.",
                        code="idempotency_key_reused")
     recipient_ids = list(session.scalars(select(Delivery.user_id).where(

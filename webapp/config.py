@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "SCHOOLBELL_"
 MIN_SECRET_LENGTH = 32
@@ -61,6 +62,10 @@ class Defaults:
     WS_MESSAGES_PER_SECOND = 30  # client messages per socket before they are refused
     RECEIPT_FLUSH_INTERVAL_MS = 100
     STATUS_PUSH_INTERVAL_MS = 500  # live dashboard fragments: at most twice a second
+    # The school's time zone: how people read and enter times (storage is always UTC).
+    TIMEZONE = "UTC"
+    # Sending to more people than this (or an emergency) asks "are you sure?" first.
+    CONFIRM_RECIPIENTS_ABOVE = 100
     # Load htmx from a CDN (same pinned version, with SRI) instead of static/vendor.
     HTMX_FROM_CDN = False
     LOG_LEVEL = "INFO"
@@ -139,6 +144,11 @@ def finalise(config: dict, instance_path: Path) -> None:
     if config["SECRET_KEY"] == config["JWT_SECRET"]:
         raise ConfigError(f"{ENV_PREFIX}SECRET_KEY and {ENV_PREFIX}JWT_SECRET must differ.")
     config["ALLOWED_ORIGINS"] = _origins(config.get("ALLOWED_ORIGINS", ""))
+    try:
+        ZoneInfo(config["TIMEZONE"])
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(f"{ENV_PREFIX}TIMEZONE: unknown time zone {config['TIMEZONE']!r} "
+                          "(use a name like Europe/Berlin).") from None
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"]
     # simple-websocket closes frames over this size with 1009; pings are the hub's job.
     config["SOCK_SERVER_OPTIONS"] = {"max_message_size": config["WS_MAX_MESSAGE_BYTES"],

@@ -59,6 +59,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+LIKE_ESCAPE = "\\"
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern for "contains `text`", with % and _ typed by people taken literally
+    (use with `.like(pattern, escape=LIKE_ESCAPE)`)."""
+    for char in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(char, LIKE_ESCAPE + char)
+    return f"%{text}%"
+
+
 def make_engine(url: str, sqlite_busy_timeout_ms: int = 5000) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
     if url.startswith("postgresql://"):

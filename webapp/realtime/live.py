@@ -147,6 +147,10 @@ class Live:
         self.broker.publish({"type": "close_user", "user_id": user_id,
                              "reason": "account disabled"})
 
+    def presence(self) -> dict[int, list[float]]:
+        """Who is online: user id -> connect times of their open tabs."""
+        return self.hub.presence()
+
     # Events from the broker ------------------------------------------------------------
     def handle(self, event: dict) -> None:
         kind = event.get("type")

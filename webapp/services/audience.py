@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from ..db import LIKE_ESCAPE, contains_pattern
 from ..errors import Forbidden, NotFound, ValidationFailed
 from ..models import (
     Guardianship,
@@ -183,3 +184,46 @@ def _add_users(session: Session, resolved: Resolved, actor: User, emails: tuple[
     ids = {u.id for u in found.values() if u.active}
     _add(resolved, "people chosen one by one", ids)
     resolved.targets.extend(Target(kind=TargetKind.USER, user_id=u.id) for u in found.values())
+
+
+@dataclass
+class Options:
+    """What a sender is offered on the compose page."""
+
+    classes: list[SchoolClass]
+    roles: list[Role]
+    everyone: bool
+
+
+def options_for(session: Session, actor: User) -> Options:
+    """Admins: every class, every role and the whole school. Teachers: their classes."""
+    require_sender(actor)
+    if actor.role is Role.ADMIN:
+        return Options(list(session.scalars(select(SchoolClass).order_by(SchoolClass.name))),
+                       list(Role), True)
+    taught = taught_class_ids(session, actor.id)
+    return Options(list(session.scalars(select(SchoolClass).where(SchoolClass.id.in_(taught))
+                                        .order_by(SchoolClass.name))), [], False)
+
+
+def people_in_reach(session: Session, actor: User, query: str, limit: int = 20) -> list[User]:
+    """Active people matching `query` (name or email) whom `actor` may send to."""
+    require_sender(actor)
+    if not (query or "").strip():
+        return []
+    like = contains_pattern(query.strip().lower())
+    stmt = select(User).where(User.active.is_(True), or_(
+        func.lower(User.name).like(like, escape=LIKE_ESCAPE),
+        User.email.like(like, escape=LIKE_ESCAPE)))
+    reach = reach_of(session, actor)
+    if reach is not None:
+        stmt = stmt.where(User.id.in_(reach))
+    return list(session.scalars(stmt.order_by(User.name).limit(limit)))
+
+
+def names_of(session: Session, emails: list[str]) -> list[User]:
+    """The users with these emails (for showing chosen people again), by name."""
+    wanted = {e.strip().lower() for e in emails if e.strip()}
+    if not wanted:
+        return []
+    return list(session.scalars(select(User).where(User.email.in_(wanted)).order_by(User.name)))

@@ -104,13 +104,17 @@ def preview(draft: Draft) -> tuple[str, str]:
         (draft.body or "")[:MAX_BODY_CHARS])
 
 
+def validate(draft: Draft) -> tuple[str, str, Priority, str | None, datetime | None]:
+    """Check a draft's content (not its audience); return it cleaned, or raise."""
+    return (clean_title(draft.title), clean_body(draft.body), parse_priority(draft.priority),
+            clean_link(draft.link), clean_expiry(draft.expires_at))
+
+
 def send(session: Session, actor: User, draft: Draft, *, idempotency_key: str | None = None,
          address: str | None = None) -> SendResult:
     """Check, freeze the audience into one pending delivery per recipient, and commit."""
     audience.require_sender(actor)
-    title, body = clean_title(draft.title), clean_body(draft.body)
-    priority = parse_priority(draft.priority)
-    link, expires_at = clean_link(draft.link), clean_expiry(draft.expires_at)
+    title, body, priority, link, expires_at = validate(draft)
     request_hash = fingerprint(title, body, priority, bool(draft.require_ack), link,
                                expires_at, draft.audience)
     if idempotency_key is not None:

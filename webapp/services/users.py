@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from ..db import LIKE_ESCAPE, contains_pattern
 from ..errors import Conflict, Forbidden, NotAuthenticated, NotFound, ValidationFailed
 from ..models import Role, User
 from . import audit
@@ -114,13 +115,9 @@ def search(
     """Users whose name or email contains `query`, by name; and how many match in all."""
     stmt = select(User)
     if query.strip():
-        # % and _ typed by the user are matched literally, not as wildcards.
-        term = query.strip().lower()
-        for char in ("\\", "%", "_"):
-            term = term.replace(char, "\\" + char)
-        like = f"%{term}%"
-        stmt = stmt.where(or_(func.lower(User.name).like(like, escape="\\"),
-                              User.email.like(like, escape="\\")))
+        like = contains_pattern(query.strip().lower())
+        stmt = stmt.where(or_(func.lower(User.name).like(like, escape=LIKE_ESCAPE),
+                              User.email.like(like, escape=LIKE_ESCAPE)))
     if role is not None:
         stmt = stmt.where(User.role == role)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0

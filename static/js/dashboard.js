@@ -1,0 +1,126 @@
+/*
+ * Staff pages: the compose form's people picker, its draft (kept in localStorage so a
+ * reload or an expired session loses nothing), the "are you sure?" step, and filtering
+ * the online list. Plain JavaScript, no inline handlers (the CSP forbids them).
+ */
+(function () {
+  "use strict";
+
+  var form = document.getElementById("compose-form");
+
+  function changed() {
+    if (!form) return;
+    saveDraft();
+    form.dispatchEvent(new CustomEvent("recipients-changed", { bubbles: true }));
+  }
+
+  // People picker ----------------------------------------------------------------
+  function addPerson(email, name) {
+    var list = document.getElementById("chosen-people");
+    if (!list || list.querySelector('[data-person="' + CSS.escape(email) + '"]')) return;
+    var item = document.createElement("li");
+    item.dataset.person = email;
+    var input = document.createElement("input");
+    input.type = "hidden";
+    input.name = "user";
+    input.value = email;
+    var remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "link remove";
+    remove.dataset.removePerson = "";
+    remove.setAttribute("aria-label", "Remove " + name);
+    remove.textContent = "\u00d7";
+    item.append(input, document.createTextNode(name + " "), remove);
+    list.appendChild(item);
+  }
+
+  document.addEventListener("click", function (event) {
+    var add = event.target.closest("[data-add-person]");
+    if (add) {
+      addPerson(add.dataset.email, add.dataset.name);
+      remember(add.dataset.email, add.dataset.name);
+      changed();
+      return;
+    }
+    var remove = event.target.closest("[data-remove-person]");
+    if (remove) {
+      remove.closest("li").remove();
+      changed();
+      return;
+    }
+    if (event.target.closest("[data-cancel-confirm]")) cancelConfirm();
+  });
+
+  // "Are you sure?" -----------------------------------------------------------------
+  function cancelConfirm() {
+    var panel = document.getElementById("confirm-send");
+    if (panel) panel.remove();
+    var send = document.getElementById("send");
+    if (send) send.hidden = false;
+  }
+
+  // Drafts -------------------------------------------------------------------------
+  var names = {};  // email -> name of people picked, to show their chips again
+  function remember(email, name) { names[email] = name; }
+
+  function draftKey() { return form && form.dataset.draftKey; }
+
+  function saveDraft() {
+    if (!draftKey()) return;
+    var fields = [];
+    new FormData(form).forEach(function (value, name) {
+      if (name !== "csrf_token" && name !== "key" && name !== "q") fields.push([name, value]);
+    });
+    try {
+      localStorage.setItem(draftKey(), JSON.stringify({ fields: fields, names: names }));
+    } catch (e) { /* storage full or disabled: the draft just is not kept */ }
+  }
+
+  function restoreDraft() {
+    var saved;
+    try { saved = JSON.parse(localStorage.getItem(draftKey()) || "null"); } catch (e) { saved = null; }
+    if (!saved) return;
+    names = saved.names || {};
+    saved.fields.forEach(function (pair) {
+      var name = pair[0], value = pair[1];
+      if (name === "user") { addPerson(value, names[value] || value); return; }
+      var inputs = form.querySelectorAll('[name="' + CSS.escape(name) + '"]');
+      inputs.forEach(function (input) {
+        if (input.type === "checkbox") { if (input.value === value) input.checked = true; }
+        else input.value = value;
+      });
+    });
+  }
+
+  if (form) {
+    form.querySelectorAll("#chosen-people [data-person]").forEach(function (item) {
+      names[item.dataset.person] = item.textContent.replace("\u00d7", "").trim();
+    });
+    // A fresh page gets the unsent draft back; a page the server sent back (an error,
+    // or "are you sure?") already shows the draft, which becomes the saved one.
+    if (form.hasAttribute("data-restore-draft")) restoreDraft();
+    else saveDraft();
+    form.addEventListener("input", function () { cancelConfirm(); saveDraft(); });
+    form.addEventListener("change", saveDraft);
+    // Sent: the draft is done with. If the send fails, the page that comes back holds it.
+    form.addEventListener("submit", function () {
+      try { localStorage.removeItem(draftKey()); } catch (e) { /* ignore */ }
+    });
+  }
+
+  // Online list filter ---------------------------------------------------------------
+  function filterOnline() {
+    var box = document.getElementById("online-search");
+    if (!box) return;
+    var term = box.value.trim().toLowerCase();
+    document.querySelectorAll("#online-panel [data-search]").forEach(function (item) {
+      item.hidden = term !== "" && item.dataset.search.indexOf(term) < 0;
+    });
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.id === "online-search") filterOnline();
+  });
+  // The panel is replaced whenever presence changes: apply the filter to the new one.
+  document.body.addEventListener("htmx:oobAfterSwap", filterOnline);
+  document.body.addEventListener("htmx:afterSwap", filterOnline);
+})();

@@ -1,0 +1,98 @@
+"""Compose an announcement: the form, its live preview and recipient count, the people
+picker, and send (with an "are you sure?" step for big audiences and emergencies)."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+
+from ..db import get_session
+from ..errors import DomainError
+from ..extensions import client_address, csrf
+from ..models import Priority
+from ..realtime.live import live
+from ..services import audience, notifications
+from . import bp
+from .forms import ComposeInput
+
+EXPIRED_FORM = ("Your page was open too long and its security token expired, so nothing "
+                "was sent. Your draft is below: press Send again.")
+
+
+def render_compose(data: ComposeInput, *, status: int = 200, error: str | None = None,
+                   confirm: audience.Resolved | None = None):
+    """The compose page with `data` filled in (a fresh page, or the draft shown again)."""
+    session = get_session()
+    return render_template(
+        "dashboard/compose.html", data=data, error=error, confirm=confirm,
+        options=audience.options_for(session, current_user),
+        chosen=audience.names_of(session, data.users), priorities=list(Priority),
+    ), status
+
+
+@bp.get("/notifications/new")
+def compose():
+    """An empty compose page (the browser restores an unsent draft, if any)."""
+    return render_compose(ComposeInput())
+
+
+@bp.post("/notifications/preview")
+def preview():
+    """The alert exactly as recipients will see it, and who would get it."""
+    data = ComposeInput.from_form(request.form)
+    session = get_session()
+    title, body_html = notifications.preview(notifications.Draft(
+        title=data.title, body=data.body, priority=data.priority))
+    resolved, problem = None, None
+    try:
+        spec = data.audience_spec()
+        if not spec.is_empty():
+            resolved = audience.resolve(session, current_user, spec)
+    except DomainError as exc:
+        problem = exc.message
+    session.rollback()  # previews never write
+    return render_template("dashboard/_preview_response.html", title=title,
+                           body_html=body_html, data=data, resolved=resolved, problem=problem)
+
+
+@bp.get("/notifications/people")
+def people():
+    """People the sender may reach whose name or email contains ?q=."""
+    found = audience.people_in_reach(get_session(), current_user, request.args.get("q", ""))
+    return render_template("dashboard/_people_results.html", people=found,
+                           query=request.args.get("q", ""))
+
+
+@bp.post("/notifications")
+@csrf.exempt  # checked below, so an expired token keeps the draft instead of losing it
+def send():
+    """Send, after an "are you sure?" for big audiences and emergencies."""
+    data = ComposeInput.from_form(request.form)
+    try:
+        csrf.protect()
+    except CSRFError:
+        return render_compose(data, status=400, error=EXPIRED_FORM)
+    session = get_session()
+    try:
+        draft = data.draft(current_app.config["TIMEZONE"])
+        if not data.confirmed:
+            notifications.validate(draft)
+            resolved = audience.resolve(session, current_user, draft.audience)
+            if needs_confirmation(draft, resolved):
+                return render_compose(data, confirm=resolved)
+        result = notifications.send(session, current_user, draft, idempotency_key=data.key,
+                                    address=client_address())
+    except DomainError as exc:
+        session.rollback()
+        return render_compose(data, status=exc.status, error=exc.message)
+    if result.created:
+        live().notification_sent(result.notification, current_user.name, result.recipient_ids)
+    flash(f"Sent to {result.notification.recipient_count} people.", "success")
+    return redirect(f"/notifications/{result.notification.id}")
+
+
+def needs_confirmation(draft: notifications.Draft, resolved: audience.Resolved) -> bool:
+    """Emergencies, and audiences above CONFIRM_RECIPIENTS_ABOVE, are confirmed first."""
+    return (draft.priority == Priority.EMERGENCY.value
+            or resolved.count > current_app.config["CONFIRM_RECIPIENTS_ABOVE"])

@@ -1,0 +1,82 @@
+"""The compose form: what the page posts, parsed into the service's Draft."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from werkzeug.datastructures import MultiDict
+
+from ..errors import ValidationFailed
+from ..models import Priority, Role
+from ..services import audience
+from ..services.notifications import Draft
+
+CLASS_FIELD = "class:"  # "class:7b" -> the chosen parts of 7b (students, guardians, ...)
+
+
+@dataclass
+class ComposeInput:
+    """The compose form's fields as posted (strings), kept to show the draft again."""
+
+    title: str = ""
+    body: str = ""
+    priority: str = Priority.NORMAL.value
+    require_ack: bool = False
+    expires_at: str = ""  # <input type=datetime-local>, in the school's time zone
+    users: list[str] = field(default_factory=list)
+    classes: dict[str, list[str]] = field(default_factory=dict)
+    roles: list[str] = field(default_factory=list)
+    everyone: bool = False
+    confirmed: bool = False
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)  # one send per page
+
+    @classmethod
+    def from_form(cls, form: MultiDict) -> ComposeInput:
+        """Read the posted fields; unknown ones are ignored, nothing is trusted yet."""
+        return cls(
+            title=form.get("title", ""),
+            body=form.get("body", ""),
+            priority=form.get("priority", Priority.NORMAL.value),
+            require_ack=form.get("require_ack") == "1",
+            expires_at=form.get("expires_at", "").strip(),
+            users=list(dict.fromkeys(e.strip().lower() for e in form.getlist("user")
+                                     if e.strip())),
+            classes={name.removeprefix(CLASS_FIELD): form.getlist(name)
+                     for name in form if name.startswith(CLASS_FIELD) and form.getlist(name)},
+            roles=form.getlist("role"),
+            everyone=form.get("everyone") == "1",
+            confirmed=form.get("confirmed") == "1",
+            key=form.get("key") or uuid.uuid4().hex,
+        )
+
+    def audience_spec(self) -> audience.AudienceSpec:
+        roles = []
+        for value in self.roles:
+            try:
+                roles.append(Role(value))
+            except ValueError:
+                raise ValidationFailed(f"Unknown role {value!r}.", code="invalid_role") from None
+        return audience.AudienceSpec(
+            users=tuple(self.users),
+            classes=tuple(audience.parse_class_target(name, parts)
+                          for name, parts in self.classes.items()),
+            roles=tuple(roles), everyone=self.everyone)
+
+    def draft(self, timezone: str) -> Draft:
+        """The service's Draft (the expiry read in the school's time zone)."""
+        return Draft(title=self.title, body=self.body, priority=self.priority,
+                     require_ack=self.require_ack, expires_at=self.expiry(timezone),
+                     audience=self.audience_spec())
+
+    def expiry(self, timezone: str) -> datetime | None:
+        if not self.expires_at:
+            return None
+        try:
+            local = datetime.fromisoformat(self.expires_at)
+        except ValueError:
+            raise ValidationFailed("The expiry is not a valid date and time.",
+                                   code="invalid_expires_at") from None
+        return local.replace(tzinfo=ZoneInfo(timezone)) if local.tzinfo is None else local

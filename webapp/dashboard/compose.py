@@ -3,7 +3,7 @@ picker, and send (with an "are you sure?" step for big audiences and emergencies
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
@@ -89,7 +89,7 @@ def send():
     if result.created:
         live().notification_sent(result.notification, current_user.name, result.recipient_ids)
     flash(f"Sent to {result.notification.recipient_count} people.", "success")
-    return redirect(f"/notifications/{result.notification.id}")
+    return redirect(url_for(".notification_status", notification_id=result.notification.id))
 
 
 def needs_confirmation(draft: notifications.Draft, resolved: audience.Resolved) -> bool:

@@ -156,12 +156,14 @@ def start_watching(conn: Connection, user: SocketUser, spec: str) -> None:
         with session_scope() as session:
             account = session.get(User, user.id)
             names = [topics.authorize(session, account, name) for name in topics.parse(spec)]
+            # Watch first, then render: a change in between is pushed, never missed.
+            for name in names:
+                live().hub.watch(conn, name)
             first = [topics.render(session, name, live().hub) for name in names]
     except DomainError as exc:
         conn.close(protocol.CLOSE_POLICY, exc.message[:120])
         return
-    for name, html in zip(names, first, strict=True):
-        live().hub.watch(conn, name)
+    for html in first:
         if html:
             conn.send_text(html)
 

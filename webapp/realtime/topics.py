@@ -56,11 +56,12 @@ def render(session: Session, topic: str, hub) -> str | None:
 
 
 def render_delivery_status(session: Session, notification_id: int) -> str:
+    """An announcement's status component, exactly as its page includes it."""
     from ..services import notifications
 
     notification = notifications.get(session, notification_id)
     return render_template("dashboard/_delivery_status.html", notification=notification,
-                           counts=deliveries.counts(session, notification_id))
+                           report=deliveries.status_report(session, notification))
 
 
 def render_online(session: Session, presence: dict[int, list[float]],

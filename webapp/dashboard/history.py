@@ -1,0 +1,128 @@
+"""History: the announcements a staff member may see, searched, filtered, paginated.
+
+Filter values that make no sense (an unknown priority, a malformed date, page 0) are
+ignored with a notice on the page, and the answer is still 200: htmx does not swap
+error responses, so a 400 would leave the list silently stale as the user types.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date
+
+from flask import make_response, render_template, request
+from flask_login import current_user
+
+from ..db import get_session
+from ..models import Priority
+from ..services import notifications
+from ..services.notifications import HistoryFilters
+from . import bp
+
+PER_PAGE = 25
+MAX_SEARCH_CHARS = 200
+MAX_ID = 2**31 - 1  # ids are 32-bit columns: larger numbers cannot name anything
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+@bp.get("/notifications", endpoint="history")
+def history():
+    """Sent announcements, newest first; htmx gets the results component alone."""
+    filters, page, notices = parse_filters(request.args)
+    result = notifications.history(get_session(), current_user, filters, page, PER_PAGE)
+    notices += _not_applied(filters, page, result)
+    template = ("dashboard/_history_rows.html" if _htmx_partial()
+                else "dashboard/history.html")
+    response = make_response(render_template(
+        template, result=result, filters=result.filters, notices=notices,
+        link_args=link_args(result.filters), priorities=list(Priority)))
+    response.vary.add("HX-Request")  # the same URL answers a page or a component
+    return response
+
+
+def parse_filters(args: Mapping[str, str]) -> tuple[HistoryFilters, int, list[str]]:
+    """The filters and page asked for; values that make no sense are left out and
+    explained in the returned notices."""
+    notices: list[str] = []
+    priority = None
+    if raw := args.get("priority", "").strip():
+        try:
+            priority = Priority(raw.lower())
+        except ValueError:
+            notices.append(f"Ignored the priority “{raw[:40]}”: choose normal, urgent or "
+                           "emergency.")
+    sent_from = _date(args, "from", "From date", notices)
+    sent_to = _date(args, "to", "To date", notices)
+    if sent_from and sent_to and sent_from > sent_to:
+        notices.append("The from date is after the to date, so nothing can match.")
+    page = _whole_number(args, "page", notices, "pages are numbered from 1")
+    if page is None:
+        page = 1
+    elif page < 1:
+        notices.append(f"There is no page {page}; showing the first.")
+        page = 1
+    filters = HistoryFilters(
+        text=args.get("q", "").strip()[:MAX_SEARCH_CHARS],
+        author_id=_whole_number(args, "author", notices, "choose one from the list"),
+        class_id=_whole_number(args, "class", notices, "choose one from the list"),
+        priority=priority, sent_from=sent_from, sent_to=sent_to)
+    return filters, page, notices
+
+
+def link_args(filters: HistoryFilters) -> dict[str, str]:
+    """The query string of the filters that are set, for page links that keep them."""
+    values = {
+        "q": filters.text, "author": filters.author_id, "class": filters.class_id,
+        "priority": filters.priority.value if filters.priority else None,
+        "from": filters.sent_from.isoformat() if filters.sent_from else None,
+        "to": filters.sent_to.isoformat() if filters.sent_to else None,
+    }
+    return {name: str(value) for name, value in values.items() if value not in (None, "")}
+
+
+def _date(args: Mapping[str, str], name: str, label: str, notices: list[str]
+          ) -> date | None:
+    """A YYYY-MM-DD date, or None (with a notice when something else was given)."""
+    raw = args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        if ISO_DATE.fullmatch(raw):
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    notices.append(f"Ignored the {label.lower()} “{raw[:40]}”: use a date like 2025-09-01.")
+    return None
+
+
+def _whole_number(args: Mapping[str, str], name: str, notices: list[str], hint: str
+                  ) -> int | None:
+    """A whole number (an id or a page), or None (with a notice for anything else)."""
+    raw = args.get(name, "").strip()
+    if not raw:
+        return None
+    if re.fullmatch(r"-?[0-9]{1,10}", raw) and abs(int(raw)) <= MAX_ID:
+        return int(raw)
+    notices.append(f"Ignored the {name} “{raw[:40]}”: {hint}.")
+    return None
+
+
+def _not_applied(asked: HistoryFilters, page: int, result: notifications.HistoryPage
+                 ) -> list[str]:
+    """Notices for what the service could not apply as asked."""
+    notices = []
+    if result.page != page:
+        notices.append(f"There is no page {page}; showing page {result.page} of "
+                       f"{result.pages}.")
+    if asked.author_id is not None and result.filters.author_id is None:
+        notices.append("Ignored the author: nobody with that id sent anything you can see.")
+    if asked.class_id is not None and result.filters.class_id is None:
+        notices.append("Ignored the class: it is not one of the classes you can filter by.")
+    return notices
+
+
+def _htmx_partial() -> bool:
+    """An htmx swap wants the results component; a history restore wants the page."""
+    return (request.headers.get("HX-Request") == "true"
+            and not request.headers.get("HX-History-Restore-Request"))

@@ -1,0 +1,55 @@
+"""An announcement's status page: what was sent, live delivery progress, and who got it.
+
+The page includes two components, each also returned alone by its endpoint:
+`_delivery_status.html` (also pushed over /ws to the page's `notification:<id>` socket,
+rendered by realtime.topics from the same service) and `_recipients.html` (re-fetched by
+the page's filters, its pagination and after each live push).
+"""
+
+from __future__ import annotations
+
+from flask import render_template, request
+from flask_login import current_user
+
+from ..db import get_session
+from ..realtime import topics
+from ..services import deliveries
+from . import bp
+
+
+def _recipients_filters() -> dict:
+    """The recipients table's filters from the query string (validated by the service)."""
+    return {"state": request.args.get("state", ""), "query": request.args.get("q", ""),
+            "page": max(request.args.get("page", 1, type=int), 1)}
+
+
+@bp.get("/notifications/<id:notification_id>")
+def notification_status(notification_id: int):
+    """The announcement, its live delivery status and the filterable recipients table."""
+    session = get_session()
+    notification = deliveries.viewable(session, current_user, notification_id)
+    return render_template(
+        "dashboard/status.html", notification=notification,
+        topic=topics.notification_topic(notification.id),
+        report=deliveries.status_report(session, notification),
+        recipients=deliveries.recipients_page(session, notification,
+                                              **_recipients_filters()))
+
+
+@bp.get("/notifications/<id:notification_id>/status")
+def notification_delivery_status(notification_id: int):
+    """The status component alone, exactly as the socket pushes it."""
+    session = get_session()
+    deliveries.viewable(session, current_user, notification_id)
+    return topics.render_delivery_status(session, notification_id)
+
+
+@bp.get("/notifications/<id:notification_id>/recipients")
+def notification_recipients(notification_id: int):
+    """The recipients table alone (filters, pages, live refresh)."""
+    session = get_session()
+    notification = deliveries.viewable(session, current_user, notification_id)
+    return render_template(
+        "dashboard/_recipients.html", notification=notification,
+        recipients=deliveries.recipients_page(session, notification,
+                                              **_recipients_filters()))

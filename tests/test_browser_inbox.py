@@ -263,3 +263,22 @@ def test_every_open_tab_shows_the_announcement(page: Page, live_school, student,
         expect(inbox_item(tab, nid)).to_be_visible()
     second_tab.screenshot(path=artifacts / "inbox-second-tab.png")
     assert console_errors == second_tab_errors == []
+
+
+def test_confirming_in_one_tab_clears_the_others(page: Page, live_school, student,
+                                                 console_errors):
+    second_tab = page.context.new_page()
+    second_tab_errors = watch_console(second_tab)
+    tab_sockets = Sockets(second_tab)
+    second_tab.goto(live_school.server.url + "/inbox")
+    tab_sockets.wait_online()
+    nid = live_school.api.send("Sign the form", "Please confirm.", targets=TO_7B,
+                               require_ack=True)["id"]
+    for tab in (page, second_tab):
+        expect(toast(tab, nid)).to_be_visible()
+    toast(page, nid).get_by_role("button", name="Confirm").click()
+    # The other tab drops its alert and its inbox shows the confirmation, no reload.
+    expect(toast(second_tab, nid)).to_have_count(0)
+    expect(inbox_item(second_tab, nid)).to_have_attribute("data-state", "acknowledged")
+    expect(inbox_item(page, nid)).to_have_attribute("data-state", "acknowledged")
+    assert console_errors == second_tab_errors == []

@@ -494,3 +494,18 @@ def test_deactivating_a_user_closes_their_open_tabs(live_school: LiveSchool):
     assert [tab.close_status()[0] for tab in tabs] == [1008, 1008]
     bystander.send_json({"type": "ping"})
     assert bystander.expect("pong")
+
+
+def test_reading_in_one_tab_tells_the_others(live_school: LiveSchool):
+    first, second = live_school.tab("s7b_1"), live_school.tab("s7b_1")
+    other_user = live_school.tab("s7b_2")
+    sent = live_school.api.send("Read me", targets=TO_7B)
+    for tab in (first, second, other_user):
+        tab.expect("notification")
+    first.ack(sent["id"], "delivered")  # delivery alone changes nothing elsewhere
+    first.ack(sent["id"], "read")
+    assert second.expect("receipt", timeout=3) == {"type": "receipt", "id": sent["id"],
+                                                   "state": "read"}
+    assert first.expect("receipt", timeout=3)["id"] == sent["id"]
+    with pytest.raises((AssertionError, websocket.WebSocketTimeoutException)):
+        other_user.expect("receipt", timeout=0.7)

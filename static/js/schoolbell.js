@@ -77,6 +77,7 @@
       if (message.type === "hello") onHello(message);
       else if (message.type === "notification") onNotification(message);
       else if (message.type === "retract") removeToast(message.id);
+      else if (message.type === "receipt") onReceipt(message);
       else if (message.type === "error" && window.console) console.warn("schoolbell:", message.code, message.message);
     };
     socket.onclose = function (event) {
@@ -139,6 +140,12 @@
     if (message.priority === "emergency") showOverlay(message);
     else showToast(message);
     if (message.priority !== "normal" && document.hidden) systemNotification(message);
+  }
+
+  // Read or confirmed in another tab (or the inbox page): this tab lets it go too.
+  function onReceipt(message) {
+    removeToast(message.id);
+    emit("receipt", message);
   }
 
   // Presentation -------------------------------------------------------------------

@@ -298,6 +298,14 @@ class Hub:
             conn.send_frame(frame)
         return len(watchers)
 
+    def send_to_user(self, user_id: int, message: dict) -> None:
+        """Send one protocol message to every local socket of a user."""
+        conns = self.by_user.get(user_id)
+        if conns:
+            frame = text_frame(protocol.encode(message))
+            for conn in tuple(conns):
+                conn.send_frame(frame)
+
     def close_user(self, user_id: int, code: int, reason: str) -> None:
         """Close every local socket of a user (account disabled, token revoked)."""
         for conn in [*self.by_user.get(user_id, ()),

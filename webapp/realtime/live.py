@@ -29,7 +29,8 @@ class ReceiptWriter:
     """Collects receipts from every socket here and writes them in batches, so a burst
     of thousands per second costs a few transactions, not thousands."""
 
-    def __init__(self, app: Flask, on_written: Callable[[set[int]], None]):
+    def __init__(self, app: Flask,
+                 on_written: Callable[[list[deliveries.Receipt]], None]):
         self.app = app
         self.on_written = on_written
         self.interval_s = app.config["RECEIPT_FLUSH_INTERVAL_MS"] / 1000
@@ -63,7 +64,7 @@ class ReceiptWriter:
         batch, self.pending = self.pending, {}
         try:
             with session_scope(self.app) as session:
-                touched = deliveries.record_receipts(session, batch.values())
+                deliveries.record_receipts(session, batch.values())
         except SQLAlchemyError:
             log.exception("writing %d receipts failed; will retry", len(batch))
             for key, receipt in batch.items():  # newer receipts that arrived meanwhile win
@@ -71,7 +72,7 @@ class ReceiptWriter:
                 if newer is None or newer.state.rank < receipt.state.rank:
                     self.pending[key] = receipt
             return False
-        self.on_written(touched)
+        self.on_written(list(batch.values()))
         return True
 
 
@@ -159,14 +160,21 @@ class Live:
         elif kind == "receipts":
             for notification_id in event["ids"]:
                 self.status.mark(topics.notification_topic(notification_id))
+            for user_id, notification_id, state in event.get("seen", ()):
+                self.hub.send_to_user(user_id, protocol.receipt(notification_id, state))
         elif kind == "close_user":
             self.hub.close_user(event["user_id"], protocol.CLOSE_POLICY, event["reason"])
         else:
             log.warning("unknown broker event %r", kind)
 
-    def receipts_recorded(self, notification_ids: set[int]) -> None:
-        """Receipts were committed: every process refreshes who watches these."""
-        self.broker.publish({"type": "receipts", "ids": sorted(notification_ids)})
+    def receipts_recorded(self, receipts: list[deliveries.Receipt]) -> None:
+        """Receipts were committed: every process refreshes the status of these
+        announcements, and the recipient's other tabs drop what was read there."""
+        seen = [[r.user_id, r.notification_id, r.state.value] for r in receipts
+                if r.state.rank >= DeliveryState.READ.rank]
+        self.broker.publish({"type": "receipts",
+                             "ids": sorted({r.notification_id for r in receipts}),
+                             "seen": seen})
 
     def _presence_changed(self, _user_id: int, _online: bool) -> None:
         self.status.mark_online()

@@ -94,7 +94,7 @@ def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
     return touched
 
 
-def record_one(session: Session, user_id: int, notification_id: int, state: str) -> None:
+def record_one(session: Session, user_id: int, notification_id: int, state: str) -> Receipt:
     """A receipt from a page (not a socket): refused unless the user is a recipient."""
     if not is_recipient(session, user_id, notification_id):
         raise NotFound(f"No announcement with id {notification_id}.",
@@ -107,7 +107,9 @@ def record_one(session: Session, user_id: int, notification_id: int, state: str)
     if state is DeliveryState.PENDING:
         raise ValidationFailed("state must be delivered, read or acknowledged.",
                                code="invalid_state")
-    record_receipts(session, [Receipt(user_id, notification_id, state, utcnow())])
+    receipt = Receipt(user_id, notification_id, state, utcnow())
+    record_receipts(session, [receipt])
+    return receipt
 
 
 def _forward_update(state: DeliveryState):

@@ -48,11 +48,12 @@ seed: install
 
 test: install-test ## Install test needs and run every test (PostgreSQL and Redis too)
 	$(BIN)/ruff check webapp tests migrations/env.py
+	$(BIN)/ruff format --check webapp tests migrations/env.py
 	$(BIN)/pytest
 
-lint: install-test
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check webapp tests
+lint: install-test  ## Lint and format check only (make test runs them too)
+	$(BIN)/ruff check webapp tests migrations/env.py
+	$(BIN)/ruff format --check webapp tests migrations/env.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

@@ -26,8 +26,9 @@ def watch_console(page: Page) -> list[str]:
     """Collect the errors the page logs (a CSP violation shows up here) and uncaught
     exceptions; each test expects none."""
     errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text)
-            if message.type == "error" else None)
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
     page.on("pageerror", lambda error: errors.append(str(error)))
     return errors
 
@@ -60,8 +61,9 @@ class Sockets:
         ws.on("framereceived", lambda payload: _append_json(received, payload))
         ws.on("framesent", lambda payload: _append_json(sent, payload))
 
-    def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 10,
-                 what: str = "condition") -> Any:
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout_s: float = 10, what: str = "condition"
+    ) -> Any:
         """Let the page run (events are dispatched meanwhile) until predicate() is true."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -74,7 +76,7 @@ class Sockets:
 
     def messages(self, kind: str, socket: int = -1, sent: bool = False) -> list[dict]:
         """Messages of `kind` on one socket (default: the newest)."""
-        frames = (self.sent if sent else self.received)
+        frames = self.sent if sent else self.received
         if not frames:
             return []
         return [m for m in frames[socket] if m.get("type") == kind]
@@ -82,9 +84,15 @@ class Sockets:
     def wait_online(self, sockets: int = 1, timeout_s: float = 10) -> dict:
         """Wait until the `sockets`-th socket got its `hello` and said `resume`;
         returns the hello."""
-        self.wait_for(lambda: len(self.opened) >= sockets and self.messages("hello")
-                      and self.messages("resume", sent=True),
-                      timeout_s, f"socket {sockets} to be online")
+        self.wait_for(
+            lambda: (
+                len(self.opened) >= sockets
+                and self.messages("hello")
+                and self.messages("resume", sent=True)
+            ),
+            timeout_s,
+            f"socket {sockets} to be online",
+        )
         return self.messages("hello")[0]
 
 
@@ -97,8 +105,12 @@ def _append_json(messages: list[dict[str, Any]], payload: str | bytes) -> None:
         messages.append(message)
 
 
-def poll(fetch: Callable[[], Any], until: Callable[[Any], bool], timeout_s: float = 5,
-         interval_s: float = 0.05) -> Any:
+def poll(
+    fetch: Callable[[], Any],
+    until: Callable[[Any], bool],
+    timeout_s: float = 5,
+    interval_s: float = 0.05,
+) -> Any:
     """Call fetch() until until(result) holds (receipts are written in batches); returns
     the last result, which the caller asserts on."""
     deadline = time.monotonic() + timeout_s

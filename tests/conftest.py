@@ -20,8 +20,11 @@ TEST_SECRETS = {
     "JWT_SECRET": "test-jwt-secret-" + "j" * 40,
 }
 PASSWORD = "correct horse battery"
-ARTIFACTS = Path(os.environ.get("SCHOOLBELL_TEST_ARTIFACTS",
-                                Path(__file__).resolve().parent.parent / "test-artifacts"))
+ARTIFACTS = Path(
+    os.environ.get(
+        "SCHOOLBELL_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"
+    )
+)
 
 
 @pytest.fixture(scope="session")
@@ -90,14 +93,27 @@ def make_user(app):
     """Create a user directly through the service: make_user("teacher", email=...)."""
     counter = iter(range(1, 10_000))
 
-    def make(role: str = "student", *, email: str | None = None, name: str | None = None,
-             password: str | None = PASSWORD, active: bool = True):
+    def make(
+        role: str = "student",
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        password: str | None = PASSWORD,
+        active: bool = True,
+    ):
         n = next(counter)
         with app.app_context():
             session = get_session()
-            user = users_service.create(session, None, users_service.UserInput(
-                email=email or f"{role}{n}@school.test", name=name or f"{role.title()} {n}",
-                role=role, password=password))
+            user = users_service.create(
+                session,
+                None,
+                users_service.UserInput(
+                    email=email or f"{role}{n}@school.test",
+                    name=name or f"{role.title()} {n}",
+                    role=role,
+                    password=password,
+                ),
+            )
             if not active:
                 user.active = False
                 session.commit()
@@ -167,9 +183,16 @@ def live_server_factory(tmp_path):
 
 # Browser tests: pytest-playwright drives Debian's Chromium (never a downloaded browser).
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(scope="session")
@@ -181,8 +204,10 @@ def base_url() -> None:
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make test` (it installs "
-                    "Debian's chromium) or set CHROMIUM_PATH.")
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: run `make test` (it installs "
+            "Debian's chromium) or set CHROMIUM_PATH."
+        )
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 

@@ -30,12 +30,17 @@ def build_school(app, students_per_class: int = 3) -> School:
     a deactivated student, and an API token acting as the admin."""
     school = School()
     with app.app_context(), session_scope(app) as session:
+
         def person(handle: str, role: str) -> object:
             # Only a few need to sign in with a password (hashing is slow on purpose).
             password = PASSWORD if handle in SIGN_IN_HANDLES else None
-            user = users.create(session, None, users.UserInput(
-                email=f"{handle}@school.test", name=handle.upper(), role=role,
-                password=password))
+            user = users.create(
+                session,
+                None,
+                users.UserInput(
+                    email=f"{handle}@school.test", name=handle.upper(), role=role, password=password
+                ),
+            )
             school.emails[handle], school.ids[handle] = user.email, user.id
             return user
 
@@ -64,25 +69,33 @@ class Api:
     def __init__(self, base_url: str, token: str):
         self.base_url, self.token = base_url, token
 
-    def call(self, method: str, path: str, body: dict | None = None,
-             headers: dict | None = None) -> tuple[int, dict]:
+    def call(
+        self, method: str, path: str, body: dict | None = None, headers: dict | None = None
+    ) -> tuple[int, dict]:
         request = urllib.request.Request(
-            self.base_url + "/api/v1" + path, method=method,
+            self.base_url + "/api/v1" + path,
+            method=method,
             data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.token}",
-                     "Content-Type": "application/json", **(headers or {})})
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        )
         try:
             with urllib.request.urlopen(request, timeout=15) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
-    def send(self, title: str = "Hello", body: str = "Message", *, key: str | None = None,
-             **fields) -> dict:
+    def send(
+        self, title: str = "Hello", body: str = "Message", *, key: str | None = None, **fields
+    ) -> dict:
         """POST /notifications; asserts 201 and returns {id, recipient_count}."""
         headers = {"Idempotency-Key": key} if key else {}
-        status, result = self.call("POST", "/notifications",
-                                   {"title": title, "body": body, **fields}, headers)
+        status, result = self.call(
+            "POST", "/notifications", {"title": title, "body": body, **fields}, headers
+        )
         assert status == 201, result
         return result
 

@@ -35,9 +35,20 @@ class LiveServer:
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [gunicorn, "-c", str(ROOT / "webapp" / "gunicorn_conf.py"),
-             "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers), "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                gunicorn,
+                "-c",
+                str(ROOT / "webapp" / "gunicorn_conf.py"),
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(self.workers),
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

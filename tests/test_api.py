@@ -81,8 +81,12 @@ def error_of(response) -> dict:
 
 
 def student_body(**changes) -> dict:
-    body = {"email": "Ann.Lee@School.test", "name": "Ann  Lee", "role": "student",
-            "classes": ["7B"]}
+    body = {
+        "email": "Ann.Lee@School.test",
+        "name": "Ann  Lee",
+        "role": "student",
+        "classes": ["7B"],
+    }
     return {**body, **changes}
 
 
@@ -116,16 +120,20 @@ def test_request_without_credentials_is_401(client, owner, method, path, body):
 def _revoke(app, secret):
     with app.app_context():
         session = get_session()
-        session.scalar(select(ApiToken).where(
-            ApiToken.token_hash == tokens.hash_api_token(secret))).revoked_at = utcnow()
+        session.scalar(
+            select(ApiToken).where(ApiToken.token_hash == tokens.hash_api_token(secret))
+        ).revoked_at = utcnow()
         session.commit()
 
 
 def _deactivate_owner(app, secret):
     with app.app_context():
         session = get_session()
-        other = users_service.create(session, None, users_service.UserInput(
-            email="second@school.test", name="Second Admin", role="admin"))
+        other = users_service.create(
+            session,
+            None,
+            users_service.UserInput(email="second@school.test", name="Second Admin", role="admin"),
+        )
         owner = users_service.get_by_email(session, "owner@school.test")
         users_service.set_active(session, other, owner.id, False)
 
@@ -142,8 +150,7 @@ REFUSED_HEADERS = {
 
 @pytest.mark.parametrize("case", REFUSED_HEADERS)
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
-def test_refused_token_is_401_and_changes_nothing(app, client, token, case, method, path,
-                                                  body):
+def test_refused_token_is_401_and_changes_nothing(app, client, token, case, method, path, body):
     headers = REFUSED_HEADERS[case](app, token)
     r = getattr(client, method)(API + path, json=body, headers=headers)
     assert r.status_code == 401
@@ -199,8 +206,9 @@ def test_token_never_reaches_the_logs(app, api, client, token, caplog):
     assert token not in caplog.text
     assert wrong not in caplog.text
     with app.app_context():
-        details = [str(e.detail) + str(e.subject) for e in
-                   get_session().scalars(select(AuditEvent))]
+        details = [
+            str(e.detail) + str(e.subject) for e in get_session().scalars(select(AuditEvent))
+        ]
     assert not any(token in detail for detail in details)
 
 
@@ -231,9 +239,16 @@ def test_create_student_in_a_class(api, class_7b):
 def test_create_guardian_of_students(api, class_7b):
     api.post("/users", json=student_body())
     api.post("/users", json=student_body(email="ben@school.test", name="Ben Lee"))
-    r = api.post("/users", json={"email": "pat@home.test", "name": "Pat Lee",
-                                 "role": "guardian", "language": "de",
-                                 "guardian_of": ["ANN.LEE@school.test", "ben@school.test"]})
+    r = api.post(
+        "/users",
+        json={
+            "email": "pat@home.test",
+            "name": "Pat Lee",
+            "role": "guardian",
+            "language": "de",
+            "guardian_of": ["ANN.LEE@school.test", "ben@school.test"],
+        },
+    )
     assert r.status_code == 201
     assert r.get_json()["language"] == "de"
     assert sorted(r.get_json()["guardian_of"]) == ["ann.lee@school.test", "ben@school.test"]
@@ -241,8 +256,15 @@ def test_create_guardian_of_students(api, class_7b):
 
 
 def test_created_user_with_password_can_sign_in(api, auth):
-    r = api.post("/users", json={"email": "tom@school.test", "name": "Tom Teacher",
-                                 "role": "teacher", "password": PASSWORD})
+    r = api.post(
+        "/users",
+        json={
+            "email": "tom@school.test",
+            "name": "Tom Teacher",
+            "role": "teacher",
+            "password": PASSWORD,
+        },
+    )
     assert r.status_code == 201
     signin = auth.signin("tom@school.test", PASSWORD)
     assert signin.status_code == 302 and signin.headers["Location"] == "/dashboard"
@@ -255,19 +277,21 @@ def test_get_unknown_user_is_404(api):
 
 
 def test_duplicate_email_is_409(api, owner):
-    r = api.post("/users", json={"email": "OWNER@school.test", "name": "Again",
-                                 "role": "teacher"})
+    r = api.post("/users", json={"email": "OWNER@school.test", "name": "Again", "role": "teacher"})
     assert r.status_code == 409
     assert error_of(r)["code"] == "duplicate_email"
 
 
-@pytest.mark.parametrize(("changes", "code"), [
-    ({"email": "not-an-email"}, "invalid_email"),
-    ({"role": "janitor"}, "invalid_role"),
-    ({"name": "   "}, "name_required"),
-    ({"password": "short"}, "weak_password"),
-    ({"language": "xx"}, "invalid_language"),
-])
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"email": "not-an-email"}, "invalid_email"),
+        ({"role": "janitor"}, "invalid_role"),
+        ({"name": "   "}, "name_required"),
+        ({"password": "short"}, "weak_password"),
+        ({"language": "xx"}, "invalid_language"),
+    ],
+)
 def test_invalid_user_values_are_400(api, class_7b, changes, code):
     r = api.post("/users", json=student_body(**changes))
     assert r.status_code == 400
@@ -283,12 +307,18 @@ def school(any_database_url, tmp_path):
     app = make_test_app(any_database_url, tmp_path)
     with app.app_context():
         session = get_session()
-        owner = users_service.create(session, None, users_service.UserInput(
-            email="owner@school.test", name="Olive Owner", role="admin"))
+        owner = users_service.create(
+            session,
+            None,
+            users_service.UserInput(email="owner@school.test", name="Olive Owner", role="admin"),
+        )
         classes_service.create(session, None, "7b")
         for role in ("student", "teacher"):
-            users_service.create(session, None, users_service.UserInput(
-                email=f"{role}@school.test", name=role.title(), role=role))
+            users_service.create(
+                session,
+                None,
+                users_service.UserInput(email=f"{role}@school.test", name=role.title(), role=role),
+            )
         owner_id = owner.id
     yield app, Api(app.test_client(), new_api_token(app, owner_id))
     app.extensions["schoolbell.db"].kw["bind"].dispose()
@@ -296,12 +326,31 @@ def school(any_database_url, tmp_path):
 
 FAILED_CREATES = [
     (student_body(classes=["7b", "9z"]), 404, "class_not_found"),
-    ({"email": "g@home.test", "name": "G", "role": "guardian",
-      "guardian_of": ["student@school.test", "teacher@school.test"]}, 400, "not_a_student"),
-    ({"email": "g@home.test", "name": "G", "role": "guardian",
-      "guardian_of": ["student@school.test", "nobody@school.test"]}, 404, "user_not_found"),
-    ({"email": "g@home.test", "name": "G", "role": "guardian", "classes": ["7b"]},
-     400, "invalid_member"),
+    (
+        {
+            "email": "g@home.test",
+            "name": "G",
+            "role": "guardian",
+            "guardian_of": ["student@school.test", "teacher@school.test"],
+        },
+        400,
+        "not_a_student",
+    ),
+    (
+        {
+            "email": "g@home.test",
+            "name": "G",
+            "role": "guardian",
+            "guardian_of": ["student@school.test", "nobody@school.test"],
+        },
+        404,
+        "user_not_found",
+    ),
+    (
+        {"email": "g@home.test", "name": "G", "role": "guardian", "classes": ["7b"]},
+        400,
+        "invalid_member",
+    ),
     (student_body(guardian_of=["student@school.test"]), 400, "not_a_guardian"),
 ]
 
@@ -313,37 +362,51 @@ def test_failed_create_writes_nothing(school, body, status, code):
     r = api.post("/users", json=body)
     assert r.status_code == status
     assert error_of(r)["code"] == code
-    assert [count(app, model) for model in (User, Membership, Guardianship, AuditEvent)] \
-        == before
+    assert [count(app, model) for model in (User, Membership, Guardianship, AuditEvent)] == before
     assert api.get(f"/users/{body['email']}").status_code == 404
 
 
 # --- request bodies -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("data", "content_type", "status", "code"), [
-    (b'{"email": ', "application/json", 400, "invalid_json"),
-    (b"", "application/json", 400, "invalid_json"),
-    (b'["7b"]', "application/json", 400, "invalid_json"),
-    (b"null", "application/json", 400, "invalid_json"),
-    (b'{"name": "8c"}', "text/plain", 415, "unsupported_media_type"),
-    (b"name=8c", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
-])
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code"),
+    [
+        (b'{"email": ', "application/json", 400, "invalid_json"),
+        (b"", "application/json", 400, "invalid_json"),
+        (b'["7b"]', "application/json", 400, "invalid_json"),
+        (b"null", "application/json", 400, "invalid_json"),
+        (b'{"name": "8c"}', "text/plain", 415, "unsupported_media_type"),
+        (b"name=8c", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    ],
+)
 @pytest.mark.parametrize("path", ["/users", "/classes", "/tokens"])
-def test_body_that_is_not_a_json_object_is_refused(app, api, path, data, content_type,
-                                                   status, code):
+def test_body_that_is_not_a_json_object_is_refused(
+    app, api, path, data, content_type, status, code
+):
     r = api.post(path, data=data, content_type=content_type)
     assert r.status_code == status
     assert error_of(r)["code"] == code
     assert count(app, SchoolClass) == 0
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/users", {"email": "a@school.test", "name": "A", "role": "student", "admin": True,
-                "nickname": "x"}),
-    ("/classes", {"name": "8c", "admin": True, "nickname": "x"}),
-    ("/tokens", {"email": "owner@school.test", "admin": True, "nickname": "x"}),
-])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/users",
+            {
+                "email": "a@school.test",
+                "name": "A",
+                "role": "student",
+                "admin": True,
+                "nickname": "x",
+            },
+        ),
+        ("/classes", {"name": "8c", "admin": True, "nickname": "x"}),
+        ("/tokens", {"email": "owner@school.test", "admin": True, "nickname": "x"}),
+    ],
+)
 def test_unknown_fields_are_named(app, api, path, body):
     r = api.post(path, json=body)
     assert r.status_code == 400
@@ -354,20 +417,23 @@ def test_unknown_fields_are_named(app, api, path, body):
     assert count(app, User) == 1 and count(app, SchoolClass) == 0
 
 
-@pytest.mark.parametrize(("path", "body", "field"), [
-    ("/users", student_body(name=5), "name"),
-    ("/users", student_body(email=["a@school.test"]), "email"),
-    ("/users", student_body(role=None), "role"),
-    ("/users", {"name": "No Email", "role": "student"}, "email"),
-    ("/users", student_body(password=12345678), "password"),
-    ("/users", student_body(classes="7b"), "classes"),
-    ("/users", student_body(classes=[7]), "classes"),
-    ("/users", student_body(guardian_of="ann@school.test"), "guardian_of"),
-    ("/users", student_body(language=True), "language"),
-    ("/classes", {"name": 7}, "name"),
-    ("/classes", {}, "name"),
-    ("/tokens", {"email": {"address": "owner@school.test"}}, "email"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/users", student_body(name=5), "name"),
+        ("/users", student_body(email=["a@school.test"]), "email"),
+        ("/users", student_body(role=None), "role"),
+        ("/users", {"name": "No Email", "role": "student"}, "email"),
+        ("/users", student_body(password=12345678), "password"),
+        ("/users", student_body(classes="7b"), "classes"),
+        ("/users", student_body(classes=[7]), "classes"),
+        ("/users", student_body(guardian_of="ann@school.test"), "guardian_of"),
+        ("/users", student_body(language=True), "language"),
+        ("/classes", {"name": 7}, "name"),
+        ("/classes", {}, "name"),
+        ("/tokens", {"email": {"address": "owner@school.test"}}, "email"),
+    ],
+)
 def test_wrong_types_name_the_field(app, api, class_7b, path, body, field):
     r = api.post(path, json=body)
     assert r.status_code == 400
@@ -412,9 +478,15 @@ def test_issue_client_token(app, api, make_user):
     assert r.status_code == 201
     body = r.get_json()
     assert set(body) == {"token", "expires_at"}
-    assert tokens.verify_client_token(body["token"], secret=app.config["JWT_SECRET"],
-                                      issuer=app.config["JWT_ISSUER"],
-                                      audience=app.config["JWT_AUDIENCE"]) == ann.id
+    assert (
+        tokens.verify_client_token(
+            body["token"],
+            secret=app.config["JWT_SECRET"],
+            issuer=app.config["JWT_ISSUER"],
+            audience=app.config["JWT_AUDIENCE"],
+        )
+        == ann.id
+    )
     lifetime = datetime.fromisoformat(body["expires_at"]) - utcnow()
     assert 0 < lifetime.total_seconds() <= app.config["JWT_TTL_S"]
 
@@ -438,13 +510,20 @@ def test_token_for_inactive_user_is_400(app, api, make_user):
 
 def test_writes_are_audited_with_actor_and_address(app, client, token, owner, class_7b):
     remote = {"REMOTE_ADDR": "203.0.113.7"}
-    for path, body in [("/classes", {"name": "8c"}), ("/users", student_body()),
-                       ("/tokens", {"email": "ann.lee@school.test"})]:
+    for path, body in [
+        ("/classes", {"name": "8c"}),
+        ("/users", student_body()),
+        ("/tokens", {"email": "ann.lee@school.test"}),
+    ]:
         r = client.post(API + path, json=body, headers=bearer(token), environ_base=remote)
         assert r.status_code == 201
     with app.app_context():
-        events = {e.action: e for e in get_session().scalars(
-            select(AuditEvent).where(AuditEvent.address == "203.0.113.7"))}
+        events = {
+            e.action: e
+            for e in get_session().scalars(
+                select(AuditEvent).where(AuditEvent.address == "203.0.113.7")
+            )
+        }
     assert set(events) == {"class.created", "user.created", "client_token.issued"}
     assert {e.actor_id for e in events.values()} == {owner.id}
     assert events["user.created"].subject == "user:ann.lee@school.test"
@@ -452,8 +531,10 @@ def test_writes_are_audited_with_actor_and_address(app, client, token, owner, cl
     assert events["class.created"].subject == "class:8c"
 
 
-@pytest.mark.parametrize("path", ["/notifications/99999999999", "/notifications/0",
-                                  "/notifications/99999999999/deliveries"])
+@pytest.mark.parametrize(
+    "path",
+    ["/notifications/99999999999", "/notifications/0", "/notifications/99999999999/deliveries"],
+)
 def test_ids_that_cannot_exist_are_404(api, path):
     response = api.get(path)
     assert response.status_code == 404

@@ -11,8 +11,12 @@ from .helpers import post_form
 
 @pytest.mark.parametrize(
     ("role", "home"),
-    [("admin", "/dashboard"), ("teacher", "/dashboard"), ("student", "/inbox"),
-     ("guardian", "/inbox")],
+    [
+        ("admin", "/dashboard"),
+        ("teacher", "/dashboard"),
+        ("student", "/inbox"),
+        ("guardian", "/inbox"),
+    ],
 )
 def test_each_role_lands_on_its_home(client, make_user, auth, role, home):
     user = make_user(role)
@@ -156,8 +160,9 @@ def test_signins_are_audited(db, make_user, auth):
     user = make_user("teacher")
     auth.signin(user.email, "wrong password")
     auth.signin(user.email)
-    events = db.scalars(select(AuditEvent).where(AuditEvent.action.like("signin.%"))
-                        .order_by(AuditEvent.id)).all()
+    events = db.scalars(
+        select(AuditEvent).where(AuditEvent.action.like("signin.%")).order_by(AuditEvent.id)
+    ).all()
     assert [(e.action, e.subject, e.address) for e in events] == [
         ("signin.failed", f"user:{user.email}", "127.0.0.1"),
         ("signin.succeeded", f"user:{user.email}", "127.0.0.1"),
@@ -177,8 +182,7 @@ def test_cookies_are_secure_behind_https(database_url, tmp_path, make_user):
     app = make_test_app(database_url, tmp_path, HTTPS=True)
     make_user("admin", email="boss@school.test")
     client = app.test_client()
-    response = post_form(client, "/signin", {"email": "boss@school.test",
-                                             "password": PASSWORD})
+    response = post_form(client, "/signin", {"email": "boss@school.test", "password": PASSWORD})
     assert "Secure" in response.headers["Set-Cookie"]
     assert "Strict-Transport-Security" in response.headers
 

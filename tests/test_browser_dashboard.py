@@ -25,8 +25,9 @@ def count(page: Page):
     return page.locator("#recipient-count [data-recipient-count]")
 
 
-def test_compose_preview_send_alert_and_live_status(page: Page, browser: Browser, live_school,
-                                                    artifacts, console_errors):
+def test_compose_preview_send_alert_and_live_status(
+    page: Page, browser: Browser, live_school, artifacts, console_errors
+):
     url, school = live_school.server.url, live_school.school
     student, student_errors = second_person(browser, url, school.emails["s7b_1"])
     expect(student).to_have_url(re.compile(r"/inbox$"))
@@ -38,7 +39,8 @@ def test_compose_preview_send_alert_and_live_status(page: Page, browser: Browser
     # The preview follows the typing, rendered and sanitised like the real alert.
     page.get_by_label("Title").press_sequentially("Swimming on Friday")
     page.get_by_label("Message").press_sequentially(
-        "Bring a **towel** <script>window.__pwned=1</script>")
+        "Bring a **towel** <script>window.__pwned=1</script>"
+    )
     preview = page.locator("#alert-preview .schoolbell-toast")
     expect(preview.locator(".schoolbell-title")).to_have_text("Swimming on Friday")
     expect(preview.locator(".schoolbell-body strong")).to_have_text("towel")
@@ -75,18 +77,20 @@ def test_compose_preview_send_alert_and_live_status(page: Page, browser: Browser
 
     # ...and the admin's status page shows the receipts arrive, without reloading.
     expect(page.locator(f'#delivery-status-{nid} dd[data-state="delivered"]')).to_have_text(
-        "1", timeout=10_000)
+        "1", timeout=10_000
+    )
     toast.get_by_role("button", name="Confirm").click()
     expect(page.locator(f'#delivery-status-{nid} dd[data-state="acknowledged"]')).to_have_text(
-        "1", timeout=10_000)
+        "1", timeout=10_000
+    )
     page.screenshot(path=artifacts / "dashboard-status.png", full_page=True)
     assert page.evaluate("window.__pwned") is None
     assert console_errors == [] and student_errors == []
 
 
-def test_the_online_panel_follows_tabs_opening_and_closing(page: Page, browser: Browser,
-                                                         live_school, artifacts,
-                                                         console_errors):
+def test_the_online_panel_follows_tabs_opening_and_closing(
+    page: Page, browser: Browser, live_school, artifacts, console_errors
+):
     url, school = live_school.server.url, live_school.school
     sign_in(page, url, school.emails["admin"])
     expect(page).to_have_url(re.compile(r"/dashboard$"))
@@ -112,8 +116,7 @@ def test_the_online_panel_follows_tabs_opening_and_closing(page: Page, browser: 
     assert console_errors == [] and student_errors == []
 
 
-def test_a_teacher_cannot_pick_another_teachers_class(page: Page, live_school,
-                                                      console_errors):
+def test_a_teacher_cannot_pick_another_teachers_class(page: Page, live_school, console_errors):
     url, school = live_school.server.url, live_school.school
     sign_in(page, url, school.emails["t7b"])
     page.goto(url + "/notifications/new")
@@ -151,8 +154,9 @@ def test_a_draft_survives_a_reload(page: Page, live_school, console_errors):
     assert console_errors == []
 
 
-def test_an_emergency_is_confirmed_before_it_goes(page: Page, browser: Browser, live_school,
-                                                  artifacts, console_errors):
+def test_an_emergency_is_confirmed_before_it_goes(
+    page: Page, browser: Browser, live_school, artifacts, console_errors
+):
     url, school = live_school.server.url, live_school.school
     student, student_errors = second_person(browser, url, school.emails["s7b_1"])
     sign_in(page, url, school.emails["admin"])

@@ -39,16 +39,19 @@ def inbox_item(page: Page, notification_id: int):
 
 def status(live_school, notification_id: int, until) -> dict:
     """GET /api/v1/notifications/<id> until `until(counts)` holds (receipts are batched)."""
+
     def fetch():
         code, body = live_school.api.call("GET", f"/notifications/{notification_id}")
         assert code == 200, body
         return body
+
     return poll(fetch, lambda body: until(body["counts"]))
 
 
 def deliveries(live_school, notification_id: int, state: str) -> list[dict]:
     code, body = live_school.api.call(
-        "GET", f"/notifications/{notification_id}/deliveries?state={state}")
+        "GET", f"/notifications/{notification_id}/deliveries?state={state}"
+    )
     assert code == 200, body
     return body["deliveries"]
 
@@ -63,10 +66,12 @@ def assert_receipt(live_school, notification_id: int, state: str) -> None:
 
 
 def test_announcement_arrives_live_and_is_confirmed_in_the_inbox(
-        page: Page, live_school, student, artifacts, console_errors):
+    page: Page, live_school, student, artifacts, console_errors
+):
     expect(page.locator("#inbox-list")).to_contain_text("No announcements yet.")
-    sent = live_school.api.send("Fire drill at 10:00", "Meet at the **yard**.",
-                                targets=TO_7B, require_ack=True)
+    sent = live_school.api.send(
+        "Fire drill at 10:00", "Meet at the **yard**.", targets=TO_7B, require_ack=True
+    )
     nid = sent["id"]
 
     alert = toast(page, nid)
@@ -90,10 +95,12 @@ def test_announcement_arrives_live_and_is_confirmed_in_the_inbox(
     assert console_errors == []
 
 
-def test_announcement_is_confirmed_in_the_toast(page: Page, live_school, student, artifacts,
-                                                console_errors):
-    nid = live_school.api.send("Sign the trip form", "Due Friday.", targets=TO_7B,
-                               require_ack=True)["id"]
+def test_announcement_is_confirmed_in_the_toast(
+    page: Page, live_school, student, artifacts, console_errors
+):
+    nid = live_school.api.send(
+        "Sign the trip form", "Due Friday.", targets=TO_7B, require_ack=True
+    )["id"]
     alert = toast(page, nid)
     expect(alert).to_be_visible()
     expect(inbox_item(page, nid)).to_be_visible()
@@ -106,13 +113,16 @@ def test_announcement_is_confirmed_in_the_toast(page: Page, live_school, student
     assert console_errors == []
 
 
-def test_markup_in_title_and_body_never_runs(page: Page, live_school, student, artifacts,
-                                             console_errors):
+def test_markup_in_title_and_body_never_runs(
+    page: Page, live_school, student, artifacts, console_errors
+):
     title = "<b>bold</b><script>window.__pwned=4</script>"
-    body = ("<script>window.__pwned=1</script>\n\n"
-            '<img src=x onerror="window.__pwned=2">\n\n'
-            "[x](javascript:window.__pwned=3)\n\nStill *here*.\n\n"
-            "https://example.org/" + "a" * 150)  # a long word must not overflow the toast
+    body = (
+        "<script>window.__pwned=1</script>\n\n"
+        '<img src=x onerror="window.__pwned=2">\n\n'
+        "[x](javascript:window.__pwned=3)\n\nStill *here*.\n\n"
+        "https://example.org/" + "a" * 150
+    )  # a long word must not overflow the toast
     nid = live_school.api.send(title, body, targets=TO_7B)["id"]
 
     alert, item = toast(page, nid), inbox_item(page, nid)
@@ -140,10 +150,12 @@ def test_markup_in_title_and_body_never_runs(page: Page, live_school, student, a
     assert console_errors == []  # nothing even tried (a CSP violation is logged)
 
 
-def test_emergency_overlay_stays_until_confirmed(page: Page, live_school, student,
-                                                 artifacts, console_errors):
-    nid = live_school.api.send("Lockdown", "Stay in your classroom.", targets=TO_7B,
-                               priority="emergency", require_ack=True)["id"]
+def test_emergency_overlay_stays_until_confirmed(
+    page: Page, live_school, student, artifacts, console_errors
+):
+    nid = live_school.api.send(
+        "Lockdown", "Stay in your classroom.", targets=TO_7B, priority="emergency", require_ack=True
+    )["id"]
     dialog = page.get_by_role("alertdialog", name="Lockdown")
     expect(dialog).to_be_visible()
     expect(dialog).to_have_attribute("aria-modal", "true")
@@ -158,8 +170,7 @@ def test_emergency_overlay_stays_until_confirmed(page: Page, live_school, studen
         expect(confirm).to_be_focused()
     page.wait_for_timeout(1000)
     expect(dialog).to_be_visible()
-    assert status(live_school, nid, lambda c: c["delivered"] == 1)["counts"][
-        "acknowledged"] == 0
+    assert status(live_school, nid, lambda c: c["delivered"] == 1)["counts"]["acknowledged"] == 0
 
     confirm.click()
     expect(dialog).to_have_count(0)
@@ -168,12 +179,13 @@ def test_emergency_overlay_stays_until_confirmed(page: Page, live_school, studen
     assert console_errors == []
 
 
-def test_reload_resumes_without_repeating_seen_announcements(page: Page, live_school,
-                                                             student, artifacts,
-                                                             console_errors):
+def test_reload_resumes_without_repeating_seen_announcements(
+    page: Page, live_school, student, artifacts, console_errors
+):
     sockets = student
-    other = live_school.api.send("For 7a only", "Not for 7b.",
-                                 targets={"classes": [{"name": "7a"}]})["id"]
+    other = live_school.api.send(
+        "For 7a only", "Not for 7b.", targets={"classes": [{"name": "7a"}]}
+    )["id"]
     first = live_school.api.send("Library closed today", "Sorry!", targets=TO_7B)["id"]
     expect(toast(page, first)).to_be_visible()
     assert_receipt(live_school, first, "delivered")
@@ -185,8 +197,7 @@ def test_reload_resumes_without_repeating_seen_announcements(page: Page, live_sc
     page.wait_for_timeout(500)  # time for anything replayed to be shown
     expect(toast(page, first)).to_have_count(0)
 
-    second = live_school.api.send("Library open tomorrow", "Welcome back.",
-                                  targets=TO_7B)["id"]
+    second = live_school.api.send("Library open tomorrow", "Welcome back.", targets=TO_7B)["id"]
     expect(toast(page, second)).to_be_visible()
     expect(inbox_item(page, second)).to_be_visible()
     page.screenshot(path=artifacts / "inbox-resumed.png", full_page=True)
@@ -194,14 +205,18 @@ def test_reload_resumes_without_repeating_seen_announcements(page: Page, live_sc
     expect(toast(page, other)).to_have_count(0)
 
     # A tab that resumes from further back gets both again and drops them by id.
-    page.evaluate("""last => { for (const k of Object.keys(localStorage))
+    page.evaluate(
+        """last => { for (const k of Object.keys(localStorage))
                                  if (k.endsWith(':last')) localStorage.setItem(k, last); }""",
-                  str(other))
+        str(other),
+    )
     page.reload()
     sockets.wait_online(sockets=3)
     assert sockets.messages("resume", sent=True)[0]["last_id"] == other
-    sockets.wait_for(lambda: {m["id"] for m in sockets.messages("notification")}
-                     >= {first, second}, what="the replay")
+    sockets.wait_for(
+        lambda: {m["id"] for m in sockets.messages("notification")} >= {first, second},
+        what="the replay",
+    )
     page.wait_for_timeout(300)
     expect(page.locator("#schoolbell-toasts .schoolbell-toast")).to_have_count(0)
     acks = [m for m in sockets.messages("ack", sent=True) if m["state"] == "delivered"]
@@ -209,9 +224,9 @@ def test_reload_resumes_without_repeating_seen_announcements(page: Page, live_sc
     assert console_errors == []
 
 
-def test_lost_server_shows_reconnecting_banner_and_backs_off(page: Page, live_school,
-                                                             student, artifacts,
-                                                             console_errors):
+def test_lost_server_shows_reconnecting_banner_and_backs_off(
+    page: Page, live_school, student, artifacts, console_errors
+):
     sockets = student
     banner = page.locator("#schoolbell-banner")
     expect(banner).to_have_count(0)
@@ -232,10 +247,10 @@ def test_lost_server_shows_reconnecting_banner_and_backs_off(page: Page, live_sc
     assert [e for e in console_errors if not WS_CONNECT_FAILED.match(e)] == []
 
 
-def test_toast_is_dismissed_with_the_keyboard(page: Page, live_school, student, artifacts,
-                                              console_errors):
-    nid = live_school.api.send("Choir practice moved", "Now in room 12.",
-                               targets=TO_7B)["id"]
+def test_toast_is_dismissed_with_the_keyboard(
+    page: Page, live_school, student, artifacts, console_errors
+):
+    nid = live_school.api.send("Choir practice moved", "Now in room 12.", targets=TO_7B)["id"]
     alert = toast(page, nid)
     expect(alert).to_be_visible()
     expect(alert.get_by_role("button", name="Confirm")).to_have_count(0)
@@ -250,8 +265,9 @@ def test_toast_is_dismissed_with_the_keyboard(page: Page, live_school, student, 
     assert console_errors == []
 
 
-def test_every_open_tab_shows_the_announcement(page: Page, live_school, student, artifacts,
-                                               console_errors):
+def test_every_open_tab_shows_the_announcement(
+    page: Page, live_school, student, artifacts, console_errors
+):
     second_tab = page.context.new_page()  # same cookies, same localStorage
     second_tab_errors = watch_console(second_tab)
     tab_sockets = Sockets(second_tab)
@@ -265,15 +281,15 @@ def test_every_open_tab_shows_the_announcement(page: Page, live_school, student,
     assert console_errors == second_tab_errors == []
 
 
-def test_confirming_in_one_tab_clears_the_others(page: Page, live_school, student,
-                                                 console_errors):
+def test_confirming_in_one_tab_clears_the_others(page: Page, live_school, student, console_errors):
     second_tab = page.context.new_page()
     second_tab_errors = watch_console(second_tab)
     tab_sockets = Sockets(second_tab)
     second_tab.goto(live_school.server.url + "/inbox")
     tab_sockets.wait_online()
-    nid = live_school.api.send("Sign the form", "Please confirm.", targets=TO_7B,
-                               require_ack=True)["id"]
+    nid = live_school.api.send("Sign the form", "Please confirm.", targets=TO_7B, require_ack=True)[
+        "id"
+    ]
     for tab in (page, second_tab):
         expect(toast(tab, nid)).to_be_visible()
     toast(page, nid).get_by_role("button", name="Confirm").click()

@@ -14,13 +14,12 @@ pytestmark = pytest.mark.browser
 
 def menu(page: Page, name: str):
     """A link of the main navigation."""
-    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name,
-                                                                   exact=True)
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
 
 
-def test_admin_creates_a_class_and_adds_a_student(page: Page, live_server_factory,
-                                                  database_url, make_user, artifacts,
-                                                  console_errors):
+def test_admin_creates_a_class_and_adds_a_student(
+    page: Page, live_server_factory, database_url, make_user, artifacts, console_errors
+):
     make_user("admin", email="ada@school.test", name="Ada Admin")
     make_user("student", email="sam@school.test", name="Sam Student")
     server = live_server_factory(database_url)
@@ -46,12 +45,15 @@ def test_admin_creates_a_class_and_adds_a_student(page: Page, live_server_factor
     assert console_errors == []
 
 
-def test_people_search_updates_as_you_type(page: Page, live_server_factory, database_url,
-                                           make_user, artifacts, console_errors):
+def test_people_search_updates_as_you_type(
+    page: Page, live_server_factory, database_url, make_user, artifacts, console_errors
+):
     make_user("admin", email="ada@school.test", name="Ada Admin")
-    for email, name, role in [("zoe@school.test", "Zoë Zimmer", "student"),
-                              ("zack@school.test", "Zack Young", "teacher"),
-                              ("mia@school.test", "Mia Miller", "guardian")]:
+    for email, name, role in [
+        ("zoe@school.test", "Zoë Zimmer", "student"),
+        ("zack@school.test", "Zack Young", "teacher"),
+        ("mia@school.test", "Mia Miller", "guardian"),
+    ]:
         make_user(role, email=email, name=name, password=None)
     server = live_server_factory(database_url)
     sign_in(page, server.url, "ada@school.test")

@@ -57,8 +57,13 @@ def test_create_admin_with_password_option(cli, auth):
 
 
 def test_create_admin_prompts_for_the_password_twice(cli, auth):
-    result = cli("create-admin", "head@school.test", "--name", "Hana Head",
-                 input="typo password\nother password\nlong enough pw\nlong enough pw\n")
+    result = cli(
+        "create-admin",
+        "head@school.test",
+        "--name",
+        "Hana Head",
+        input="typo password\nother password\nlong enough pw\nlong enough pw\n",
+    )
     assert result.exit_code == 0, result.output
     assert "do not match" in result.output
     assert "long enough pw" not in result.output  # hidden input is not echoed
@@ -111,26 +116,39 @@ def test_seed_demo_loads_a_school(demo_app):
         assert [c.name for c, _, _ in rows] == ["5a", "5b", "6a", "6b", "7a", "7b"]
         assert all(20 <= students <= 30 and teachers >= 1 for _, students, teachers in rows)
         classes_per_student = session.scalars(
-            select(func.count(Membership.id)).select_from(User).outerjoin(Membership)
-            .where(User.role == Role.STUDENT).group_by(User.id))
+            select(func.count(Membership.id))
+            .select_from(User)
+            .outerjoin(Membership)
+            .where(User.role == Role.STUDENT)
+            .group_by(User.id)
+        )
         assert set(classes_per_student) == {1}
         guardians_per_student = session.scalars(
-            select(func.count(Guardianship.id)).select_from(User)
+            select(func.count(Guardianship.id))
+            .select_from(User)
             .outerjoin(Guardianship, Guardianship.student_id == User.id)
-            .where(User.role == Role.STUDENT).group_by(User.id))
+            .where(User.role == Role.STUDENT)
+            .group_by(User.id)
+        )
         assert set(guardians_per_student) == {1, 2}
         unteaching = session.scalar(
-            select(func.count()).select_from(User).where(
+            select(func.count())
+            .select_from(User)
+            .where(
                 User.role == Role.TEACHER,
-                ~User.id.in_(select(Membership.user_id)
-                             .where(Membership.role == MemberRole.TEACHER))))
+                ~User.id.in_(
+                    select(Membership.user_id).where(Membership.role == MemberRole.TEACHER)
+                ),
+            )
+        )
         assert unteaching == 0
 
 
 def test_demo_sign_ins_work(app, cli, client):
     result = cli("seed-demo")
-    examples = {who: (email, password)
-                for who, email, password in EXAMPLE_SIGNIN.findall(result.stdout)}
+    examples = {
+        who: (email, password) for who, email, password in EXAMPLE_SIGNIN.findall(result.stdout)
+    }
     assert examples["administrator"] == ("admin@school.test", "admin-demo-pass")
     assert len(examples) == 4
     teacher, _ = examples["teacher of 7b"]
@@ -185,9 +203,15 @@ def test_issue_token_prints_a_valid_jwt(app, cli, make_user):
     result = cli("issue-token", "ANN@school.test")
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
-    assert tokens.verify_client_token(token, secret=app.config["JWT_SECRET"],
-                                      issuer=app.config["JWT_ISSUER"],
-                                      audience=app.config["JWT_AUDIENCE"]) == ann.id
+    assert (
+        tokens.verify_client_token(
+            token,
+            secret=app.config["JWT_SECRET"],
+            issuer=app.config["JWT_ISSUER"],
+            audience=app.config["JWT_AUDIENCE"],
+        )
+        == ann.id
+    )
     assert result.stderr.startswith("Expires at ")
     assert count(app, AuditEvent, AuditEvent.action == "client_token.issued") == 1
 

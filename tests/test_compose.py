@@ -23,17 +23,23 @@ def school(app):
 @pytest.fixture
 def signed_in(client, school):
     """Sign in as a handle of the school (admin, t7b, s7b_1 have passwords)."""
+
     def sign_in(handle: str):
         post_form(client, "/signin", {"email": school.emails[handle], "password": PASSWORD})
-        return csrf_token_from(client.get("/dashboard").get_data(as_text=True)) \
-            if handle != "s7b_1" else None
+        return (
+            csrf_token_from(client.get("/dashboard").get_data(as_text=True))
+            if handle != "s7b_1"
+            else None
+        )
+
     return sign_in
 
 
 def preview(client, token, **fields):
     data = {"title": "Hello", "body": "Body", "priority": "normal", **fields}
-    response = client.post("/notifications/preview", data=data,
-                           headers={"X-CSRFToken": token, "HX-Request": "true"})
+    response = client.post(
+        "/notifications/preview", data=data, headers={"X-CSRFToken": token, "HX-Request": "true"}
+    )
     assert response.status_code == 200
     return response.get_data(as_text=True)
 
@@ -55,8 +61,14 @@ def test_the_page_has_every_labelled_control(client, signed_in):
 
 def test_preview_renders_the_alert_and_counts_the_audience(client, signed_in):
     token = signed_in("admin")
-    html = preview(client, token, title="Trip <b>x</b>", body="Bring **lunch**",
-                   priority="urgent", **{"class:7b": ["students", "guardians"]})
+    html = preview(
+        client,
+        token,
+        title="Trip <b>x</b>",
+        body="Bring **lunch**",
+        priority="urgent",
+        **{"class:7b": ["students", "guardians"]},
+    )
     assert html.lstrip().startswith('<div id="alert-preview"')
     assert "schoolbell-toast schoolbell-urgent" in html
     assert "Trip &lt;b&gt;x&lt;/b&gt;" in html
@@ -78,8 +90,7 @@ def test_preview_sanitises_exactly_like_the_inbox(app, client, signed_in):
 
 def test_preview_counts_people_reached_twice_once(client, signed_in, school):
     token = signed_in("admin")
-    html = preview(client, token, user=[school.emails["s7b_1"]],
-                   **{"class:7b": ["students"]})
+    html = preview(client, token, user=[school.emails["s7b_1"]], **{"class:7b": ["students"]})
     assert 'data-recipient-count="3"' in html
     assert "People reached twice get it once." in html
 
@@ -129,8 +140,10 @@ def test_people_picker_takes_wildcards_literally(client, signed_in):
 
 def test_a_teacher_cannot_send_to_another_class(app, client, signed_in):
     token = signed_in("t7b")
-    response = client.post("/notifications", data={
-        "csrf_token": token, "title": "Sneaky", "body": "x", "class:7a": "students"})
+    response = client.post(
+        "/notifications",
+        data={"csrf_token": token, "title": "Sneaky", "body": "x", "class:7a": "students"},
+    )
     assert response.status_code == 403
     assert "You can only send to your own classes" in response.get_data(as_text=True)
     assert count_rows(app, Notification) == 0
@@ -143,9 +156,16 @@ def test_students_cannot_compose(client, signed_in):
 
 def test_send_goes_to_the_status_page(app, client, signed_in):
     token = signed_in("t7b")
-    response = client.post("/notifications", data={
-        "csrf_token": token, "title": "Homework", "body": "Page 12",
-        "class:7b": ["students", "guardians"], "key": "k-1"})
+    response = client.post(
+        "/notifications",
+        data={
+            "csrf_token": token,
+            "title": "Homework",
+            "body": "Page 12",
+            "class:7b": ["students", "guardians"],
+            "key": "k-1",
+        },
+    )
     assert response.status_code == 302
     assert re.fullmatch(r"/notifications/\d+", response.headers["Location"])
     assert count_rows(app, Delivery) == 6
@@ -153,25 +173,36 @@ def test_send_goes_to_the_status_page(app, client, signed_in):
 
 def test_a_double_submit_sends_once(app, client, signed_in):
     token = signed_in("t7b")
-    data = {"csrf_token": token, "title": "Once", "body": "x", "class:7b": "students",
-            "key": "same-page"}
-    first, second = client.post("/notifications", data=data), client.post(
-        "/notifications", data=data)
+    data = {
+        "csrf_token": token,
+        "title": "Once",
+        "body": "x",
+        "class:7b": "students",
+        "key": "same-page",
+    }
+    first, second = (
+        client.post("/notifications", data=data),
+        client.post("/notifications", data=data),
+    )
     assert first.headers["Location"] == second.headers["Location"]
     assert count_rows(app, Notification) == 1
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"title": "", "body": "x"}, "A title is required."),
-    ({"title": "x", "body": "   "}, "A message is required."),
-    ({"title": "x", "body": "y" * 20_001}, "Messages are at most 20000 characters"),
-    ({"title": "x", "body": "y", "expires_at": "yesterday"}, "not a valid date and time"),
-    ({"title": "x", "body": "y", "expires_at": "2020-01-01T08:00"}, "must be in the future"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"title": "", "body": "x"}, "A title is required."),
+        ({"title": "x", "body": "   "}, "A message is required."),
+        ({"title": "x", "body": "y" * 20_001}, "Messages are at most 20000 characters"),
+        ({"title": "x", "body": "y", "expires_at": "yesterday"}, "not a valid date and time"),
+        ({"title": "x", "body": "y", "expires_at": "2020-01-01T08:00"}, "must be in the future"),
+    ],
+)
 def test_bad_drafts_are_shown_again_with_a_message(app, client, signed_in, fields, message):
     token = signed_in("admin")
-    response = client.post("/notifications", data={
-        "csrf_token": token, "class:7b": "students", **fields})
+    response = client.post(
+        "/notifications", data={"csrf_token": token, "class:7b": "students", **fields}
+    )
     page = response.get_data(as_text=True)
     assert response.status_code == 400
     assert message in page
@@ -181,17 +212,23 @@ def test_bad_drafts_are_shown_again_with_a_message(app, client, signed_in, field
 
 def test_an_empty_audience_is_refused(app, client, signed_in):
     token = signed_in("admin")
-    response = client.post("/notifications", data={"csrf_token": token, "title": "x",
-                                                    "body": "y"})
+    response = client.post("/notifications", data={"csrf_token": token, "title": "x", "body": "y"})
     assert response.status_code == 400
     assert "Choose at least one recipient." in response.get_data(as_text=True)
 
 
 def test_an_expired_token_keeps_the_draft(app, client, signed_in, school):
     signed_in("admin")
-    response = client.post("/notifications", data={
-        "csrf_token": "stale", "title": "Long compose", "body": "Many words",
-        "class:7b": "guardians", "user": school.emails["t7a"]})
+    response = client.post(
+        "/notifications",
+        data={
+            "csrf_token": "stale",
+            "title": "Long compose",
+            "body": "Many words",
+            "class:7b": "guardians",
+            "user": school.emails["t7a"],
+        },
+    )
     page = response.get_data(as_text=True)
     assert response.status_code == 400
     assert "security token expired, so nothing was sent" in page
@@ -200,16 +237,29 @@ def test_an_expired_token_keeps_the_draft(app, client, signed_in, school):
     assert f'<input type="hidden" name="user" value="{school.emails["t7a"]}">T7A' in page
     assert count_rows(app, Notification) == 0
     token = csrf_token_from(page)  # the page that came back can send
-    again = client.post("/notifications", data={
-        "csrf_token": token, "title": "Long compose", "body": "Many words",
-        "class:7b": "guardians"})
+    again = client.post(
+        "/notifications",
+        data={
+            "csrf_token": token,
+            "title": "Long compose",
+            "body": "Many words",
+            "class:7b": "guardians",
+        },
+    )
     assert again.status_code == 302
 
 
 def test_emergencies_ask_before_sending(app, client, signed_in):
     token = signed_in("admin")
-    data = {"csrf_token": token, "title": "Lockdown", "body": "Stay inside",
-            "priority": "emergency", "require_ack": "1", "class:7b": "students", "key": "e1"}
+    data = {
+        "csrf_token": token,
+        "title": "Lockdown",
+        "body": "Stay inside",
+        "priority": "emergency",
+        "require_ack": "1",
+        "class:7b": "students",
+        "key": "e1",
+    }
     asked = client.post("/notifications", data=data)
     page = asked.get_data(as_text=True)
     assert asked.status_code == 200
@@ -227,17 +277,26 @@ def test_big_audiences_ask_before_sending(app, client, signed_in):
     page = client.post("/notifications", data=data).get_data(as_text=True)
     assert re.search(r"Send this announcement to \d+ people\?", page)
     assert count_rows(app, Notification) == 0
-    small = client.post("/notifications", data={
-        "csrf_token": token, "title": "Few", "body": "x", "user": "t7a@school.test"})
+    small = client.post(
+        "/notifications",
+        data={"csrf_token": token, "title": "Few", "body": "x", "user": "t7a@school.test"},
+    )
     assert small.status_code == 302  # at or under the limit: no question asked
 
 
 def test_expiry_is_read_in_the_schools_time_zone(app, client, signed_in):
     app.config["TIMEZONE"] = "Europe/Berlin"
     token = signed_in("admin")
-    client.post("/notifications", data={
-        "csrf_token": token, "title": "x", "body": "y", "class:7b": "students",
-        "expires_at": "2099-07-01T10:00"})
+    client.post(
+        "/notifications",
+        data={
+            "csrf_token": token,
+            "title": "x",
+            "body": "y",
+            "class:7b": "students",
+            "expires_at": "2099-07-01T10:00",
+        },
+    )
     with app.app_context():
         expires = get_session().scalar(select(Notification.expires_at))
     assert expires.isoformat() == "2099-07-01T08:00:00+00:00"

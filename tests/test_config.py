@@ -10,10 +10,13 @@ STRONG = "s" * 48
 
 
 def test_environment_overrides_defaults_with_types():
-    settings = config.from_environment({
-        "SCHOOLBELL_JWT_TTL_S": "120", "SCHOOLBELL_HTTPS": "yes",
-        "SCHOOLBELL_BROKER_URL": "redis://127.0.0.1:6379/0",
-    })
+    settings = config.from_environment(
+        {
+            "SCHOOLBELL_JWT_TTL_S": "120",
+            "SCHOOLBELL_HTTPS": "yes",
+            "SCHOOLBELL_BROKER_URL": "redis://127.0.0.1:6379/0",
+        }
+    )
     assert settings["JWT_TTL_S"] == 120
     assert settings["HTTPS"] is True
     assert settings["BROKER_URL"] == "redis://127.0.0.1:6379/0"
@@ -48,21 +51,35 @@ def test_development_generates_secrets_once(tmp_path):
     ],
 )
 def test_production_refuses_missing_or_weak_secrets(tmp_path, secret_key, jwt_secret, message):
-    settings = {**config.from_environment({}), "ENV": "production",
-                "SECRET_KEY": secret_key, "JWT_SECRET": jwt_secret}
+    settings = {
+        **config.from_environment({}),
+        "ENV": "production",
+        "SECRET_KEY": secret_key,
+        "JWT_SECRET": jwt_secret,
+    }
     with pytest.raises(config.ConfigError, match=message):
         config.finalise(settings, tmp_path)
     assert not (tmp_path / "secret_key").exists()
 
 
 def test_production_app_starts_with_strong_secrets(database_url):
-    app = create_app({"ENV": "production", "DATABASE_URL": database_url,
-                      "SECRET_KEY": STRONG, "JWT_SECRET": "j" * 48})
+    app = create_app(
+        {
+            "ENV": "production",
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": STRONG,
+            "JWT_SECRET": "j" * 48,
+        }
+    )
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
 
 
 def test_allowed_origins_are_normalised():
-    settings = {**config.from_environment({}), "SECRET_KEY": STRONG, "JWT_SECRET": "j" * 48,
-                "ALLOWED_ORIGINS": " https://Portal.school.test/ , http://intranet:8080,"}
+    settings = {
+        **config.from_environment({}),
+        "SECRET_KEY": STRONG,
+        "JWT_SECRET": "j" * 48,
+        "ALLOWED_ORIGINS": " https://Portal.school.test/ , http://intranet:8080,",
+    }
     config.finalise(settings, __import__("pathlib").Path("/nonexistent"))
     assert settings["ALLOWED_ORIGINS"] == ("https://portal.school.test", "http://intranet:8080")

@@ -69,7 +69,10 @@ def test_timestamps_come_back_timezone_aware(any_database_url):
 def test_foreign_keys_are_enforced_on_sqlite(database_url):
     engine = make_engine(database_url)
     with pytest.raises(Exception, match="FOREIGN KEY"), engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO memberships (class_id, user_id, role, created_at) "
-            "VALUES (999, 999, 'student', '2026-01-01')"))
+        conn.execute(
+            text(
+                "INSERT INTO memberships (class_id, user_id, role, created_at) "
+                "VALUES (999, 999, 'student', '2026-01-01')"
+            )
+        )
     engine.dispose()

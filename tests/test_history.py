@@ -27,50 +27,108 @@ from .school import build_school
 
 # What the shared data set sends: title -> (author, classes, body, priority, ack, sent at).
 SENT = {
-    "Trip to the zoo": ("admin", ("7a",), "Bring lunch", "normal", False,
-                        datetime(2025, 9, 1, 10, 0, tzinfo=UTC)),
-    "Maths test moved": ("t7b", ("7b",), "Now in ROOM 12", "urgent", True,
-                         datetime(2025, 9, 2, 23, 59, 59, tzinfo=UTC)),
-    "Fire drill": ("admin", ("7b",), "At ten today", "emergency", False,
-                   datetime(2025, 9, 3, 0, 0, tzinfo=UTC)),
-    "100% attendance_award": ("t7a", ("7a",), "Well done", "normal", False,
-                              datetime(2025, 9, 4, 12, 0, tzinfo=UTC)),
-    "Both classes": ("admin", ("7a", "7b"), "Sale: 50% off", "normal", False,
-                     datetime(2025, 9, 5, 8, 0, tzinfo=UTC)),
+    "Trip to the zoo": (
+        "admin",
+        ("7a",),
+        "Bring lunch",
+        "normal",
+        False,
+        datetime(2025, 9, 1, 10, 0, tzinfo=UTC),
+    ),
+    "Maths test moved": (
+        "t7b",
+        ("7b",),
+        "Now in ROOM 12",
+        "urgent",
+        True,
+        datetime(2025, 9, 2, 23, 59, 59, tzinfo=UTC),
+    ),
+    "Fire drill": (
+        "admin",
+        ("7b",),
+        "At ten today",
+        "emergency",
+        False,
+        datetime(2025, 9, 3, 0, 0, tzinfo=UTC),
+    ),
+    "100% attendance_award": (
+        "t7a",
+        ("7a",),
+        "Well done",
+        "normal",
+        False,
+        datetime(2025, 9, 4, 12, 0, tzinfo=UTC),
+    ),
+    "Both classes": (
+        "admin",
+        ("7a", "7b"),
+        "Sale: 50% off",
+        "normal",
+        False,
+        datetime(2025, 9, 5, 8, 0, tzinfo=UTC),
+    ),
 }
 NEWEST_FIRST = sorted(SENT, key=lambda title: SENT[title][5], reverse=True)
 
 
 def audience_of(*class_names: str, parts=("students",)) -> AudienceSpec:
-    return AudienceSpec(classes=tuple(ClassTarget(name, frozenset(parts))
-                                      for name in class_names))
+    return AudienceSpec(classes=tuple(ClassTarget(name, frozenset(parts)) for name in class_names))
 
 
-def send_as(app, school, handle: str, title: str, *, body: str = "Message",
-            audience: AudienceSpec | None = None, priority: str = "normal",
-            require_ack: bool = False, sent_at: datetime | None = None) -> int:
+def send_as(
+    app,
+    school,
+    handle: str,
+    title: str,
+    *,
+    body: str = "Message",
+    audience: AudienceSpec | None = None,
+    priority: str = "normal",
+    require_ack: bool = False,
+    sent_at: datetime | None = None,
+) -> int:
     """Send through the real service (then backdate it if asked); returns its id."""
     with app.app_context():
         session = get_session()
         author = session.get(User, school.ids[handle])
-        draft = Draft(title=title, body=body, priority=priority, require_ack=require_ack,
-                      audience=audience or audience_of("7b"))
+        draft = Draft(
+            title=title,
+            body=body,
+            priority=priority,
+            require_ack=require_ack,
+            audience=audience or audience_of("7b"),
+        )
         notification_id = notifications.send(session, author, draft).notification.id
         if sent_at is not None:
-            session.execute(update(Notification).where(Notification.id == notification_id)
-                            .values(created_at=sent_at))
+            session.execute(
+                update(Notification)
+                .where(Notification.id == notification_id)
+                .values(created_at=sent_at)
+            )
             session.commit()
         return notification_id
 
 
 def send_data_set(app, school) -> dict[str, int]:
     """SENT, sent for real; title -> id."""
-    return {title: send_as(app, school, by, title, body=body, audience=audience_of(*names),
-                           priority=priority, require_ack=ack, sent_at=at)
-            for title, (by, names, body, priority, ack, at) in SENT.items()}
+    return {
+        title: send_as(
+            app,
+            school,
+            by,
+            title,
+            body=body,
+            audience=audience_of(*names),
+            priority=priority,
+            require_ack=ack,
+            sent_at=at,
+        )
+        for title, (by, names, body, priority, ack, at) in SENT.items()
+    }
 
 
 # The service, on both backends --------------------------------------------------------
+
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def shared(request, sqlite_template, tmp_path_factory):
@@ -102,8 +160,9 @@ def service(shared):
                 filters["class_id"] = classes[filters.pop("class_name")]
             if "author" in filters:
                 filters["author_id"] = school.ids[filters.pop("author")]
-            result = notifications.history(session, session.get(User, school.ids[handle]),
-                                           HistoryFilters(**filters))
+            result = notifications.history(
+                session, session.get(User, school.ids[handle]), HistoryFilters(**filters)
+            )
             shown = [row.notification.title for row in result.rows]
             session.rollback()  # SQLite: end the read (BEGIN IMMEDIATE) for other sessions
             return shown
@@ -118,10 +177,15 @@ def test_visibility_is_the_rule_of_the_status_page(shared, handle):
     with app.app_context():
         session = get_session()
         viewer = session.get(User, school.ids[handle])
-        shown = {row.notification.id for row in notifications.history(
-            session, viewer, HistoryFilters()).rows}
-        allowed = {i for i in ids.values() if deliveries.can_view_status(
-            session, viewer, session.get(Notification, i))}
+        shown = {
+            row.notification.id
+            for row in notifications.history(session, viewer, HistoryFilters()).rows
+        }
+        allowed = {
+            i
+            for i in ids.values()
+            if deliveries.can_view_status(session, viewer, session.get(Notification, i))
+        }
     assert shown == allowed
 
 
@@ -134,25 +198,28 @@ def test_teachers_see_their_own_and_their_classes_only(service):
     assert service("t7a") == ["Both classes", "100% attendance_award", "Trip to the zoo"]
 
 
-@pytest.mark.parametrize(("filters", "expected"), [
-    ({"text": "fire"}, ["Fire drill"]),
-    ({"text": "room 12"}, ["Maths test moved"]),  # the body, any case
-    ({"text": "%"}, ["Both classes", "100% attendance_award"]),  # literal, not "anything"
-    ({"text": "_"}, ["100% attendance_award"]),
-    ({"text": "e_a"}, ["100% attendance_award"]),
-    ({"text": "nothing like this"}, []),
-    ({"author": "t7b"}, ["Maths test moved"]),
-    ({"class_name": "7a"}, ["Both classes", "100% attendance_award", "Trip to the zoo"]),
-    ({"priority": Priority.URGENT}, ["Maths test moved"]),
-    ({"sent_from": date(2025, 9, 3)}, ["Both classes", "100% attendance_award", "Fire drill"]),
-    ({"sent_to": date(2025, 9, 2)}, ["Maths test moved", "Trip to the zoo"]),  # whole day
-    ({"sent_from": date(2025, 9, 3), "sent_to": date(2025, 9, 3)}, ["Fire drill"]),
-    ({"sent_to": date.max}, NEWEST_FIRST),
-    ({"sent_from": date(2025, 9, 4), "sent_to": date(2025, 9, 1)}, []),
-    ({"class_name": "7b", "priority": Priority.EMERGENCY}, ["Fire drill"]),
-    ({"author": "admin", "sent_from": date(2025, 9, 2)}, ["Both classes", "Fire drill"]),
-    ({"text": "o", "class_name": "7a", "sent_to": date(2025, 9, 1)}, ["Trip to the zoo"]),
-])
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"text": "fire"}, ["Fire drill"]),
+        ({"text": "room 12"}, ["Maths test moved"]),  # the body, any case
+        ({"text": "%"}, ["Both classes", "100% attendance_award"]),  # literal, not "anything"
+        ({"text": "_"}, ["100% attendance_award"]),
+        ({"text": "e_a"}, ["100% attendance_award"]),
+        ({"text": "nothing like this"}, []),
+        ({"author": "t7b"}, ["Maths test moved"]),
+        ({"class_name": "7a"}, ["Both classes", "100% attendance_award", "Trip to the zoo"]),
+        ({"priority": Priority.URGENT}, ["Maths test moved"]),
+        ({"sent_from": date(2025, 9, 3)}, ["Both classes", "100% attendance_award", "Fire drill"]),
+        ({"sent_to": date(2025, 9, 2)}, ["Maths test moved", "Trip to the zoo"]),  # whole day
+        ({"sent_from": date(2025, 9, 3), "sent_to": date(2025, 9, 3)}, ["Fire drill"]),
+        ({"sent_to": date.max}, NEWEST_FIRST),
+        ({"sent_from": date(2025, 9, 4), "sent_to": date(2025, 9, 1)}, []),
+        ({"class_name": "7b", "priority": Priority.EMERGENCY}, ["Fire drill"]),
+        ({"author": "admin", "sent_from": date(2025, 9, 2)}, ["Both classes", "Fire drill"]),
+        ({"text": "o", "class_name": "7a", "sent_to": date(2025, 9, 1)}, ["Trip to the zoo"]),
+    ],
+)
 def test_filters_alone_and_combined(service, filters, expected):
     assert service("admin", **filters) == expected
 
@@ -164,8 +231,9 @@ def test_a_teacher_cannot_filter_by_another_class(shared, service):
     with app.app_context():
         session = get_session()
         seven_a = session.scalar(select(SchoolClass.id).where(SchoolClass.name == "7a"))
-        result = notifications.history(session, session.get(User, school.ids["t7b"]),
-                                       HistoryFilters(class_id=seven_a))
+        result = notifications.history(
+            session, session.get(User, school.ids["t7b"]), HistoryFilters(class_id=seven_a)
+        )
         assert result.filters.class_id is None
         assert [name for _, name in result.classes] == ["7b"]
         assert [name for _, name in result.authors] == ["ADMIN", "T7B"]
@@ -200,6 +268,7 @@ def test_a_page_costs_the_same_few_queries_however_many_rows(shared):
 
 # The page ---------------------------------------------------------------------------
 
+
 class Parsed(HTMLParser):
     """Top-level elements, form controls, labels, and text, of an HTML page or fragment."""
 
@@ -227,8 +296,12 @@ class Parsed(HTMLParser):
 
 def rows_of(html: str) -> list[str]:
     """Titles in the results table, top to bottom."""
-    return [html_lib.unescape(title) for title in re.findall(
-        r'<td class="history-title">\s*<a href="/notifications/\d+">(.*?)</a>', html)]
+    return [
+        html_lib.unescape(title)
+        for title in re.findall(
+            r'<td class="history-title">\s*<a href="/notifications/\d+">(.*?)</a>', html
+        )
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -328,8 +401,14 @@ def test_pages_of_25_keep_the_filters(client, auth, app, school):
     start = datetime(2025, 10, 1, tzinfo=UTC)
     for n in range(30):
         priority = "normal" if n % 10 == 0 else "urgent"  # 27 urgent, 3 normal
-        send_as(app, school, "admin", f"Notice {n:02}", priority=priority,
-                sent_at=start + timedelta(hours=n))
+        send_as(
+            app,
+            school,
+            "admin",
+            f"Notice {n:02}",
+            priority=priority,
+            sent_at=start + timedelta(hours=n),
+        )
     auth.signin(school.emails["admin"])
     _response, first = page(client, "?priority=urgent")
     urgent = [f"Notice {n:02}" for n in reversed(range(30)) if n % 10]
@@ -348,8 +427,9 @@ def test_htmx_gets_only_the_results_component(as_admin):
     assert rows_of(html) == ["Fire drill"]
     assert "HX-Request" in response.headers["Vary"]
     # A history restore (back button after htmx's cache is gone) needs the whole page.
-    _response, restored = page(as_admin, "?q=fire", **{
-        "HX-Request": "true", "HX-History-Restore-Request": "true"})
+    _response, restored = page(
+        as_admin, "?q=fire", **{"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
     assert "<html" in restored and 'id="history-filters"' in restored
 
 
@@ -365,10 +445,15 @@ def test_every_control_has_a_visible_label_and_nothing_is_inline(as_admin):
     _response, html = page(as_admin)
     parsed = Parsed(html)
     assert set(parsed.controls) <= parsed.labels
-    assert {"history-q", "history-author", "history-class", "history-priority",
-            "history-from", "history-to"} <= set(parsed.controls)
-    for label in ("Search title or message", "Author", "Class", "Priority", "From date",
-                  "To date"):
+    assert {
+        "history-q",
+        "history-author",
+        "history-class",
+        "history-priority",
+        "history-from",
+        "history-to",
+    } <= set(parsed.controls)
+    for label in ("Search title or message", "Author", "Class", "Priority", "From date", "To date"):
         assert f">{label}</label>" in html
     assert "<script>" not in html and " style=" not in html and "hx-on" not in html
 
@@ -379,39 +464,48 @@ def test_progress_counts_read_and_confirmed(client, auth, app, school):
     fire = sent["Fire drill"]  # 7b students, no confirmation
     at = datetime(2025, 9, 6, tzinfo=UTC)
     with app.app_context():
-        record_receipts(get_session(), [
-            Receipt(school.ids["s7b_1"], maths, DeliveryState.ACKNOWLEDGED, at),
-            Receipt(school.ids["s7b_2"], maths, DeliveryState.READ, at),
-            Receipt(school.ids["s7b_3"], maths, DeliveryState.DELIVERED, at),
-            Receipt(school.ids["s7b_1"], fire, DeliveryState.READ, at),
-        ])
+        record_receipts(
+            get_session(),
+            [
+                Receipt(school.ids["s7b_1"], maths, DeliveryState.ACKNOWLEDGED, at),
+                Receipt(school.ids["s7b_2"], maths, DeliveryState.READ, at),
+                Receipt(school.ids["s7b_3"], maths, DeliveryState.DELIVERED, at),
+                Receipt(school.ids["s7b_1"], fire, DeliveryState.READ, at),
+            ],
+        )
     auth.signin(school.emails["admin"])
     _response, html = page(client)
-    rows = {title: row for title, row in re.findall(
-        r'<tr id="history-\d+">.*?<a href="/notifications/\d+">(.*?)</a>(.*?)</tr>',
-        html, re.S)}
+    rows = {
+        title: row
+        for title, row in re.findall(
+            r'<tr id="history-\d+">.*?<a href="/notifications/\d+">(.*?)</a>(.*?)</tr>', html, re.S
+        )
+    }
     assert "read 2 / 3" in rows["Maths test moved"]
     assert "confirmed 1 / 3" in rows["Maths test moved"]
     assert "read 1 / 3" in rows["Fire drill"] and "confirmed" not in rows["Fire drill"]
     assert "read 0 / 6" in rows["Both classes"]
 
 
-@pytest.mark.parametrize(("query", "notice"), [
-    ("?priority=loud", "Ignored the priority “loud”"),
-    ("?from=2025-13-01", "Ignored the from date “2025-13-01”"),
-    ("?to=yesterday", "Ignored the to date “yesterday”"),
-    ("?from=0000-01-01", "Ignored the from date"),
-    ("?page=0", "There is no page 0"),
-    ("?page=-3", "There is no page -3"),
-    ("?page=abc", "Ignored the page “abc”"),
-    ("?page=99999999999999999999", "Ignored the page"),
-    ("?page=7", "There is no page 7; showing page 1 of 1"),
-    ("?author=abc", "Ignored the author “abc”"),
-    ("?author=99999999999", "Ignored the author"),
-    ("?author=2147483647", "Ignored the author: nobody with that id"),
-    ("?class=1e3", "Ignored the class “1e3”"),
-    ("?class=2147483647", "Ignored the class: it is not one of the classes"),
-])
+@pytest.mark.parametrize(
+    ("query", "notice"),
+    [
+        ("?priority=loud", "Ignored the priority “loud”"),
+        ("?from=2025-13-01", "Ignored the from date “2025-13-01”"),
+        ("?to=yesterday", "Ignored the to date “yesterday”"),
+        ("?from=0000-01-01", "Ignored the from date"),
+        ("?page=0", "There is no page 0"),
+        ("?page=-3", "There is no page -3"),
+        ("?page=abc", "Ignored the page “abc”"),
+        ("?page=99999999999999999999", "Ignored the page"),
+        ("?page=7", "There is no page 7; showing page 1 of 1"),
+        ("?author=abc", "Ignored the author “abc”"),
+        ("?author=99999999999", "Ignored the author"),
+        ("?author=2147483647", "Ignored the author: nobody with that id"),
+        ("?class=1e3", "Ignored the class “1e3”"),
+        ("?class=2147483647", "Ignored the class: it is not one of the classes"),
+    ],
+)
 def test_bad_filter_values_are_ignored_with_a_notice(as_admin, query, notice):
     for headers in ({}, {"HX-Request": "true"}):  # the page, and the component as typed
         _response, html = page(as_admin, query, **headers)
@@ -455,9 +549,9 @@ def test_an_empty_history_says_so(client, auth, school):
 
 # In a real browser -----------------------------------------------------------------------
 
+
 @pytest.mark.browser
-def test_filtering_as_you_type_in_a_browser(page, app, live_school, artifacts,
-                                            console_errors):
+def test_filtering_as_you_type_in_a_browser(page, app, live_school, artifacts, console_errors):
     """The list narrows as the admin types and picks, without a reload; the address bar
     keeps the filters; nothing breaks the Content-Security-Policy."""
     school = live_school.school

@@ -45,6 +45,7 @@ def counts(api: Api, notification_id: int) -> dict:
 
 # Who receives -----------------------------------------------------------------------
 
+
 def test_only_recipients_receive_on_every_tab(live_school: LiveSchool):
     first, second = live_school.tab("s7b_1"), live_school.tab("s7b_1")
     guardian = live_school.tab("g7b_1")
@@ -64,9 +65,12 @@ def test_only_recipients_receive_on_every_tab(live_school: LiveSchool):
 
 def test_someone_reached_twice_gets_it_once(live_school: LiveSchool):
     tab = live_school.tab("s7b_1")
-    sent = live_school.api.send(targets={
-        "users": [live_school.school.emails["s7b_1"]],
-        "classes": [{"name": "7b", "audience": ["students"]}]})
+    sent = live_school.api.send(
+        targets={
+            "users": [live_school.school.emails["s7b_1"]],
+            "classes": [{"name": "7b", "audience": ["students"]}],
+        }
+    )
     assert sent["recipient_count"] == 3
     assert tab.expect("notification")["id"] == sent["id"]
     assert tab.nothing_within(0.5)
@@ -78,6 +82,7 @@ def test_deactivated_users_are_not_recipients(live_school: LiveSchool):
 
 
 # Nothing is lost ----------------------------------------------------------------------
+
 
 def test_a_closed_tab_gets_it_when_opened(live_school: LiveSchool):
     sent = live_school.api.send("While you were away", targets=TO_7B)
@@ -119,7 +124,8 @@ def test_reconnecting_during_a_stream_leaves_no_gap(live_school: LiveSchool):
 
 
 def test_nothing_acknowledged_as_sent_is_lost_on_sigkill(
-        live_school: LiveSchool, database_url, live_server_factory):
+    live_school: LiveSchool, database_url, live_server_factory
+):
     sent = live_school.api.send("Survives a crash", targets=TO_7B)
     live_school.server.stop(signal.SIGKILL)
     restarted = LiveSchool(live_school.school, live_server_factory(database_url))
@@ -137,12 +143,16 @@ def test_the_same_idempotency_key_sends_once(live_school: LiveSchool):
     assert tab.expect("notification")["id"] == first["id"]
     assert tab.nothing_within(0.5)
     status, body = live_school.api.call(
-        "POST", "/notifications", {"title": "Different", "body": "x", "targets": TO_7B},
-        {"Idempotency-Key": "retry-42"})
+        "POST",
+        "/notifications",
+        {"title": "Different", "body": "x", "targets": TO_7B},
+        {"Idempotency-Key": "retry-42"},
+    )
     assert status == 409 and body["error"]["code"] == "idempotency_key_reused"
 
 
 # One bad client never slows the rest ------------------------------------------------------
+
 
 def stalled_socket(base_url: str, token: str) -> socket.socket:
     """A client that completes the handshake and then never reads again."""
@@ -150,9 +160,13 @@ def stalled_socket(base_url: str, token: str) -> socket.socket:
     sock = socket.create_connection((host, int(port)))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     key = base64.b64encode(b"0123456789abcdef").decode()
-    sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET /ws?token={token} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     assert b" 101 " in sock.recv(1024)
     return sock
 
@@ -160,8 +174,9 @@ def stalled_socket(base_url: str, token: str) -> socket.socket:
 def test_a_stalled_reader_delays_nobody_and_is_cut_off(live_school: LiveSchool):
     api = live_school.api
     readers = [live_school.tab(h) for h in ("s7b_1", "s7b_2", "g7b_1", "g7b_2") for _ in "ab"]
-    stalled = stalled_socket(live_school.server.url,
-                             api.client_token(live_school.school.emails["s7b_3"]))
+    stalled = stalled_socket(
+        live_school.server.url, api.client_token(live_school.school.emails["s7b_3"])
+    )
     body = "Long announcement. " * 1000  # ~19 KB per frame
     total = 0
     for n in range(40):
@@ -201,8 +216,9 @@ def test_a_peer_that_stops_answering_pings_is_dropped(app, database_url, live_se
         while time.monotonic() < deadline:  # reading answers each ping with a pong
             with pytest.raises(websocket.WebSocketTimeoutException):
                 talker.ws.recv()
-        with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError,
-                            OSError)):
+        with pytest.raises(
+            (websocket.WebSocketConnectionClosedException, ConnectionError, OSError)
+        ):
             for _ in range(20):
                 silent.ws.recv()
         talker.send_json({"type": "ping"})
@@ -213,30 +229,52 @@ def test_a_peer_that_stops_answering_pings_is_dropped(app, database_url, live_se
 
 # Authentication -------------------------------------------------------------------------
 
+
 def token_for(sub: str | None = "1", **changes) -> str:
     now = utcnow()
-    claims = {"sub": sub, "iat": now, "exp": now + timedelta(minutes=5),
-              "iss": "schoolbell", "aud": "schoolbell-client", **changes}
+    claims = {
+        "sub": sub,
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        "iss": "schoolbell",
+        "aud": "schoolbell-client",
+        **changes,
+    }
     claims = {k: v for k, v in claims.items() if v is not None}
-    return jwt.encode(claims, changes.pop("secret", TEST_SECRETS["JWT_SECRET"]),
-                      algorithm="HS256")
+    return jwt.encode(claims, changes.pop("secret", TEST_SECRETS["JWT_SECRET"]), algorithm="HS256")
 
 
 def unsigned(claims: dict) -> str:
     def part(data: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 BAD_TOKENS = {
     "bad signature": lambda uid: jwt.encode(
-        {"sub": str(uid), "iat": utcnow(), "exp": utcnow() + timedelta(minutes=5),
-         "iss": "schoolbell", "aud": "schoolbell-client"}, "x" * 40, algorithm="HS256"),
-    "alg none": lambda uid: unsigned({"sub": str(uid), "iss": "schoolbell",
-                                      "aud": "schoolbell-client",
-                                      "iat": int(time.time()), "exp": int(time.time()) + 300}),
-    "expired": lambda uid: token_for(str(uid), iat=utcnow() - timedelta(hours=2),
-                                     exp=utcnow() - timedelta(hours=1)),
+        {
+            "sub": str(uid),
+            "iat": utcnow(),
+            "exp": utcnow() + timedelta(minutes=5),
+            "iss": "schoolbell",
+            "aud": "schoolbell-client",
+        },
+        "x" * 40,
+        algorithm="HS256",
+    ),
+    "alg none": lambda uid: unsigned(
+        {
+            "sub": str(uid),
+            "iss": "schoolbell",
+            "aud": "schoolbell-client",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 300,
+        }
+    ),
+    "expired": lambda uid: token_for(
+        str(uid), iat=utcnow() - timedelta(hours=2), exp=utcnow() - timedelta(hours=1)
+    ),
     "wrong audience": lambda uid: token_for(str(uid), aud="someone-else"),
     "wrong issuer": lambda uid: token_for(str(uid), iss="evil"),
     "no exp": lambda uid: token_for(str(uid), exp=None),
@@ -248,8 +286,10 @@ BAD_TOKENS = {
 @pytest.mark.parametrize("how", ["query", "message"])
 def test_bad_tokens_are_refused_with_1008(live_school: LiveSchool, how):
     uid = live_school.school.ids["s7b_1"]
-    cases = {**BAD_TOKENS, "deactivated user": lambda _: token_for(
-        str(live_school.school.ids["gone"]))}
+    cases = {
+        **BAD_TOKENS,
+        "deactivated user": lambda _: token_for(str(live_school.school.ids["gone"])),
+    }
     for name, make in cases.items():
         token = make(uid)
         if how == "query":
@@ -284,8 +324,9 @@ def signed_in_cookie(server_url: str, email: str) -> str:
 
     browser = Browserish(server_url)
     _, _, page = browser.request("/signin")
-    browser.request("/signin", {"csrf_token": csrf_token_from(page), "email": email,
-                                "password": PASSWORD})
+    browser.request(
+        "/signin", {"csrf_token": csrf_token_from(page), "email": email, "password": PASSWORD}
+    )
     return "; ".join(f"{c.name}={c.value}" for c in browser.jar)
 
 
@@ -296,8 +337,7 @@ def test_session_cookie_works_from_the_same_origin(live_school: LiveSchool):
     assert tab.hello()["user"]["id"] == live_school.school.ids["s7b_1"]
 
 
-def test_cross_site_websocket_hijacking_is_refused_before_the_handshake(
-        live_school: LiveSchool):
+def test_cross_site_websocket_hijacking_is_refused_before_the_handshake(live_school: LiveSchool):
     url = live_school.server.url
     cookie = signed_in_cookie(url, live_school.school.emails["s7b_1"])
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
@@ -331,6 +371,7 @@ def test_tokens_in_the_url_never_reach_the_logs(live_school: LiveSchool):
 
 # Bad input on the socket ------------------------------------------------------------------
 
+
 def test_pings_old_and_new(live_school: LiveSchool):
     tab = live_school.tab("s7b_1")
     tab.send_text("ping")
@@ -339,14 +380,17 @@ def test_pings_old_and_new(live_school: LiveSchool):
     assert tab.expect("pong") == {"type": "pong"}
 
 
-@pytest.mark.parametrize(("frame", "code"), [
-    ("{not json", "invalid_json"),
-    ("[1, 2]", "invalid_message"),
-    ('{"type": "subscribe"}', "unknown_type"),
-    ('{"type": "ack", "id": "x", "state": "read"}', "invalid_message"),
-    ('{"type": "ack", "id": 1, "state": "pending"}', "invalid_message"),
-    ('{"type": "resume", "last_id": -3}', "invalid_message"),
-])
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "invalid_json"),
+        ("[1, 2]", "invalid_message"),
+        ('{"type": "subscribe"}', "unknown_type"),
+        ('{"type": "ack", "id": "x", "state": "read"}', "invalid_message"),
+        ('{"type": "ack", "id": 1, "state": "pending"}', "invalid_message"),
+        ('{"type": "resume", "last_id": -3}', "invalid_message"),
+    ],
+)
 def test_garbage_gets_an_error_and_the_socket_lives_on(live_school: LiveSchool, frame, code):
     tab = live_school.tab("s7b_1")
     tab.send_text(frame)
@@ -360,7 +404,7 @@ def test_oversized_frames_close_with_1009(live_school: LiveSchool):
     frame = websocket.ABNF.create_frame("x" * (70 * 1024), websocket.ABNF.OPCODE_TEXT).format()
     # Send a little more than 64 KiB of the 70 KiB frame: the server must refuse it as
     # soon as it is too big, without waiting for (or buffering) the rest.
-    tab.ws.sock.sendall(frame[:14 + 64 * 1024 + 10])
+    tab.ws.sock.sendall(frame[: 14 + 64 * 1024 + 10])
     assert tab.close_status() == (1009, "Message is too big")
 
 
@@ -386,6 +430,7 @@ def test_a_message_flood_is_throttled(live_school: LiveSchool):
 
 # Receipts -------------------------------------------------------------------------------
 
+
 def test_receipts_move_forward_only_and_show_in_the_status(live_school: LiveSchool):
     api = live_school.api
     tab = live_school.tab("s7b_1")
@@ -396,8 +441,7 @@ def test_receipts_move_forward_only_and_show_in_the_status(live_school: LiveScho
     tab.ack(notification_id, "read")  # late and lower: must not move it back
     wait_for(lambda: counts(api, sent["id"])["acknowledged"] == 1)
     time.sleep(0.3)
-    assert counts(api, sent["id"]) == {"pending": 5, "delivered": 0, "read": 0,
-                                       "acknowledged": 1}
+    assert counts(api, sent["id"]) == {"pending": 5, "delivered": 0, "read": 0, "acknowledged": 1}
     status, body = api.call("GET", f"/notifications/{sent['id']}/deliveries?state=acknowledged")
     assert status == 200
     [row] = body["deliveries"]
@@ -427,6 +471,7 @@ def test_a_burst_of_receipts_is_recorded(live_school: LiveSchool):
 
 # Shutdown ---------------------------------------------------------------------------------
 
+
 def test_sigterm_closes_every_socket_with_1001_at_once(live_school: LiveSchool):
     tabs = [live_school.tab(h) for h in ("s7b_1", "s7b_2", "g7b_1", "t7b") for _ in range(5)]
     started = time.monotonic()
@@ -438,6 +483,7 @@ def test_sigterm_closes_every_socket_with_1001_at_once(live_school: LiveSchool):
 
 
 # Live status for dashboards -----------------------------------------------------------------
+
 
 def watch(live_school: LiveSchool, handle: str, topics: str) -> WSClient:
     token = live_school.api.client_token(live_school.school.emails[handle])
@@ -456,8 +502,9 @@ def test_staff_watch_a_notifications_status_live(live_school: LiveSchool):
     assert 'data-state="read">1<' in update
 
 
-@pytest.mark.parametrize(("handle", "reason"), [("s7b_1", "Only staff"),
-                                                ("t7a", "No announcement")])
+@pytest.mark.parametrize(
+    ("handle", "reason"), [("s7b_1", "Only staff"), ("t7a", "No announcement")]
+)
 def test_watching_is_for_those_who_may_see(live_school: LiveSchool, handle, reason):
     sent = live_school.api.send("Private", targets=TO_7B)
     dashboard = watch(live_school, handle, f"notification:{sent['id']}")
@@ -483,13 +530,19 @@ def test_deactivating_a_user_closes_their_open_tabs(live_school: LiveSchool):
     bystander = live_school.tab("s7b_3")
     admin = Browserish(live_school.server.url)
     _, _, page = admin.request("/signin")
-    admin.request("/signin", {"csrf_token": csrf_token_from(page),
-                              "email": live_school.school.emails["admin"],
-                              "password": PASSWORD})
+    admin.request(
+        "/signin",
+        {
+            "csrf_token": csrf_token_from(page),
+            "email": live_school.school.emails["admin"],
+            "password": PASSWORD,
+        },
+    )
     user_id = live_school.school.ids["s7b_2"]
     _, _, page = admin.request(f"/roster/users/{user_id}/edit")
-    status, _, _ = admin.request(f"/roster/users/{user_id}/deactivate",
-                                 {"csrf_token": csrf_token_from(page)})
+    status, _, _ = admin.request(
+        f"/roster/users/{user_id}/deactivate", {"csrf_token": csrf_token_from(page)}
+    )
     assert status == 302
     assert [tab.close_status()[0] for tab in tabs] == [1008, 1008]
     bystander.send_json({"type": "ping"})
@@ -504,8 +557,11 @@ def test_reading_in_one_tab_tells_the_others(live_school: LiveSchool):
         tab.expect("notification")
     first.ack(sent["id"], "delivered")  # delivery alone changes nothing elsewhere
     first.ack(sent["id"], "read")
-    assert second.expect("receipt", timeout=3) == {"type": "receipt", "id": sent["id"],
-                                                   "state": "read"}
+    assert second.expect("receipt", timeout=3) == {
+        "type": "receipt",
+        "id": sent["id"],
+        "state": "read",
+    }
     assert first.expect("receipt", timeout=3)["id"] == sent["id"]
     with pytest.raises((AssertionError, websocket.WebSocketTimeoutException)):
         other_user.expect("receipt", timeout=0.7)

@@ -40,16 +40,35 @@ def actions(app) -> list[str]:
 def roster_state(app) -> tuple:
     """Everything a roster change could touch, to prove that nothing changed."""
     return (
-        query(app, select(User.id, User.email, User.name, User.role, User.language,
-                          User.active, User.session_epoch, User.password_hash)
-              .order_by(User.id)),
+        query(
+            app,
+            select(
+                User.id,
+                User.email,
+                User.name,
+                User.role,
+                User.language,
+                User.active,
+                User.session_epoch,
+                User.password_hash,
+            ).order_by(User.id),
+        ),
         query(app, select(SchoolClass.id, SchoolClass.name).order_by(SchoolClass.id)),
-        query(app, select(Membership.class_id, Membership.user_id, Membership.role)
-              .order_by(Membership.id)),
-        query(app, select(Guardianship.guardian_id, Guardianship.student_id)
-              .order_by(Guardianship.id)),
-        query(app, select(AuditEvent.action).where(AuditEvent.action.regexp_match(
-            "^(user|class|guardian|roster)[.]")).order_by(AuditEvent.id)),
+        query(
+            app,
+            select(Membership.class_id, Membership.user_id, Membership.role).order_by(
+                Membership.id
+            ),
+        ),
+        query(
+            app, select(Guardianship.guardian_id, Guardianship.student_id).order_by(Guardianship.id)
+        ),
+        query(
+            app,
+            select(AuditEvent.action)
+            .where(AuditEvent.action.regexp_match("^(user|class|guardian|roster)[.]"))
+            .order_by(AuditEvent.id),
+        ),
     )
 
 
@@ -58,21 +77,27 @@ def school(app, make_user):
     """A student in class 7b with a guardian, a teacher, and a second, unlinked guardian."""
     student = make_user("student", email="sam@school.test", name="Sam Student")
     # No passwords where no test signs in: hashing is deliberately slow.
-    guardian = make_user("guardian", email="gina@school.test", name="Gina Guardian",
-                         password=None)
-    other_guardian = make_user("guardian", email="otto@school.test", name="Otto Other",
-                               password=None)
+    guardian = make_user("guardian", email="gina@school.test", name="Gina Guardian", password=None)
+    other_guardian = make_user(
+        "guardian", email="otto@school.test", name="Otto Other", password=None
+    )
     teacher = make_user("teacher", email="tom@school.test", name="Tom Teacher")
     with app.app_context():
         session = get_session()
         school_class = classes.create(session, None, "7b")
         classes.ensure_member(session, school_class, session.get(User, student.id))
-        classes.ensure_guardianship(session, session.get(User, guardian.id),
-                                    session.get(User, student.id))
+        classes.ensure_guardianship(
+            session, session.get(User, guardian.id), session.get(User, student.id)
+        )
         session.commit()
         class_id = school_class.id
-    return SimpleNamespace(student=student, guardian=guardian, other_guardian=other_guardian,
-                           teacher=teacher, class_id=class_id)
+    return SimpleNamespace(
+        student=student,
+        guardian=guardian,
+        other_guardian=other_guardian,
+        teacher=teacher,
+        class_id=class_id,
+    )
 
 
 class Roots(HTMLParser):
@@ -94,6 +119,7 @@ class Roots(HTMLParser):
 
 # People: list and search -----------------------------------------------------------
 
+
 def test_people_list_shows_role_status_and_classes(client, admin, school, make_user):
     make_user("teacher", email="gone@school.test", name="Gone Teacher", active=False)
     response = client.get("/roster/users")
@@ -102,11 +128,11 @@ def test_people_list_shows_role_status_and_classes(client, admin, school, make_u
     assert 'id="user-results"' in html
     for text in ("Sam Student", "sam@school.test", "Gina Guardian", "Tom Teacher", "Ada Admin"):
         assert text in html
-    sam_row = html[html.index(f'id="user-{school.student.id}"'):]
-    sam_row = sam_row[:sam_row.index("</tr>")]
+    sam_row = html[html.index(f'id="user-{school.student.id}"') :]
+    sam_row = sam_row[: sam_row.index("</tr>")]
     assert "badge role-student" in sam_row and "Active" in sam_row and "<li>7b</li>" in sam_row
-    gone_row = html[html.index("Gone Teacher"):]
-    assert 'class="badge inactive">Inactive' in gone_row[:gone_row.index("</tr>")]
+    gone_row = html[html.index("Gone Teacher") :]
+    assert 'class="badge inactive">Inactive' in gone_row[: gone_row.index("</tr>")]
 
 
 @pytest.mark.parametrize(
@@ -133,20 +159,19 @@ def test_htmx_search_returns_only_the_results_element(client, admin, school):
     assert response.status_code == 200
     parser = Roots()
     parser.feed(html)
-    assert [(tag, attrs.get("id")) for tag, attrs in parser.roots] == [
-        ("section", "user-results")]
+    assert [(tag, attrs.get("id")) for tag, attrs in parser.roots] == [("section", "user-results")]
     assert "Sam Student" in html and "Tom Teacher" not in html
     assert "HX-Request" in response.headers["Vary"]
     # A history restore (back button after the cache is gone) needs the whole page.
-    restore = client.get("/roster/users?q=sam", headers={
-        "HX-Request": "true", "HX-History-Restore-Request": "true"})
+    restore = client.get(
+        "/roster/users?q=sam", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
     assert "<html" in restore.get_data(as_text=True)
 
 
 def test_the_list_is_paginated(client, admin, make_user):
     for n in range(30):
-        make_user("student", email=f"pupil{n:02}@school.test", name=f"Pupil {n:02}",
-                  password=None)
+        make_user("student", email=f"pupil{n:02}@school.test", name=f"Pupil {n:02}", password=None)
     first = client.get("/roster/users?role=student").get_data(as_text=True)
     assert "30 people" in first and "Page 1 of 2" in first
     assert "Pupil 24" in first and "Pupil 25" not in first
@@ -162,16 +187,20 @@ def test_an_unknown_role_filter_is_a_clear_400(client, admin):
 
 # People: create, edit, deactivate --------------------------------------------------
 
-NEW_PERSON = {"email": "Nia@School.test", "name": "Nia New", "role": "teacher",
-              "language": "de", "password": "a good long password"}
+NEW_PERSON = {
+    "email": "Nia@School.test",
+    "name": "Nia New",
+    "role": "teacher",
+    "language": "de",
+    "password": "a good long password",
+}
 
 
 def test_admin_creates_a_person_who_can_then_sign_in(app, client, admin):
     response = post_form(client, "/roster/users/new", NEW_PERSON)
     assert response.status_code == 302
     user = user_by_email(app, "nia@school.test")
-    assert (user.name, user.role, user.language, user.active) == ("Nia New", "teacher", "de",
-                                                                  True)
+    assert (user.name, user.role, user.language, user.active) == ("Nia New", "teacher", "de", True)
     assert response.headers["Location"] == f"/roster/users/{user.id}/edit"
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Added Nia New (nia@school.test)." in page
@@ -218,8 +247,17 @@ def test_admin_edits_a_person(app, client, admin, school):
     url = f"/roster/users/{school.teacher.id}/edit"
     page = client.get(url).get_data(as_text=True)
     assert 'value="tom@school.test"' in page
-    response = post_form(client, url, {"email": "tom@school.test", "name": "Tom Tutor",
-                                       "role": "admin", "language": "fr", "password": ""})
+    response = post_form(
+        client,
+        url,
+        {
+            "email": "tom@school.test",
+            "name": "Tom Tutor",
+            "role": "admin",
+            "language": "fr",
+            "password": "",
+        },
+    )
     assert response.status_code == 302
     user = user_by_email(app, "tom@school.test")
     assert (user.name, user.role, user.language) == ("Tom Tutor", "admin", "fr")
@@ -230,8 +268,11 @@ def test_admin_edits_a_person(app, client, admin, school):
 
 def test_edit_errors_keep_the_typed_values(app, client, admin, school):
     url = f"/roster/users/{school.teacher.id}/edit"
-    response = post_form(client, url, {"email": "gina@school.test", "name": "Tom Changed",
-                                       "role": "teacher", "language": "en"})
+    response = post_form(
+        client,
+        url,
+        {"email": "gina@school.test", "name": "Tom Changed", "role": "teacher", "language": "en"},
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 409
     assert "already exists" in html and 'value="Tom Changed"' in html
@@ -243,16 +284,28 @@ def test_a_new_password_signs_the_person_out_and_works(app, client, admin, schoo
     theirs = AuthActions(tom)
     theirs.signin("tom@school.test")
     url = f"/roster/users/{school.teacher.id}/edit"
-    post_form(client, url, {"email": "tom@school.test", "name": "Tom Teacher",
-                            "role": "teacher", "language": "en", "password": "brand new secret"})
+    post_form(
+        client,
+        url,
+        {
+            "email": "tom@school.test",
+            "name": "Tom Teacher",
+            "role": "teacher",
+            "language": "en",
+            "password": "brand new secret",
+        },
+    )
     assert tom.get("/dashboard").status_code == 302  # old session ended
     assert theirs.signin("tom@school.test", PASSWORD).status_code == 401
     assert theirs.signin("tom@school.test", "brand new secret").status_code == 302
 
 
 def test_admin_cannot_remove_their_own_admin_role(app, client, admin):
-    response = post_form(client, f"/roster/users/{admin.id}/edit", {
-        "email": admin.email, "name": admin.name, "role": "teacher", "language": "en"})
+    response = post_form(
+        client,
+        f"/roster/users/{admin.id}/edit",
+        {"email": admin.email, "name": admin.name, "role": "teacher", "language": "en"},
+    )
     assert response.status_code == 400
     assert "You cannot remove your own administrator role." in response.get_data(as_text=True)
     assert user_by_email(app, admin.email).role == "admin"
@@ -292,23 +345,26 @@ def test_unknown_ids_are_404(client, admin, url):
 
 # Classes --------------------------------------------------------------------------
 
+
 def test_admin_creates_a_class(app, client, admin, school):
     response = post_form(client, "/roster/classes", {"name": " 8A "})
     assert response.status_code == 302
     created = query(app, select(SchoolClass).where(SchoolClass.name == "8a"))[0][0]
     assert response.headers["Location"] == f"/roster/classes/{created.id}"
-    assert "Created class 8a." in client.get(response.headers["Location"]).get_data(
-        as_text=True)
+    assert "Created class 8a." in client.get(response.headers["Location"]).get_data(as_text=True)
     listing = client.get("/roster/classes").get_data(as_text=True)
-    row_7b = listing[listing.index(f'id="class-{school.class_id}"'):]
-    assert re.findall(r"<td>(\d+)</td>", row_7b[:row_7b.index("</tr>")]) == ["1", "0"]
+    row_7b = listing[listing.index(f'id="class-{school.class_id}"') :]
+    assert re.findall(r"<td>(\d+)</td>", row_7b[: row_7b.index("</tr>")]) == ["1", "0"]
     assert "class.created" in actions(app)
 
 
 @pytest.mark.parametrize(
     ("name", "status", "message"),
-    [("7B", 409, "A class named 7b already exists."), ("", 400, "Invalid class name"),
-     ("<script>", 400, "Invalid class name")],
+    [
+        ("7B", 409, "A class named 7b already exists."),
+        ("", 400, "Invalid class name"),
+        ("<script>", 400, "Invalid class name"),
+    ],
 )
 def test_class_name_errors(app, client, admin, school, name, status, message):
     before = count(app, SchoolClass)
@@ -324,13 +380,16 @@ def test_add_and_remove_students_and_teachers(app, client, admin, school):
     assert response.status_code == 302
     page = client.get(url).get_data(as_text=True)
     assert "Added Tom Teacher to 7b as a teacher." in page
-    teachers = page[page.index('id="teachers"'):]
-    students = page[page.index('id="students"'):page.index('id="teachers"')]
+    teachers = page[page.index('id="teachers"') :]
+    students = page[page.index('id="students"') : page.index('id="teachers"')]
     assert "Tom Teacher" in teachers and "Sam Student" in students and "Tom" not in students
-    members = query(app, select(Membership.user_id, Membership.role)
-                    .where(Membership.class_id == school.class_id))
-    assert sorted(members) == sorted([(school.student.id, MemberRole.STUDENT),
-                                      (school.teacher.id, MemberRole.TEACHER)])
+    members = query(
+        app,
+        select(Membership.user_id, Membership.role).where(Membership.class_id == school.class_id),
+    )
+    assert sorted(members) == sorted(
+        [(school.student.id, MemberRole.STUDENT), (school.teacher.id, MemberRole.TEACHER)]
+    )
 
     response = post_form(client, f"{url}/members/{school.student.id}/remove", {}, page=url)
     assert response.status_code == 302
@@ -349,8 +408,7 @@ def test_add_and_remove_students_and_teachers(app, client, admin, school):
         ("not an email", 400, "is not a valid email address"),
     ],
 )
-def test_adding_a_member_explains_what_is_wrong(app, client, admin, school, email, status,
-                                                message):
+def test_adding_a_member_explains_what_is_wrong(app, client, admin, school, email, status, message):
     url = f"/roster/classes/{school.class_id}"
     before = roster_state(app)
     response = post_form(client, url + "/members", {"email": email}, page=url)
@@ -362,27 +420,30 @@ def test_adding_a_member_explains_what_is_wrong(app, client, admin, school, emai
 
 # Guardians ------------------------------------------------------------------------
 
+
 def test_link_and_unlink_guardians(app, client, admin, school):
     url = f"/roster/users/{school.student.id}"
     page = client.get(url + "/edit").get_data(as_text=True)
-    assert "Gina Guardian" in page[page.index('id="guardians"'):]
-    response = post_form(client, url + "/guardians", {"guardian_email": "otto@school.test"},
-                         page=url + "/edit")
+    assert "Gina Guardian" in page[page.index('id="guardians"') :]
+    response = post_form(
+        client, url + "/guardians", {"guardian_email": "otto@school.test"}, page=url + "/edit"
+    )
     assert response.status_code == 302
     page = client.get(url + "/edit").get_data(as_text=True)
     assert "Otto Other is now a guardian of Sam Student." in page
     assert f'id="guardian-{school.other_guardian.id}"' in page
-    otto_page = client.get(f"/roster/users/{school.other_guardian.id}/edit").get_data(
-        as_text=True)
-    assert "Sam Student" in otto_page[otto_page.index('id="wards"'):]
+    otto_page = client.get(f"/roster/users/{school.other_guardian.id}/edit").get_data(as_text=True)
+    assert "Sam Student" in otto_page[otto_page.index('id="wards"') :]
 
-    response = post_form(client, f"{url}/guardians/{school.guardian.id}/unlink", {},
-                         page=url + "/edit")
+    response = post_form(
+        client, f"{url}/guardians/{school.guardian.id}/unlink", {}, page=url + "/edit"
+    )
     assert response.status_code == 302
     page = client.get(url + "/edit").get_data(as_text=True)
     assert "Gina Guardian is no longer a guardian of Sam Student." in page
-    links = query(app, select(Guardianship.guardian_id).where(
-        Guardianship.student_id == school.student.id))
+    links = query(
+        app, select(Guardianship.guardian_id).where(Guardianship.student_id == school.student.id)
+    )
     assert links == [(school.other_guardian.id,)]
     assert {"guardian.linked", "guardian.unlinked"} <= set(actions(app))
 
@@ -395,12 +456,12 @@ def test_link_and_unlink_guardians(app, client, admin, school):
         ("nobody@school.test", 404, "No user with email"),
     ],
 )
-def test_linking_a_guardian_explains_what_is_wrong(app, client, admin, school, email, status,
-                                                   message):
+def test_linking_a_guardian_explains_what_is_wrong(
+    app, client, admin, school, email, status, message
+):
     url = f"/roster/users/{school.student.id}"
     before = roster_state(app)
-    response = post_form(client, url + "/guardians", {"guardian_email": email},
-                         page=url + "/edit")
+    response = post_form(client, url + "/guardians", {"guardian_email": email}, page=url + "/edit")
     html = response.get_data(as_text=True)
     assert response.status_code == status
     assert message in html and 'id="guardian_email-errors"' in html
@@ -409,14 +470,22 @@ def test_linking_a_guardian_explains_what_is_wrong(app, client, admin, school, e
 
 # Access and CSRF ------------------------------------------------------------------
 
-PAGES = ["/roster/users", "/roster/users?q=sam", "/roster/users/new",
-         "/roster/users/{student}/edit", "/roster/classes", "/roster/classes/{class_id}",
-         "/roster/import"]
+PAGES = [
+    "/roster/users",
+    "/roster/users?q=sam",
+    "/roster/users/new",
+    "/roster/users/{student}/edit",
+    "/roster/classes",
+    "/roster/classes/{class_id}",
+    "/roster/import",
+]
 
 POSTS = [
     ("/roster/users/new", {"email": "x@school.test", "name": "X", "role": "student"}),
-    ("/roster/users/{student}/edit", {"email": "sam@school.test", "name": "Changed",
-                                      "role": "student"}),
+    (
+        "/roster/users/{student}/edit",
+        {"email": "sam@school.test", "name": "Changed", "role": "student"},
+    ),
     ("/roster/users/{student}/deactivate", {}),
     ("/roster/users/{student}/reactivate", {}),
     ("/roster/users/{student}/guardians", {"guardian_email": "otto@school.test"}),
@@ -429,14 +498,17 @@ POSTS = [
 
 
 def fill(url: str, school) -> str:
-    return url.format(student=school.student.id, guardian=school.guardian.id,
-                      class_id=school.class_id)
+    return url.format(
+        student=school.student.id, guardian=school.guardian.id, class_id=school.class_id
+    )
 
 
 def form_data(data: dict) -> dict:
     """Uploads are sent as files."""
-    return {key: (io.BytesIO(value.encode()), "roster.csv") if key == "file" else value
-            for key, value in data.items()}
+    return {
+        key: (io.BytesIO(value.encode()), "roster.csv") if key == "file" else value
+        for key, value in data.items()
+    }
 
 
 @pytest.mark.parametrize("role", ["teacher", "student", "guardian"])

@@ -28,14 +28,16 @@ tom@school.test,Tom Teacher,teacher,7b;8a,,,fr
 """
 
 
-def run_import(app, data: bytes | str, actor_email: str | None = None,
-               source: str = "roster.csv") -> roster_import.ImportReport:
+def run_import(
+    app, data: bytes | str, actor_email: str | None = None, source: str = "roster.csv"
+) -> roster_import.ImportReport:
     """Import through the service, as the command line (or `actor_email`) would."""
     with app.app_context():
         session = get_session()
         actor = users.get_by_email(session, actor_email) if actor_email else None
-        return roster_import.import_csv(session, actor, data.encode() if isinstance(data, str)
-                                        else data, source=source)
+        return roster_import.import_csv(
+            session, actor, data.encode() if isinstance(data, str) else data, source=source
+        )
 
 
 def rows(app, statement) -> list:
@@ -45,22 +47,37 @@ def rows(app, statement) -> list:
 
 def table_sizes(app) -> dict[str, int]:
     """How many rows each roster table holds (audit included: a refused import writes none)."""
-    return {model.__name__: rows(app, select(func.count()).select_from(model))[0][0]
-            for model in (User, SchoolClass, Membership, Guardianship, AuditEvent)}
+    return {
+        model.__name__: rows(app, select(func.count()).select_from(model))[0][0]
+        for model in (User, SchoolClass, Membership, Guardianship, AuditEvent)
+    }
 
 
 def roster_of(app) -> dict:
     """The roster as people would describe it."""
     people = rows(app, select(User.email, User.name, User.role, User.language).order_by(User.email))
-    members = rows(app, select(SchoolClass.name, User.email, Membership.role)
-                   .select_from(Membership).join(Membership.school_class)
-                   .join(Membership.user).order_by(SchoolClass.name, User.email))
+    members = rows(
+        app,
+        select(SchoolClass.name, User.email, Membership.role)
+        .select_from(Membership)
+        .join(Membership.school_class)
+        .join(Membership.user)
+        .order_by(SchoolClass.name, User.email),
+    )
     guardian, student = aliased(User), aliased(User)
-    links = rows(app, select(guardian.email, student.email).select_from(Guardianship)
-                 .join(guardian, Guardianship.guardian).join(student, Guardianship.student)
-                 .order_by(student.email))
-    return {"people": [tuple(r) for r in people], "members": [tuple(r) for r in members],
-            "links": [tuple(r) for r in links]}
+    links = rows(
+        app,
+        select(guardian.email, student.email)
+        .select_from(Guardianship)
+        .join(guardian, Guardianship.guardian)
+        .join(student, Guardianship.student)
+        .order_by(student.email),
+    )
+    return {
+        "people": [tuple(r) for r in people],
+        "members": [tuple(r) for r in members],
+        "links": [tuple(r) for r in links],
+    }
 
 
 def errors_of(report) -> list[tuple[int, str]]:
@@ -72,31 +89,51 @@ def test_import_creates_then_updates_the_roster(any_database_url, tmp_path):
     try:
         report = run_import(app, ROSTER)
         assert report.errors == []
-        assert report.describe() == ("Imported roster.csv: 4 users created, 0 updated, "
-                                     "2 classes created, 5 memberships, 2 guardianships.")
+        assert report.describe() == (
+            "Imported roster.csv: 4 users created, 0 updated, "
+            "2 classes created, 5 memberships, 2 guardianships."
+        )
         assert roster_of(app) == {
-            "people": [("ann@school.test", "Ann Archer", "student", "en"),
-                       ("ben@school.test", "Ben Baker", "student", "en"),
-                       ("pat@school.test", "Pat Parent", "guardian", "de"),
-                       ("tom@school.test", "Tom Teacher", "teacher", "fr")],
-            "members": [("7b", "ann@school.test", MemberRole.STUDENT),
-                        ("7b", "ben@school.test", MemberRole.STUDENT),
-                        ("7b", "tom@school.test", MemberRole.TEACHER),
-                        ("8a", "ben@school.test", MemberRole.STUDENT),
-                        ("8a", "tom@school.test", MemberRole.TEACHER)],
-            "links": [("pat@school.test", "ann@school.test"),
-                      ("pat@school.test", "ben@school.test")],
+            "people": [
+                ("ann@school.test", "Ann Archer", "student", "en"),
+                ("ben@school.test", "Ben Baker", "student", "en"),
+                ("pat@school.test", "Pat Parent", "guardian", "de"),
+                ("tom@school.test", "Tom Teacher", "teacher", "fr"),
+            ],
+            "members": [
+                ("7b", "ann@school.test", MemberRole.STUDENT),
+                ("7b", "ben@school.test", MemberRole.STUDENT),
+                ("7b", "tom@school.test", MemberRole.TEACHER),
+                ("8a", "ben@school.test", MemberRole.STUDENT),
+                ("8a", "tom@school.test", MemberRole.TEACHER),
+            ],
+            "links": [
+                ("pat@school.test", "ann@school.test"),
+                ("pat@school.test", "ben@school.test"),
+            ],
         }
         audit = rows(app, select(AuditEvent.action, AuditEvent.detail))
-        assert audit == [("roster.imported", {
-            "source": "roster.csv", "users_created": 4, "users_updated": 0,
-            "classes_created": 2, "memberships_added": 5, "guardianships_added": 2})]
+        assert audit == [
+            (
+                "roster.imported",
+                {
+                    "source": "roster.csv",
+                    "users_created": 4,
+                    "users_updated": 0,
+                    "classes_created": 2,
+                    "memberships_added": 5,
+                    "guardianships_added": 2,
+                },
+            )
+        ]
 
         # Again, with Ann renamed and in one more class: an update, nothing doubled or lost.
         again = ROSTER.replace("Ann Archer,student,7b", "Ann Abbot,student,9c")
         report = run_import(app, again)
-        assert report.describe() == ("Imported roster.csv: 0 users created, 1 updated, "
-                                     "1 class created, 1 membership, 0 guardianships.")
+        assert report.describe() == (
+            "Imported roster.csv: 0 users created, 1 updated, "
+            "1 class created, 1 membership, 0 guardianships."
+        )
         after = roster_of(app)
         assert ("ann@school.test", "Ann Abbot", "student", "en") in after["people"]
         assert len(after["people"]) == 4 and len(after["links"]) == 2
@@ -128,8 +165,9 @@ def test_existing_people_are_matched_by_email_in_any_case(app, make_user):
 
 def test_guardian_of_may_name_students_already_at_school(app, make_user):
     make_user("student", email="zoe@school.test", name="Zoe")
-    report = run_import(app, "email,name,role,guardian_of\n"
-                             "pat@school.test,Pat,guardian,zoe@school.test\n")
+    report = run_import(
+        app, "email,name,role,guardian_of\npat@school.test,Pat,guardian,zoe@school.test\n"
+    )
     assert report.errors == [] and report.guardianships_added == 1
 
 
@@ -152,8 +190,7 @@ def test_bad_rows_are_all_reported_by_line_and_nothing_changes(app, make_user):
     before = table_sizes(app)
     report = run_import(app, BAD_ROSTER)
     assert errors_of(report) == [
-        (3, "'not-an-email' is not a valid email address: An email address must have an "
-            "@-sign."),
+        (3, "'not-an-email' is not a valid email address: An email address must have an @-sign."),
         (5, "A name is required."),
         (5, "Unknown role 'janitor'; use one of admin, teacher, student, guardian."),
         # A quoted value spans lines 6-7: the row is reported where it starts.
@@ -217,8 +254,13 @@ def test_empty_files_are_refused_clearly(app, data, message):
 
 def test_extra_values_on_a_line_are_reported(app):
     report = run_import(app, "email,name,role\nann@school.test,Archer, Ann,student\n")
-    assert errors_of(report) == [(2, "This line has 4 values but the header names 3 columns "
-                                     "(a comma inside a value needs quotes).")]
+    assert errors_of(report) == [
+        (
+            2,
+            "This line has 4 values but the header names 3 columns "
+            "(a comma inside a value needs quotes).",
+        )
+    ]
 
 
 def test_more_than_5000_rows_are_refused(app):
@@ -237,16 +279,22 @@ def test_only_admins_may_import(app, make_user):
 
 def test_an_admin_cannot_demote_themselves_by_import(app, make_user):
     make_user("admin", email="ada@school.test")
-    report = run_import(app, "email,name,role\nada@school.test,Ada,teacher\n",
-                        actor_email="ada@school.test")
+    report = run_import(
+        app, "email,name,role\nada@school.test,Ada,teacher\n", actor_email="ada@school.test"
+    )
     assert errors_of(report) == [(2, "You cannot remove your own administrator role.")]
 
 
 # The upload page ------------------------------------------------------------------
 
+
 def upload(client, data: bytes, filename: str = "roster.csv"):
-    return post_form(client, "/roster/import", {"file": (io.BytesIO(data), filename)},
-                     content_type="multipart/form-data")
+    return post_form(
+        client,
+        "/roster/import",
+        {"file": (io.BytesIO(data), filename)},
+        content_type="multipart/form-data",
+    )
 
 
 def test_upload_page_imports_and_shows_the_summary(app, client, admin):
@@ -255,8 +303,10 @@ def test_upload_page_imports_and_shows_the_summary(app, client, admin):
     response = upload(client, ROSTER.encode())
     assert response.status_code == 302
     html = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert ("Imported roster.csv: 4 users created, 0 updated, 2 classes created, "
-            "5 memberships, 2 guardianships.") in html
+    assert (
+        "Imported roster.csv: 4 users created, 0 updated, 2 classes created, "
+        "5 memberships, 2 guardianships."
+    ) in html
     event = rows(app, select(AuditEvent).where(AuditEvent.action == "roster.imported"))[0][0]
     assert event.actor_id == admin.id and event.address == "127.0.0.1"
 
@@ -283,17 +333,25 @@ def test_an_oversized_upload_is_413_with_a_clear_message(app, client, admin):
     too_big = b"email,name,role\n" + b"x" * app.config["MAX_UPLOAD_BYTES"]
     token = csrf_token_from(client.get("/roster/import").get_data(as_text=True))
     # Encoded in memory: the test client would spool a big body to a file it never closes.
-    boundary, body = encode_multipart({"csrf_token": token, "file": FileStorage(
-        io.BytesIO(too_big), filename="roster.csv", content_type="text/csv")})
+    boundary, body = encode_multipart(
+        {
+            "csrf_token": token,
+            "file": FileStorage(
+                io.BytesIO(too_big), filename="roster.csv", content_type="text/csv"
+            ),
+        }
+    )
     assert len(body) > app.config["MAX_UPLOAD_BYTES"]
-    response = client.post("/roster/import", data=body,
-                           content_type=f"multipart/form-data; boundary={boundary}")
+    response = client.post(
+        "/roster/import", data=body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
     assert response.status_code == 413
     assert "The upload is too large." in response.get_data(as_text=True)
     assert table_sizes(app) == before
 
 
 # The command line -----------------------------------------------------------------
+
 
 def test_cli_imports_a_file(app, runner, tmp_path):
     path = tmp_path / "roster.csv"

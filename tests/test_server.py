@@ -21,7 +21,8 @@ class Browserish:
         self.base_url = base_url
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar), self._NoRedirect)
+            urllib.request.HTTPCookieProcessor(self.jar), self._NoRedirect
+        )
 
     def request(self, path: str, data: dict | None = None):
         body = urllib.parse.urlencode(data).encode() if data is not None else None
@@ -43,7 +44,8 @@ def test_signin_over_http_on_gunicorn_gevent(live_server_factory, database_url, 
     token = csrf_token_from(page)
 
     status, headers, _ = browser.request(
-        "/signin", {"csrf_token": token, "email": "t@school.test", "password": PASSWORD})
+        "/signin", {"csrf_token": token, "email": "t@school.test", "password": PASSWORD}
+    )
     assert status == 302 and headers["Location"] == "/dashboard"
     cookie = headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie

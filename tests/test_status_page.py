@@ -29,15 +29,26 @@ def school(app):
     return build_school(app)
 
 
-def send(app, school, title: str = "Trip tomorrow", *, by: str = "admin",
-         to: tuple[str, ...] = ("7b",), parts: tuple[str, ...] = FAMILIES,
-         users_: tuple[str, ...] = (), **fields) -> int:
+def send(
+    app,
+    school,
+    title: str = "Trip tomorrow",
+    *,
+    by: str = "admin",
+    to: tuple[str, ...] = ("7b",),
+    parts: tuple[str, ...] = FAMILIES,
+    users_: tuple[str, ...] = (),
+    **fields,
+) -> int:
     """Send through the service as `by`; the new announcement's id."""
-    spec = AudienceSpec(classes=tuple(ClassTarget(name, frozenset(parts)) for name in to),
-                        users=tuple(school.emails[h] for h in users_))
+    spec = AudienceSpec(
+        classes=tuple(ClassTarget(name, frozenset(parts)) for name in to),
+        users=tuple(school.emails[h] for h in users_),
+    )
     with app.app_context(), session_scope(app) as session:
-        draft = notifications.Draft(title=title, body=fields.pop("body", "Bring **lunch**."),
-                                    audience=spec, **fields)
+        draft = notifications.Draft(
+            title=title, body=fields.pop("body", "Bring **lunch**."), audience=spec, **fields
+        )
         result = notifications.send(session, session.get(User, school.ids[by]), draft)
         return result.notification.id
 
@@ -45,9 +56,13 @@ def send(app, school, title: str = "Trip tomorrow", *, by: str = "admin",
 def receipts(app, school, notification_id: int, **states: str) -> None:
     """Record receipts, e.g. receipts(app, school, nid, s7b_1="read")."""
     with app.app_context(), session_scope(app) as session:
-        deliveries.record_receipts(session, [
-            Receipt(school.ids[handle], notification_id, DeliveryState(state), utcnow())
-            for handle, state in states.items()])
+        deliveries.record_receipts(
+            session,
+            [
+                Receipt(school.ids[handle], notification_id, DeliveryState(state), utcnow())
+                for handle, state in states.items()
+            ],
+        )
 
 
 def in_session(app, work):
@@ -84,10 +99,18 @@ def recipient_names(html: str) -> list[str]:
 
 # The page -------------------------------------------------------------------------------
 
+
 def test_the_page_shows_the_announcement_and_its_live_status(app, client, auth, school):
     expires = utcnow() + timedelta(days=2)
-    nid = send(app, school, "Trip <b>tomorrow</b>", priority="urgent", require_ack=True,
-               expires_at=expires, body="Bring **lunch** <script>alert(1)</script>")
+    nid = send(
+        app,
+        school,
+        "Trip <b>tomorrow</b>",
+        priority="urgent",
+        require_ack=True,
+        expires_at=expires,
+        body="Bring **lunch** <script>alert(1)</script>",
+    )
     auth.signin(school.emails["admin"])
     response = client.get(f"/notifications/{nid}")
     assert response.status_code == 200
@@ -108,19 +131,21 @@ def test_the_page_shows_the_announcement_and_its_live_status(app, client, auth, 
         assert f'<label for="progress-{nid}-{bar}">' in status
     assert "<caption>By class (current members)</caption>" in status
     assert class_row(status, "7b", "students") == {
-        "recipients": 3, "received": 0, "read": 0, "confirmed": 0}
+        "recipients": 3,
+        "received": 0,
+        "read": 0,
+        "confirmed": 0,
+    }
     assert "0 of 3 students have a guardian who read it" in status
     table = component(page, "recipients-table")
     assert len(recipient_names(table)) == 6
     assert '<option value="unconfirmed">Not confirmed yet</option>' in page
     for label in ("Show", "Search by name or email"):
         assert re.search(rf"<label for=\"recipients-[a-z]+\">{label}</label>", page)
-    assert " style=" not in page and "<script>" not in page.replace(
-        "<script src=", "")
+    assert " style=" not in page and "<script>" not in page.replace("<script src=", "")
 
 
-def test_without_confirmation_there_is_no_confirmed_bar_nor_filter(app, client, auth,
-                                                                   school):
+def test_without_confirmation_there_is_no_confirmed_bar_nor_filter(app, client, auth, school):
     nid = send(app, school)
     auth.signin(school.emails["admin"])
     page = client.get(f"/notifications/{nid}").get_data(as_text=True)
@@ -134,11 +159,21 @@ def test_counts_progress_classes_and_coverage_follow_the_receipts(app, client, a
     def setup(session):  # G7B_1 also guards S7B_3: one guardian for two students
         guardian, student = (session.get(User, school.ids[h]) for h in ("g7b_1", "s7b_3"))
         classes.ensure_guardianship(session, guardian, student)
+
     in_session(app, setup)
-    nid = send(app, school, to=("7b", "7a"), parts=("students", "guardians", "teachers"),
-               require_ack=True)
-    receipts(app, school, nid, s7b_1="read", s7b_2="delivered", g7b_1="acknowledged",
-             g7b_2="delivered", s7a_1="acknowledged")
+    nid = send(
+        app, school, to=("7b", "7a"), parts=("students", "guardians", "teachers"), require_ack=True
+    )
+    receipts(
+        app,
+        school,
+        nid,
+        s7b_1="read",
+        s7b_2="delivered",
+        g7b_1="acknowledged",
+        g7b_2="delivered",
+        s7a_1="acknowledged",
+    )
     auth.signin(school.emails["admin"])
     status = fragment(client, f"/notifications/{nid}/status")
 
@@ -152,17 +187,36 @@ def test_counts_progress_classes_and_coverage_follow_the_receipts(app, client, a
     assert f'id="progress-{nid}-confirmed" max="14" value="2">' in status
     assert "5 of 14 (36%)" in status
     assert class_row(status, "7b", "students") == {
-        "recipients": 3, "received": 2, "read": 1, "confirmed": 0}
+        "recipients": 3,
+        "received": 2,
+        "read": 1,
+        "confirmed": 0,
+    }
     assert class_row(status, "7b", "guardians") == {  # G7B_1 once, though guarding two
-        "recipients": 3, "received": 2, "read": 1, "confirmed": 1}
+        "recipients": 3,
+        "received": 2,
+        "read": 1,
+        "confirmed": 1,
+    }
     assert class_row(status, "7b", "teachers") == {
-        "recipients": 1, "received": 0, "read": 0, "confirmed": 0}
+        "recipients": 1,
+        "received": 0,
+        "read": 0,
+        "confirmed": 0,
+    }
     assert class_row(status, "7a", "students") == {
-        "recipients": 3, "received": 1, "read": 1, "confirmed": 1}
+        "recipients": 3,
+        "received": 1,
+        "read": 1,
+        "confirmed": 1,
+    }
     assert status.index('data-class="7a"') < status.index('data-class="7b"')
     # S7B_1 and S7B_3 have G7B_1, who confirmed; G7B_2 only received it.
-    assert re.search(r'data-coverage="7b"><strong>7b:</strong>\s*2 of 3 students have a '
-                     r"guardian who read it", status)
+    assert re.search(
+        r'data-coverage="7b"><strong>7b:</strong>\s*2 of 3 students have a '
+        r"guardian who read it",
+        status,
+    )
     assert re.search(r'data-coverage="7a"><strong>7a:</strong>\s*0 of 3 students', status)
 
 
@@ -174,6 +228,7 @@ def test_class_rows_count_current_members_only(app, client, auth, school):
         admin = session.get(User, school.ids["admin"])
         school_class = classes.get_by_name(session, "7b")
         classes.remove_member(session, admin, school_class.id, school.ids["s7b_3"])
+
     in_session(app, leave)
     auth.signin(school.emails["admin"])
     status = fragment(client, f"/notifications/{nid}/status")
@@ -183,8 +238,12 @@ def test_class_rows_count_current_members_only(app, client, auth, school):
 
 def test_a_student_without_a_guardian_is_not_covered(app, client, auth, school, make_user):
     lonely = make_user("student", name="Lonely Pupil")
-    in_session(app, lambda session: classes.ensure_member(
-        session, classes.get_by_name(session, "7b"), session.get(User, lonely.id)))
+    in_session(
+        app,
+        lambda session: classes.ensure_member(
+            session, classes.get_by_name(session, "7b"), session.get(User, lonely.id)
+        ),
+    )
     nid = send(app, school)
     receipts(app, school, nid, g7b_1="read", g7b_2="read", g7b_3="read")
     auth.signin(school.emails["admin"])
@@ -193,8 +252,7 @@ def test_a_student_without_a_guardian_is_not_covered(app, client, auth, school, 
     assert "(1 without a guardian among the recipients)" in status
 
 
-def test_the_push_renders_the_same_component_as_the_page_and_fragment(app, client, auth,
-                                                                      school):
+def test_the_push_renders_the_same_component_as_the_page_and_fragment(app, client, auth, school):
     nid = send(app, school, require_ack=True)
     receipts(app, school, nid, s7b_1="read", g7b_2="acknowledged")
     with app.test_request_context(), session_scope(app) as session:
@@ -213,20 +271,23 @@ def test_the_service_on_both_backends_in_a_few_queries(any_database_url, tmp_pat
 
     app = make_test_app(any_database_url, tmp_path)
     school = build_school(app)
-    nid = send(app, school, to=("7a", "7b"), parts=("students", "guardians", "teachers"),
-               require_ack=True)
+    nid = send(
+        app, school, to=("7a", "7b"), parts=("students", "guardians", "teachers"), require_ack=True
+    )
     receipts(app, school, nid, s7b_1="read", g7b_1="acknowledged", t7a="delivered")
     statements: list[str] = []
 
     def count(_conn, _cursor, statement, *_args):
         statements.append(statement)
+
     with app.app_context(), session_scope(app) as session:
         notification = session.get(Notification, nid)
         event.listen(session.get_bind(), "before_cursor_execute", count)
         try:
             report = deliveries.status_report(session, notification)
-            recipients = deliveries.recipients_page(session, notification,
-                                                    state="unconfirmed", query="7B_")
+            recipients = deliveries.recipients_page(
+                session, notification, state="unconfirmed", query="7B_"
+            )
         finally:
             event.remove(session.get_bind(), "before_cursor_execute", count)
     app.extensions["schoolbell.db"].kw["bind"].dispose()
@@ -236,14 +297,15 @@ def test_the_service_on_both_backends_in_a_few_queries(any_database_url, tmp_pat
     assert report.progress == P(total=14, received=3, read=2, confirmed=1)
     assert [c.name for c in report.classes] == ["7a", "7b"]
     seventh_a, seventh_b = report.classes
-    assert seventh_a.parts == [("students", P(3)), ("guardians", P(3)),
-                               ("teachers", P(1, 1, 0, 0))]
-    assert seventh_b.parts == [("students", P(3, 1, 1, 0)), ("guardians", P(3, 1, 1, 1)),
-                               ("teachers", P(1))]
+    assert seventh_a.parts == [("students", P(3)), ("guardians", P(3)), ("teachers", P(1, 1, 0, 0))]
+    assert seventh_b.parts == [
+        ("students", P(3, 1, 1, 0)),
+        ("guardians", P(3, 1, 1, 1)),
+        ("teachers", P(1)),
+    ]
     assert seventh_a.coverage == deliveries.Coverage(students=3, covered=0, unreached=0)
     assert seventh_b.coverage == deliveries.Coverage(students=3, covered=1, unreached=0)
-    assert [u.name for _, u, _ in recipients.rows] == [
-        "G7B_2", "G7B_3", "S7B_1", "S7B_2", "S7B_3"]
+    assert [u.name for _, u, _ in recipients.rows] == ["G7B_2", "G7B_3", "S7B_1", "S7B_2", "S7B_3"]
     assert recipients.rows[0][2] == ["7b"]
     # counts, targets, members, guardians, coverage; then count, rows, class names
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 8
@@ -251,24 +313,28 @@ def test_the_service_on_both_backends_in_a_few_queries(any_database_url, tmp_pat
 
 # The recipients table -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("state", "q", "shown"), [
-    ("", "", ["G7B_1", "G7B_2", "G7B_3", "S7B_1", "S7B_2", "S7B_3"]),
-    ("all", "", ["G7B_1", "G7B_2", "G7B_3", "S7B_1", "S7B_2", "S7B_3"]),
-    ("pending", "", ["G7B_3", "S7B_3"]),
-    ("delivered", "", ["S7B_2"]),
-    ("read", "", ["G7B_2", "S7B_1"]),
-    ("acknowledged", "", ["G7B_1"]),
-    ("unconfirmed", "", ["G7B_2", "G7B_3", "S7B_1", "S7B_2", "S7B_3"]),
-    ("", "s7b", ["S7B_1", "S7B_2", "S7B_3"]),
-    ("", "g7b_2@school", ["G7B_2"]),
-    ("unconfirmed", "G7B", ["G7B_2", "G7B_3"]),
-    ("", "%", []),
-])
-def test_the_recipients_table_filters_by_state_and_search(app, client, auth, school, state,
-                                                          q, shown):
+
+@pytest.mark.parametrize(
+    ("state", "q", "shown"),
+    [
+        ("", "", ["G7B_1", "G7B_2", "G7B_3", "S7B_1", "S7B_2", "S7B_3"]),
+        ("all", "", ["G7B_1", "G7B_2", "G7B_3", "S7B_1", "S7B_2", "S7B_3"]),
+        ("pending", "", ["G7B_3", "S7B_3"]),
+        ("delivered", "", ["S7B_2"]),
+        ("read", "", ["G7B_2", "S7B_1"]),
+        ("acknowledged", "", ["G7B_1"]),
+        ("unconfirmed", "", ["G7B_2", "G7B_3", "S7B_1", "S7B_2", "S7B_3"]),
+        ("", "s7b", ["S7B_1", "S7B_2", "S7B_3"]),
+        ("", "g7b_2@school", ["G7B_2"]),
+        ("unconfirmed", "G7B", ["G7B_2", "G7B_3"]),
+        ("", "%", []),
+    ],
+)
+def test_the_recipients_table_filters_by_state_and_search(
+    app, client, auth, school, state, q, shown
+):
     nid = send(app, school, require_ack=True)
-    receipts(app, school, nid, s7b_1="read", s7b_2="delivered", g7b_1="acknowledged",
-             g7b_2="read")
+    receipts(app, school, nid, s7b_1="read", s7b_2="delivered", g7b_1="acknowledged", g7b_2="read")
     auth.signin(school.emails["admin"])
     html = fragment(client, f"/notifications/{nid}/recipients?state={state}&q={q}")
     assert html.startswith('<section id="recipients-table"')
@@ -284,8 +350,12 @@ def test_a_row_shows_role_classes_state_and_times(app, client, auth, school):
     receipts(app, school, nid, g7b_1="acknowledged")
     auth.signin(school.emails["admin"])
     html = fragment(client, f"/notifications/{nid}/recipients?q=g7b_1")
-    row = re.search(rf'<tr id="recipient-{school.ids["g7b_1"]}" data-state="acknowledged">'
-                    r"(.*?)</tr>", html, re.S).group(1)
+    row = re.search(
+        rf'<tr id="recipient-{school.ids["g7b_1"]}" data-state="acknowledged">'
+        r"(.*?)</tr>",
+        html,
+        re.S,
+    ).group(1)
     assert '<span class="badge role-guardian">guardian</span>' in row
     assert '<td class="optional">7b</td>' in row  # a guardian's class: their student's
     assert "confirmed</span>" in row
@@ -306,7 +376,7 @@ def test_the_recipients_table_refreshes_itself_with_its_filters(app, client, aut
     nid = send(app, school)
     auth.signin(school.emails["admin"])
     html = fragment(client, f"/notifications/{nid}/recipients?state=pending&q=s7b")
-    assert (f'hx-get="/notifications/{nid}/recipients?state=pending&amp;q=s7b"' in html)
+    assert f'hx-get="/notifications/{nid}/recipients?state=pending&amp;q=s7b"' in html
     assert 'hx-trigger="htmx:wsAfterMessage from:body delay:200ms"' in html
     assert 'hx-swap="outerHTML"' in html
 
@@ -322,13 +392,23 @@ def test_an_unknown_state_filter_is_a_clear_400(app, client, auth, school):
 def test_the_recipients_table_is_paginated_by_100(app, client, auth, school):
     def pupils(session):
         for n in range(1, 106):
-            users.create(session, None, users.UserInput(
-                email=f"pupil{n:03}@school.test", name=f"Pupil {n:03}", role="student"))
+            users.create(
+                session,
+                None,
+                users.UserInput(
+                    email=f"pupil{n:03}@school.test", name=f"Pupil {n:03}", role="student"
+                ),
+            )
+
     in_session(app, pupils)
     with app.app_context(), session_scope(app) as session:
         admin = session.get(User, school.ids["admin"])
-        nid = notifications.send(session, admin, notifications.Draft(
-            title="All pupils", body="Hi", audience=AudienceSpec(roles=(Role.STUDENT,)))
+        nid = notifications.send(
+            session,
+            admin,
+            notifications.Draft(
+                title="All pupils", body="Hi", audience=AudienceSpec(roles=(Role.STUDENT,))
+            ),
         ).notification.id
     auth.signin(school.emails["admin"])
     base = f"/notifications/{nid}/recipients"
@@ -343,13 +423,15 @@ def test_the_recipients_table_is_paginated_by_100(app, client, auth, school):
     second = fragment(client, base + "?q=pupil&page=2")
     assert recipient_names(second) == [f"Pupil {n}" for n in range(101, 106)]
     assert "Page 2 of 2" in second and 'rel="next"' not in second
-    assert recipient_names(fragment(client, base + "?q=pupil&page=99")) == \
-        recipient_names(second)  # past the end: the last page
+    assert recipient_names(fragment(client, base + "?q=pupil&page=99")) == recipient_names(
+        second
+    )  # past the end: the last page
     few = fragment(client, base + "?q=pupil 10")  # Pupil 100 to 105: one page, no links
     assert len(recipient_names(few)) == 6 and 'class="pagination"' not in few
 
 
 # Who may see it -------------------------------------------------------------------------
+
 
 @pytest.fixture
 def people(app, school, make_user):
@@ -358,26 +440,37 @@ def people(app, school, make_user):
     guardian = make_user("guardian", name="Signed-in Guardian")
 
     def link(session):
-        classes.ensure_member(session, classes.get_by_name(session, "7a"),
-                              session.get(User, t7a.id))
-        classes.ensure_guardianship(session, session.get(User, guardian.id),
-                                    session.get(User, school.ids["s7b_1"]))
+        classes.ensure_member(
+            session, classes.get_by_name(session, "7a"), session.get(User, t7a.id)
+        )
+        classes.ensure_guardianship(
+            session, session.get(User, guardian.id), session.get(User, school.ids["s7b_1"])
+        )
+
     in_session(app, link)
-    return {"admin": school.emails["admin"], "t7b": school.emails["t7b"],
-            "s7b_1": school.emails["s7b_1"], "t7a": t7a.email, "guardian": guardian.email}
+    return {
+        "admin": school.emails["admin"],
+        "t7b": school.emails["t7b"],
+        "s7b_1": school.emails["s7b_1"],
+        "t7a": t7a.email,
+        "guardian": guardian.email,
+    }
 
 
-PAGES = ["/notifications/{id}", "/notifications/{id}/status",
-         "/notifications/{id}/recipients"]
+PAGES = ["/notifications/{id}", "/notifications/{id}/status", "/notifications/{id}/recipients"]
 
 
-@pytest.mark.parametrize(("who", "status"), [
-    ("admin", 200), ("t7b", 200),  # an admin; the teacher of a targeted class
-    ("t7a", 404),  # a teacher of another class: as if it did not exist
-    ("s7b_1", 403), ("guardian", 403),  # recipients, but not staff: no dashboard at all
-])
-def test_who_may_see_an_announcements_status(app, client, auth, school, people, who,
-                                             status):
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [
+        ("admin", 200),
+        ("t7b", 200),  # an admin; the teacher of a targeted class
+        ("t7a", 404),  # a teacher of another class: as if it did not exist
+        ("s7b_1", 403),
+        ("guardian", 403),  # recipients, but not staff: no dashboard at all
+    ],
+)
+def test_who_may_see_an_announcements_status(app, client, auth, school, people, who, status):
     nid = send(app, school)  # by the admin, to 7b
     auth.signin(people[who])
     for url in PAGES:
@@ -407,13 +500,17 @@ def test_anonymous_visitors_are_sent_to_sign_in(app, client, school):
 
 # In a real browser ----------------------------------------------------------------------
 
+
 @pytest.mark.browser
 def test_a_receipt_arrives_on_the_status_page_without_reloading(
-        page: Page, live_school, artifacts, console_errors):
-    nid = live_school.api.send("Swimming on Friday", "Bring a **towel**.",
-                               targets={"classes": [{"name": "7b",
-                                                     "audience": list(FAMILIES)}]},
-                               require_ack=True)["id"]
+    page: Page, live_school, artifacts, console_errors
+):
+    nid = live_school.api.send(
+        "Swimming on Friday",
+        "Bring a **towel**.",
+        targets={"classes": [{"name": "7b", "audience": list(FAMILIES)}]},
+        require_ack=True,
+    )["id"]
     url = live_school.server.url
     sockets = Sockets(page)
     sign_in(page, url, live_school.school.emails["admin"])
@@ -425,8 +522,10 @@ def test_a_receipt_arrives_on_the_status_page_without_reloading(
     student_row = page.locator(f"#recipients-table #recipient-{live_school.school.ids['s7b_1']}")
     expect(student_row).to_have_attribute("data-state", "pending")
     # The page's watch socket got its first fragment: the socket is live.
-    sockets.wait_for(lambda: any("watch=notification" in ws.url for ws in sockets.opened),
-                     what="the status socket")
+    sockets.wait_for(
+        lambda: any("watch=notification" in ws.url for ws in sockets.opened),
+        what="the status socket",
+    )
     page.evaluate("window.__sameDocument = true")
 
     tab = live_school.tab("s7b_1")

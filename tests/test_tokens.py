@@ -47,8 +47,7 @@ def verify(token):
 def claims(**changes) -> dict:
     """Valid claims for user 42; a change to None drops that claim."""
     now = int(time.time())
-    base = {"sub": "42", "iat": now, "nbf": now, "exp": now + 300, "iss": ISSUER,
-            "aud": AUDIENCE}
+    base = {"sub": "42", "iat": now, "nbf": now, "exp": now + 300, "iss": ISSUER, "aud": AUDIENCE}
     base.update(changes)
     return {name: value for name, value in base.items() if value is not None}
 
@@ -77,8 +76,9 @@ def refused(token) -> str:
 
 
 def test_issued_token_verifies_and_names_the_user():
-    issued = tokens.issue_client_token(42, secret=SECRET, issuer=ISSUER, audience=AUDIENCE,
-                                       ttl_s=60)
+    issued = tokens.issue_client_token(
+        42, secret=SECRET, issuer=ISSUER, audience=AUDIENCE, ttl_s=60
+    )
     assert verify(issued.token) == 42
     assert 55 <= issued.expires_at.timestamp() - time.time() <= 61
 
@@ -94,8 +94,10 @@ def test_missing_or_malformed_token_is_refused(token):
 
 
 def test_token_signed_with_another_secret_is_refused():
-    assert refused(jwt.encode(claims(), "another-secret-" + "x" * 32, algorithm="HS256")) \
+    assert (
+        refused(jwt.encode(claims(), "another-secret-" + "x" * 32, algorithm="HS256"))
         == "invalid token"
+    )
 
 
 def test_tampered_payload_is_refused():
@@ -126,8 +128,14 @@ def test_other_hmac_algorithm_is_refused_even_with_our_secret():
 
 def test_expired_token_is_refused():
     now = int(time.time())
-    assert refused(jwt.encode(claims(iat=now - 600, nbf=now - 600, exp=now - 60), SECRET,
-                              algorithm="HS256")) == "token expired"
+    assert (
+        refused(
+            jwt.encode(
+                claims(iat=now - 600, nbf=now - 600, exp=now - 60), SECRET, algorithm="HS256"
+            )
+        )
+        == "token expired"
+    )
 
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
@@ -143,8 +151,9 @@ def test_wrong_audience_is_refused(audience):
 
 
 def test_wrong_issuer_is_refused():
-    assert refused(jwt.encode(claims(iss="evil"), SECRET, algorithm="HS256")) \
-        == "wrong token issuer"
+    assert (
+        refused(jwt.encode(claims(iss="evil"), SECRET, algorithm="HS256")) == "wrong token issuer"
+    )
 
 
 @pytest.mark.parametrize("claim", tokens.REQUIRED_CLAIMS)
@@ -164,14 +173,19 @@ def test_token_from_the_api_verifies(app, client, make_user):
     with app.app_context():
         session = get_session()
         _token, secret = api_tokens.create(session, "sis", users_service.get(session, owner.id))
-    r = client.post("/api/v1/tokens", json={"email": "ann@school.test"},
-                    headers={"Authorization": f"Bearer {secret}"})
+    r = client.post(
+        "/api/v1/tokens",
+        json={"email": "ann@school.test"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
     assert r.status_code == 201
     issued = r.get_json()
     user_id = tokens.verify_client_token(
-        issued["token"], secret=app.config["JWT_SECRET"], issuer=app.config["JWT_ISSUER"],
-        audience=app.config["JWT_AUDIENCE"])
+        issued["token"],
+        secret=app.config["JWT_SECRET"],
+        issuer=app.config["JWT_ISSUER"],
+        audience=app.config["JWT_AUDIENCE"],
+    )
     assert user_id == ann.id
     exp = jwt.decode(issued["token"], options={"verify_signature": False})["exp"]
-    assert issued["expires_at"].startswith(time.strftime("%Y-%m-%dT%H:%M:%S",
-                                                         time.gmtime(exp)))
+    assert issued["expires_at"].startswith(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(exp)))

@@ -20,9 +20,16 @@ def close_all() -> None:
 class WSClient:
     """One tab: connects to /ws, collects messages, answers nothing by itself."""
 
-    def __init__(self, base_url: str, *, token: str | None = None, query: str = "",
-                 cookie: str | None = None, origin: str | None = None,
-                 compression: bool = False):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        query: str = "",
+        cookie: str | None = None,
+        origin: str | None = None,
+        compression: bool = False,
+    ):
         url = base_url.replace("http://", "ws://") + "/ws"
         params = [p for p in (f"token={token}" if token else "", query) if p]
         self.url = url + ("?" + "&".join(params) if params else "")
@@ -30,16 +37,22 @@ class WSClient:
         if cookie:
             self.headers.append(f"Cookie: {cookie}")
         if compression:
-            self.headers.append("Sec-WebSocket-Extensions: permessage-deflate; "
-                                "client_max_window_bits")
+            self.headers.append(
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
+            )
         self.origin = origin
         self.ws: websocket.WebSocket | None = None
         self.received: list[dict | str] = []
 
     def connect(self, timeout: float = 5) -> WSClient:
         self.ws = websocket.create_connection(
-            self.url, timeout=timeout, header=self.headers, origin=self.origin,
-            suppress_origin=self.origin is None, enable_multithread=True)
+            self.url,
+            timeout=timeout,
+            header=self.headers,
+            origin=self.origin,
+            suppress_origin=self.origin is None,
+            enable_multithread=True,
+        )
         OPEN.append(self)
         return self
 
@@ -66,8 +79,9 @@ class WSClient:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no {kind!r} message within {timeout}s; "
-                                     f"got {self.received[-5:]}")
+                raise AssertionError(
+                    f"no {kind!r} message within {timeout}s; got {self.received[-5:]}"
+                )
             message = self.recv(left)
             if isinstance(message, dict) and message.get("type") == kind:
                 return message

@@ -48,13 +48,21 @@ def _fail(exc: DomainError) -> None:
 @with_appcontext
 @click.argument("email")
 @click.option("--name", default="Administrator", show_default=True)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Asked for when not given.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Asked for when not given.",
+)
 def create_admin(email: str, name: str, password: str) -> None:
     """Create an administrator account."""
     try:
-        user = users.create(get_session(), None, users.UserInput(
-            email=email, name=name, role=Role.ADMIN.value, password=password))
+        user = users.create(
+            get_session(),
+            None,
+            users.UserInput(email=email, name=name, role=Role.ADMIN.value, password=password),
+        )
     except DomainError as exc:
         _fail(exc)
     click.echo(f"Created administrator {user.email}.")
@@ -104,7 +112,8 @@ def issue_token(email: str) -> None:
     session = get_session()
     try:
         issued = api_tokens.issue_client_token(
-            session, current_app.config, users.get_by_email(session, email), actor=None)
+            session, current_app.config, users.get_by_email(session, email), actor=None
+        )
     except DomainError as exc:
         _fail(exc)
     click.echo(issued.token)
@@ -119,8 +128,9 @@ def create_api_token(name: str, owner_email: str | None) -> None:
     """Print a new token for the JSON API (shown once; only its hash is stored)."""
     session = get_session()
     try:
-        owner = (users.get_by_email(session, owner_email) if owner_email
-                 else users.first_admin(session))
+        owner = (
+            users.get_by_email(session, owner_email) if owner_email else users.first_admin(session)
+        )
         _token, secret = api_tokens.create(session, name, owner)
     except DomainError as exc:
         _fail(exc)

@@ -126,8 +126,7 @@ def _check_secret(name: str, value: str) -> None:
         )
     if len(value) < MIN_SECRET_LENGTH or value.lower() in WEAK_SECRETS:
         raise ConfigError(
-            f"{ENV_PREFIX}{name} is too weak: use at least {MIN_SECRET_LENGTH} random "
-            "characters."
+            f"{ENV_PREFIX}{name} is too weak: use at least {MIN_SECRET_LENGTH} random characters."
         )
 
 
@@ -147,12 +146,16 @@ def finalise(config: dict, instance_path: Path) -> None:
     try:
         ZoneInfo(config["TIMEZONE"])
     except (ValueError, ZoneInfoNotFoundError):
-        raise ConfigError(f"{ENV_PREFIX}TIMEZONE: unknown time zone {config['TIMEZONE']!r} "
-                          "(use a name like Europe/Berlin).") from None
+        raise ConfigError(
+            f"{ENV_PREFIX}TIMEZONE: unknown time zone {config['TIMEZONE']!r} "
+            "(use a name like Europe/Berlin)."
+        ) from None
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"]
     # simple-websocket closes frames over this size with 1009; pings are the hub's job.
-    config["SOCK_SERVER_OPTIONS"] = {"max_message_size": config["WS_MAX_MESSAGE_BYTES"],
-                                     "ping_interval": None}
+    config["SOCK_SERVER_OPTIONS"] = {
+        "max_message_size": config["WS_MAX_MESSAGE_BYTES"],
+        "ping_interval": None,
+    }
     config["RATELIMIT_STORAGE_URI"] = config["RATELIMIT_STORAGE_URL"]
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"

@@ -43,24 +43,144 @@ TEACHERS = (
     ("Omar Haddad", ("5b", "6b", "7b")),
 )
 CHILD_NAMES = (
-    "Mia", "Noah", "Aylin", "Mehmet", "Sofia", "Luca", "Amara", "Kenji", "Zofia", "Elias",
-    "Priya", "Finn", "Leila", "Mateo", "Hannah", "Yusuf", "Chloe", "Ivan", "Nora", "Arjun",
-    "Emma", "Oskar", "Fatima", "Leon", "Ines", "Kofi", "Ella", "Milan", "Sara", "Theo",
-    "Jana", "Adam", "Lina", "Ravi", "Clara", "Jonas", "Maya", "Emil", "Alina", "Samir",
-    "Lea", "Felix", "Nia", "Hugo", "Olga", "Tariq", "Ida", "Max", "Rosa", "Daniel",
+    "Mia",
+    "Noah",
+    "Aylin",
+    "Mehmet",
+    "Sofia",
+    "Luca",
+    "Amara",
+    "Kenji",
+    "Zofia",
+    "Elias",
+    "Priya",
+    "Finn",
+    "Leila",
+    "Mateo",
+    "Hannah",
+    "Yusuf",
+    "Chloe",
+    "Ivan",
+    "Nora",
+    "Arjun",
+    "Emma",
+    "Oskar",
+    "Fatima",
+    "Leon",
+    "Ines",
+    "Kofi",
+    "Ella",
+    "Milan",
+    "Sara",
+    "Theo",
+    "Jana",
+    "Adam",
+    "Lina",
+    "Ravi",
+    "Clara",
+    "Jonas",
+    "Maya",
+    "Emil",
+    "Alina",
+    "Samir",
+    "Lea",
+    "Felix",
+    "Nia",
+    "Hugo",
+    "Olga",
+    "Tariq",
+    "Ida",
+    "Max",
+    "Rosa",
+    "Daniel",
 )
 ADULT_NAMES = (
-    "Anna", "Michael", "Ayse", "Thomas", "Maria", "Ahmed", "Julia", "Peter", "Olena", "David",
-    "Sabine", "Marco", "Nadia", "Stefan", "Grace", "Karim", "Monika", "Paul", "Leyla", "Jan",
-    "Claire", "Andrei", "Susanne", "Carlos", "Aisha", "Robert", "Beata", "Hassan", "Laura",
-    "Martin", "Irina", "Emeka", "Katrin", "Jorge", "Mei", "Frank", "Dana", "Tobias", "Rania",
+    "Anna",
+    "Michael",
+    "Ayse",
+    "Thomas",
+    "Maria",
+    "Ahmed",
+    "Julia",
+    "Peter",
+    "Olena",
+    "David",
+    "Sabine",
+    "Marco",
+    "Nadia",
+    "Stefan",
+    "Grace",
+    "Karim",
+    "Monika",
+    "Paul",
+    "Leyla",
+    "Jan",
+    "Claire",
+    "Andrei",
+    "Susanne",
+    "Carlos",
+    "Aisha",
+    "Robert",
+    "Beata",
+    "Hassan",
+    "Laura",
+    "Martin",
+    "Irina",
+    "Emeka",
+    "Katrin",
+    "Jorge",
+    "Mei",
+    "Frank",
+    "Dana",
+    "Tobias",
+    "Rania",
 )
 SURNAMES = (
-    "Schmidt", "Novak", "Yilmaz", "Rossi", "Kowalski", "Okafor", "Silva", "Meyer", "Haddad",
-    "Jensen", "Fischer", "Popescu", "Garcia", "Nguyen", "Weber", "Demir", "Moreau", "Bauer",
-    "Kovac", "Mensah", "Wagner", "Petrov", "Lopez", "Schulz", "Ivanova", "Becker", "Sato",
-    "Hoffmann", "Khan", "Costa", "Lehmann", "Horvat", "Richter", "Dubois", "Kaya", "Brown",
-    "Keller", "Santos", "Wolf", "Berg", "Shevchenko", "Ali", "Vogel", "Martin", "Novotna",
+    "Schmidt",
+    "Novak",
+    "Yilmaz",
+    "Rossi",
+    "Kowalski",
+    "Okafor",
+    "Silva",
+    "Meyer",
+    "Haddad",
+    "Jensen",
+    "Fischer",
+    "Popescu",
+    "Garcia",
+    "Nguyen",
+    "Weber",
+    "Demir",
+    "Moreau",
+    "Bauer",
+    "Kovac",
+    "Mensah",
+    "Wagner",
+    "Petrov",
+    "Lopez",
+    "Schulz",
+    "Ivanova",
+    "Becker",
+    "Sato",
+    "Hoffmann",
+    "Khan",
+    "Costa",
+    "Lehmann",
+    "Horvat",
+    "Richter",
+    "Dubois",
+    "Kaya",
+    "Brown",
+    "Keller",
+    "Santos",
+    "Wolf",
+    "Berg",
+    "Shevchenko",
+    "Ali",
+    "Vogel",
+    "Martin",
+    "Novotna",
 )
 # Most families read English; the rest get announcements in their own language.
 FAMILY_LANGUAGES = ("en",) * 14 + ("de", "de", "tr", "pl", "ar", "uk", "es", "fr")
@@ -75,8 +195,14 @@ class Plan:
     guardianships: list[tuple[str, str]] = field(default_factory=list)
     taken: set[str] = field(default_factory=set)
 
-    def person(self, name: str, role: Role, domain: str = DOMAIN, language: str = "en",
-               email: str | None = None) -> str:
+    def person(
+        self,
+        name: str,
+        role: Role,
+        domain: str = DOMAIN,
+        language: str = "en",
+        email: str | None = None,
+    ) -> str:
         """Add a user (by default with a unique first.last email); return the email."""
         base = ".".join(name.lower().split())
         email, n = email or f"{base}@{domain}", 1
@@ -133,16 +259,18 @@ def plan(rng: random.Random) -> Plan:
     return school
 
 
-def _add_guardians(school: Plan, students: list[tuple[str, str]], rng: random.Random
-                   ) -> None:
+def _add_guardians(school: Plan, students: list[tuple[str, str]], rng: random.Random) -> None:
     """One guardian per student, two for some; a second guardian may have another surname."""
     pairs = set(rng.sample(range(len(students)), TWO_GUARDIANS))
     for index, (student, surname) in enumerate(students):
         surnames = [surname, surname if rng.random() < 0.6 else rng.choice(SURNAMES)]
         for family_name in surnames[: 2 if index in pairs else 1]:
-            guardian = school.person(f"{rng.choice(ADULT_NAMES)} {family_name}",
-                                     Role.GUARDIAN, FAMILY_DOMAIN,
-                                     rng.choice(FAMILY_LANGUAGES))
+            guardian = school.person(
+                f"{rng.choice(ADULT_NAMES)} {family_name}",
+                Role.GUARDIAN,
+                FAMILY_DOMAIN,
+                rng.choice(FAMILY_LANGUAGES),
+            )
             school.guardianships.append((guardian, student))
 
 
@@ -155,8 +283,11 @@ def loaded_summary(session: Session) -> DemoSummary | None:
 def seed(session: Session) -> DemoSummary:
     """Load the demo school into an empty database, in one transaction."""
     if not is_empty(session):
-        raise Conflict("The database already has users; the demo school is only loaded "
-                       "into an empty database.", code="not_empty")
+        raise Conflict(
+            "The database already has users; the demo school is only loaded "
+            "into an empty database.",
+            code="not_empty",
+        )
     school = plan(random.Random(SEED))
     try:
         _insert(session, school)
@@ -174,21 +305,30 @@ def _insert(session: Session, school: Plan) -> None:
     # Argon2 costs ~50 ms a hash, so each public demo password is hashed once and every
     # user of that role shares the hash: acceptable only because the passwords are public.
     hashes = {role: hash_password(password) for role, password in PASSWORDS.items()}
-    session.execute(insert(User), [
-        {**row, "password_hash": hashes[row["role"]], "active": True, "session_epoch": 0}
-        for row in school.users
-    ])
+    session.execute(
+        insert(User),
+        [
+            {**row, "password_hash": hashes[row["role"]], "active": True, "session_epoch": 0}
+            for row in school.users
+        ],
+    )
     session.execute(insert(SchoolClass), [{"name": name} for name in CLASS_NAMES])
     user_ids = dict(session.execute(select(User.email, User.id)).all())
     class_ids = dict(session.execute(select(SchoolClass.name, SchoolClass.id)).all())
-    session.execute(insert(Membership), [
-        {"class_id": class_ids[name], "user_id": user_ids[email], "role": role}
-        for name, email, role in school.memberships
-    ])
-    session.execute(insert(Guardianship), [
-        {"guardian_id": user_ids[guardian], "student_id": user_ids[student]}
-        for guardian, student in school.guardianships
-    ])
+    session.execute(
+        insert(Membership),
+        [
+            {"class_id": class_ids[name], "user_id": user_ids[email], "role": role}
+            for name, email, role in school.memberships
+        ],
+    )
+    session.execute(
+        insert(Guardianship),
+        [
+            {"guardian_id": user_ids[guardian], "student_id": user_ids[student]}
+            for guardian, student in school.guardianships
+        ],
+    )
 
 
 def _summary(school: Plan) -> DemoSummary:

@@ -37,8 +37,9 @@ class RedactTokens(logging.Filter):
 def init_app(app: Flask) -> None:
     """Set the level of the app's loggers and install the redacting filter."""
     if not logging.getLogger().handlers:  # under gunicorn: app logs go to stderr too
-        logging.basicConfig(format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: "
-                                   "%(message)s")
+        logging.basicConfig(
+            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+        )
     logging.getLogger("webapp").setLevel(app.config["LOG_LEVEL"])
     root = logging.getLogger()
     if not any(isinstance(f, RedactTokens) for f in root.filters):

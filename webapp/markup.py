@@ -12,24 +12,65 @@ import nh3
 
 # Enough for announcements: emphasis, lists, links, quotes, code, small headings, tables.
 ALLOWED_TAGS = {
-    "p", "br", "hr", "strong", "em", "b", "i", "u", "s", "del", "mark", "small", "sub",
-    "sup", "ul", "ol", "li", "a", "blockquote", "code", "pre", "h3", "h4", "h5", "h6",
-    "table", "thead", "tbody", "tr", "th", "td", "abbr",
+    "p",
+    "br",
+    "hr",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "u",
+    "s",
+    "del",
+    "mark",
+    "small",
+    "sub",
+    "sup",
+    "ul",
+    "ol",
+    "li",
+    "a",
+    "blockquote",
+    "code",
+    "pre",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "abbr",
 }
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"align"},
-                      "td": {"align"}}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"align"}, "td": {"align"}}
 URL_SCHEMES = {"http", "https", "mailto", "tel"}
 # Content dropped together with its tags (not shown as text).
-DROPPED_WITH_CONTENT = {"script", "style", "template", "svg", "math", "iframe", "object",
-                        "noscript", "textarea", "select"}
+DROPPED_WITH_CONTENT = {
+    "script",
+    "style",
+    "template",
+    "svg",
+    "math",
+    "iframe",
+    "object",
+    "noscript",
+    "textarea",
+    "select",
+}
 
 
 def render_markdown(text: str) -> str:
     """Markdown -> safe HTML (no script, no event handlers, no javascript:/data: URLs)."""
     html = markdown.markdown(
-        text or "", extensions=["sane_lists", "tables", "fenced_code"],
+        text or "",
+        extensions=["sane_lists", "tables", "fenced_code"],
         # align="..." rather than style="text-align: ...", which the sanitiser removes.
-        extension_configs={"tables": {"use_align_attribute": True}}, output_format="html")
+        extension_configs={"tables": {"use_align_attribute": True}},
+        output_format="html",
+    )
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

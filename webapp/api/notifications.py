@@ -17,13 +17,18 @@ def send_notification():
     """Send an announcement; 201 {id, recipient_count}. The same `Idempotency-Key`
     (per sender) returns the first result again instead of sending twice."""
     draft = schemas.notification_draft(schemas.json_body(schemas.NOTIFICATION_FIELDS))
-    result = notifications.send(get_session(), api_user(), draft,
-                                idempotency_key=request.headers.get("Idempotency-Key"),
-                                address=client_address())
+    result = notifications.send(
+        get_session(),
+        api_user(),
+        draft,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        address=client_address(),
+    )
     if result.created:
         author = result.notification.author
-        live().notification_sent(result.notification, author.name if author else None,
-                                 result.recipient_ids)
+        live().notification_sent(
+            result.notification, author.name if author else None, result.recipient_ids
+        )
     headers = {"Location": url_for(".notification_status", notification_id=result.notification.id)}
     if not result.created:
         headers["Idempotent-Replayed"] = "true"
@@ -35,8 +40,9 @@ def notification_status(notification_id: int):
     """An announcement with its counts per receipt state."""
     session = get_session()
     notification = deliveries.viewable(session, api_user(), notification_id)
-    return jsonify(schemas.notification_json(notification,
-                                             deliveries.counts(session, notification_id)))
+    return jsonify(
+        schemas.notification_json(notification, deliveries.counts(session, notification_id))
+    )
 
 
 @bp.get("/notifications/<id:notification_id>/deliveries")
@@ -47,8 +53,13 @@ def notification_deliveries(notification_id: int):
     state = schemas.state_filter(request.args.get("state"))
     limit, offset = schemas.paging(request.args)
     rows = deliveries.rows(session, notification_id, state=state, limit=limit, offset=offset)
-    return jsonify({"deliveries": [schemas.delivery_json(d, u) for d, u in rows],
-                    "limit": limit, "offset": offset})
+    return jsonify(
+        {
+            "deliveries": [schemas.delivery_json(d, u) for d, u in rows],
+            "limit": limit,
+            "offset": offset,
+        }
+    )
 
 
 @bp.get("/me/notifications")

@@ -53,8 +53,11 @@ def json_body(fields: dict[str, Field]) -> dict[str, Any]:
         raise ValidationFailed("The body must be a JSON object.", code="invalid_json")
     unknown = sorted(set(body) - set(fields))
     if unknown:
-        raise ValidationFailed(f"Unknown field(s): {', '.join(unknown)}.",
-                               code="unknown_field", details={"fields": unknown})
+        raise ValidationFailed(
+            f"Unknown field(s): {', '.join(unknown)}.",
+            code="unknown_field",
+            details={"fields": unknown},
+        )
     for name, field in fields.items():
         _check(name, body.get(name), field)
     return body
@@ -64,15 +67,16 @@ def _check(name: str, value: Any, field: Field) -> None:
     """Refuse a missing required field, or a value of the wrong type."""
     if value is None:
         if field.required:
-            raise ValidationFailed(f"The field {name!r} is required.",
-                                   details={"field": name})
+            raise ValidationFailed(f"The field {name!r} is required.", details={"field": name})
         return
     if field.kind in (str, bool, dict):
         _check_type(name, value, field.kind)
-    if field.kind is list and not (isinstance(value, list)
-                                   and all(isinstance(item, str) for item in value)):
-        raise ValidationFailed(f"The field {name!r} must be a list of strings.",
-                               details={"field": name})
+    if field.kind is list and not (
+        isinstance(value, list) and all(isinstance(item, str) for item in value)
+    ):
+        raise ValidationFailed(
+            f"The field {name!r} must be a list of strings.", details={"field": name}
+        )
 
 
 TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object"}
@@ -81,14 +85,20 @@ TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object"}
 def _check_type(name: str, value: Any, kind: type) -> None:
     """Refuse a present value that is not of `kind` (None passes: optional)."""
     if value is not None and not isinstance(value, kind):
-        raise ValidationFailed(f"The field {name!r} must be {TYPE_NAMES[kind]}.",
-                               details={"field": name})
+        raise ValidationFailed(
+            f"The field {name!r} must be {TYPE_NAMES[kind]}.", details={"field": name}
+        )
 
 
 def user_input(body: dict[str, Any]) -> UserInput:
     """The account fields of a checked user body."""
-    return UserInput(email=body["email"], name=body["name"], role=body["role"],
-                     password=body.get("password"), language=body.get("language"))
+    return UserInput(
+        email=body["email"],
+        name=body["name"],
+        role=body["role"],
+        password=body.get("password"),
+        language=body.get("language"),
+    )
 
 
 def _iso(moment: datetime) -> str:
@@ -114,8 +124,11 @@ def user_json(person: Person) -> dict[str, Any]:
 
 def class_json(school_class: SchoolClass) -> dict[str, Any]:
     """A class as the API shows it."""
-    return {"id": school_class.id, "name": school_class.name,
-            "created_at": _iso(school_class.created_at)}
+    return {
+        "id": school_class.id,
+        "name": school_class.name,
+        "created_at": _iso(school_class.created_at),
+    }
 
 
 def client_token_json(issued: ClientToken) -> dict[str, Any]:
@@ -132,18 +145,24 @@ NOTIFICATION_FIELDS = {
     "expires_at": Field(str),
     "link": Field(str),
 }
-TARGET_FIELDS = {"users": Field(list), "classes": Field(list), "roles": Field(list),
-                 "everyone": Field(bool)}
+TARGET_FIELDS = {
+    "users": Field(list),
+    "classes": Field(list),
+    "roles": Field(list),
+    "everyone": Field(bool),
+}
 
 
 def notification_draft(body: dict[str, Any]) -> Draft:
     """A checked notification body -> the service's Draft (targets included)."""
     return Draft(
-        title=body["title"], body=body["body"],
+        title=body["title"],
+        body=body["body"],
         priority=body.get("priority") or Priority.NORMAL.value,
         require_ack=bool(body.get("require_ack")),
         expires_at=_datetime(body.get("expires_at"), "expires_at"),
-        link=body.get("link"), audience=audience_spec(body["targets"]),
+        link=body.get("link"),
+        audience=audience_spec(body["targets"]),
     )
 
 
@@ -151,8 +170,11 @@ def audience_spec(targets: dict[str, Any]) -> AudienceSpec:
     """`targets` -> AudienceSpec: users by email, classes with audiences, roles, everyone."""
     unknown = sorted(set(targets) - set(TARGET_FIELDS))
     if unknown:
-        raise ValidationFailed(f"Unknown target(s): {', '.join(unknown)}.",
-                               code="unknown_field", details={"fields": unknown})
+        raise ValidationFailed(
+            f"Unknown target(s): {', '.join(unknown)}.",
+            code="unknown_field",
+            details={"fields": unknown},
+        )
     for name in ("users", "roles"):
         _check(f"targets.{name}", targets.get(name), TARGET_FIELDS[name])
     _check_type("targets.everyone", targets.get("everyone"), bool)
@@ -160,16 +182,23 @@ def audience_spec(targets: dict[str, Any]) -> AudienceSpec:
     for item in targets.get("classes") or []:
         if isinstance(item, str):
             item = {"name": item}
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or set(
-                item) - {"name", "audience"}:
-            raise ValidationFailed("Each class target is {name, audience?: [students, "
-                                   "guardians, teachers]}.", details={"field": "targets.classes"})
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("name"), str)
+            or set(item) - {"name", "audience"}
+        ):
+            raise ValidationFailed(
+                "Each class target is {name, audience?: [students, guardians, teachers]}.",
+                details={"field": "targets.classes"},
+            )
         class_targets.append(audience.parse_class_target(item["name"], item.get("audience")))
     if not isinstance(targets.get("classes") or [], list):
-        raise ValidationFailed("targets.classes must be a list.",
-                               details={"field": "targets.classes"})
+        raise ValidationFailed(
+            "targets.classes must be a list.", details={"field": "targets.classes"}
+        )
     return AudienceSpec(
-        users=tuple(targets.get("users") or ()), classes=tuple(class_targets),
+        users=tuple(targets.get("users") or ()),
+        classes=tuple(class_targets),
         roles=tuple(parse_role(r) for r in targets.get("roles") or ()),
         everyone=bool(targets.get("everyone")),
     )
@@ -181,8 +210,9 @@ def _datetime(value: str | None, name: str) -> datetime | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationFailed(f"The field {name!r} must be an ISO 8601 date-time.",
-                               details={"field": name}) from None
+        raise ValidationFailed(
+            f"The field {name!r} must be an ISO 8601 date-time.", details={"field": name}
+        ) from None
 
 
 def optional_int(value: str | None, name: str) -> int | None:
@@ -190,8 +220,9 @@ def optional_int(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     if not value.isdigit() or int(value) > protocol.MAX_ID:
-        raise ValidationFailed(f"{name!r} must be a whole number from 0 to {protocol.MAX_ID}.",
-                               details={"field": name})
+        raise ValidationFailed(
+            f"{name!r} must be a whole number from 0 to {protocol.MAX_ID}.", details={"field": name}
+        )
     return int(value)
 
 
@@ -205,8 +236,9 @@ def state_filter(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     if value not in {s.value for s in DeliveryState}:
-        raise ValidationFailed("state must be pending, delivered, read or acknowledged.",
-                               details={"field": "state"})
+        raise ValidationFailed(
+            "state must be pending, delivered, read or acknowledged.", details={"field": "state"}
+        )
     return value
 
 
@@ -217,19 +249,25 @@ def sent_json(result: SendResult) -> dict[str, Any]:
 def notification_json(n: Notification, counts: dict[str, int]) -> dict[str, Any]:
     """An announcement with its counts per receipt state."""
     return {
-        "id": n.id, "title": n.title, "body": n.body, "body_html": n.body_html,
-        "priority": n.priority.value, "require_ack": n.require_ack, "link": n.link,
-        "author": n.author.email if n.author else None, "created_at": _iso(n.created_at),
+        "id": n.id,
+        "title": n.title,
+        "body": n.body,
+        "body_html": n.body_html,
+        "priority": n.priority.value,
+        "require_ack": n.require_ack,
+        "link": n.link,
+        "author": n.author.email if n.author else None,
+        "created_at": _iso(n.created_at),
         "expires_at": _iso(n.expires_at) if n.expires_at else None,
-        "recipient_count": n.recipient_count, "counts": counts,
+        "recipient_count": n.recipient_count,
+        "counts": counts,
     }
 
 
 def delivery_json(d: Delivery, user: User) -> dict[str, Any]:
     """One recipient's delivery, with a timestamp per state reached."""
     return {
-        "user": {"id": user.id, "email": user.email, "name": user.name,
-                 "role": user.role.value},
+        "user": {"id": user.id, "email": user.email, "name": user.name, "role": user.role.value},
         "state": d.state.value,
         "delivered_at": _iso(d.delivered_at) if d.delivered_at else None,
         "read_at": _iso(d.read_at) if d.read_at else None,

@@ -27,8 +27,13 @@ def create_user():
     """
     body = schemas.json_body(schemas.USER_FIELDS)
     person = classes.create_with_links(
-        get_session(), api_user(), schemas.user_input(body), body.get("classes") or [],
-        body.get("guardian_of") or [], client_address())
+        get_session(),
+        api_user(),
+        schemas.user_input(body),
+        body.get("classes") or [],
+        body.get("guardian_of") or [],
+        client_address(),
+    )
     location = url_for(".get_user", email=person.user.email)
     return jsonify(schemas.user_json(person)), 201, {"Location": location}
 
@@ -52,6 +57,7 @@ def create_class():
 def issue_token():
     """A client JWT for a user (admins only); 404 unknown user, 400 `user_inactive`."""
     body = schemas.json_body(schemas.TOKEN_FIELDS)
-    issued = api_tokens.issue_for_email(get_session(), current_app.config, api_user(),
-                                        body["email"], client_address())
+    issued = api_tokens.issue_for_email(
+        get_session(), current_app.config, api_user(), body["email"], client_address()
+    )
     return jsonify(schemas.client_token_json(issued)), 201

@@ -39,10 +39,20 @@ def _failed(response) -> bool:
 
 
 @bp.route("/signin", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["SIGNIN_LIMIT_PER_ACCOUNT"], methods=["POST"],
-               key_func=_submitted_email, deduct_when=_failed, scope="signin-account")
-@limiter.limit(lambda: current_app.config["SIGNIN_LIMIT_PER_ADDRESS"], methods=["POST"],
-               key_func=client_address, deduct_when=_failed, scope="signin-address")
+@limiter.limit(
+    lambda: current_app.config["SIGNIN_LIMIT_PER_ACCOUNT"],
+    methods=["POST"],
+    key_func=_submitted_email,
+    deduct_when=_failed,
+    scope="signin-account",
+)
+@limiter.limit(
+    lambda: current_app.config["SIGNIN_LIMIT_PER_ADDRESS"],
+    methods=["POST"],
+    key_func=client_address,
+    deduct_when=_failed,
+    scope="signin-address",
+)
 def signin():
     """Show the sign-in form; on success renew the session and go to `next` or home."""
     if current_user.is_authenticated:
@@ -52,8 +62,9 @@ def signin():
         status = 400 if request.method == "POST" else 200
         return render_template("auth/signin.html", form=form), status
     try:
-        user = users.authenticate(get_session(), form.email.data, form.password.data,
-                                  client_address())
+        user = users.authenticate(
+            get_session(), form.email.data, form.password.data, client_address()
+        )
     except NotAuthenticated as exc:
         form.password.errors.append(exc.message)
         return render_template("auth/signin.html", form=form), 401
@@ -67,8 +78,13 @@ def signin():
 def signout():
     """Sign out (POST only, with CSRF) and return to the sign-in page."""
     db = get_session()
-    audit.record(db, "signout", actor=current_user, subject=f"user:{current_user.email}",
-                 address=client_address())
+    audit.record(
+        db,
+        "signout",
+        actor=current_user,
+        subject=f"user:{current_user.email}",
+        address=client_address(),
+    )
     db.commit()
     logout_user()
     session.clear()

@@ -16,18 +16,29 @@ from ..services import audience, notifications
 from . import bp
 from .forms import ComposeInput
 
-EXPIRED_FORM = ("Your page was open too long and its security token expired, so nothing "
-                "was sent. Your draft is below: press Send again.")
+EXPIRED_FORM = (
+    "Your page was open too long and its security token expired, so nothing "
+    "was sent. Your draft is below: press Send again."
+)
 
 
-def render_compose(data: ComposeInput, *, status: int = 200, error: str | None = None,
-                   confirm: audience.Resolved | None = None):
+def render_compose(
+    data: ComposeInput,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    confirm: audience.Resolved | None = None,
+):
     """The compose page with `data` filled in (a fresh page, or the draft shown again)."""
     session = get_session()
     return render_template(
-        "dashboard/compose.html", data=data, error=error, confirm=confirm,
+        "dashboard/compose.html",
+        data=data,
+        error=error,
+        confirm=confirm,
         options=audience.options_for(session, current_user),
-        chosen=audience.names_of(session, data.users), priorities=list(Priority),
+        chosen=audience.names_of(session, data.users),
+        priorities=list(Priority),
     ), status
 
 
@@ -42,8 +53,9 @@ def preview():
     """The alert exactly as recipients will see it, and who would get it."""
     data = ComposeInput.from_form(request.form)
     session = get_session()
-    title, body_html = notifications.preview(notifications.Draft(
-        title=data.title, body=data.body, priority=data.priority))
+    title, body_html = notifications.preview(
+        notifications.Draft(title=data.title, body=data.body, priority=data.priority)
+    )
     resolved, problem = None, None
     try:
         spec = data.audience_spec()
@@ -52,16 +64,23 @@ def preview():
     except DomainError as exc:
         problem = exc.message
     session.rollback()  # previews never write
-    return render_template("dashboard/_preview_response.html", title=title,
-                           body_html=body_html, data=data, resolved=resolved, problem=problem)
+    return render_template(
+        "dashboard/_preview_response.html",
+        title=title,
+        body_html=body_html,
+        data=data,
+        resolved=resolved,
+        problem=problem,
+    )
 
 
 @bp.get("/notifications/people")
 def people():
     """People the sender may reach whose name or email contains ?q=."""
     found = audience.people_in_reach(get_session(), current_user, request.args.get("q", ""))
-    return render_template("dashboard/_people_results.html", people=found,
-                           query=request.args.get("q", ""))
+    return render_template(
+        "dashboard/_people_results.html", people=found, query=request.args.get("q", "")
+    )
 
 
 @bp.post("/notifications")
@@ -81,8 +100,9 @@ def send():
             resolved = audience.resolve(session, current_user, draft.audience)
             if needs_confirmation(draft, resolved):
                 return render_compose(data, confirm=resolved)
-        result = notifications.send(session, current_user, draft, idempotency_key=data.key,
-                                    address=client_address())
+        result = notifications.send(
+            session, current_user, draft, idempotency_key=data.key, address=client_address()
+        )
     except DomainError as exc:
         session.rollback()
         return render_compose(data, status=exc.status, error=exc.message)
@@ -94,5 +114,7 @@ def send():
 
 def needs_confirmation(draft: notifications.Draft, resolved: audience.Resolved) -> bool:
     """Emergencies, and audiences above CONFIRM_RECIPIENTS_ABOVE, are confirmed first."""
-    return (draft.priority == Priority.EMERGENCY.value
-            or resolved.count > current_app.config["CONFIRM_RECIPIENTS_ABOVE"])
+    return (
+        draft.priority == Priority.EMERGENCY.value
+        or resolved.count > current_app.config["CONFIRM_RECIPIENTS_ABOVE"]
+    )

@@ -42,10 +42,12 @@ class ComposeInput:
             priority=form.get("priority", Priority.NORMAL.value),
             require_ack=form.get("require_ack") == "1",
             expires_at=form.get("expires_at", "").strip(),
-            users=list(dict.fromkeys(e.strip().lower() for e in form.getlist("user")
-                                     if e.strip())),
-            classes={name.removeprefix(CLASS_FIELD): form.getlist(name)
-                     for name in form if name.startswith(CLASS_FIELD) and form.getlist(name)},
+            users=list(dict.fromkeys(e.strip().lower() for e in form.getlist("user") if e.strip())),
+            classes={
+                name.removeprefix(CLASS_FIELD): form.getlist(name)
+                for name in form
+                if name.startswith(CLASS_FIELD) and form.getlist(name)
+            },
             roles=form.getlist("role"),
             everyone=form.get("everyone") == "1",
             confirmed=form.get("confirmed") == "1",
@@ -61,15 +63,23 @@ class ComposeInput:
                 raise ValidationFailed(f"Unknown role {value!r}.", code="invalid_role") from None
         return audience.AudienceSpec(
             users=tuple(self.users),
-            classes=tuple(audience.parse_class_target(name, parts)
-                          for name, parts in self.classes.items()),
-            roles=tuple(roles), everyone=self.everyone)
+            classes=tuple(
+                audience.parse_class_target(name, parts) for name, parts in self.classes.items()
+            ),
+            roles=tuple(roles),
+            everyone=self.everyone,
+        )
 
     def draft(self, timezone: str) -> Draft:
         """The service's Draft (the expiry read in the school's time zone)."""
-        return Draft(title=self.title, body=self.body, priority=self.priority,
-                     require_ack=self.require_ack, expires_at=self.expiry(timezone),
-                     audience=self.audience_spec())
+        return Draft(
+            title=self.title,
+            body=self.body,
+            priority=self.priority,
+            require_ack=self.require_ack,
+            expires_at=self.expiry(timezone),
+            audience=self.audience_spec(),
+        )
 
     def expiry(self, timezone: str) -> datetime | None:
         if not self.expires_at:
@@ -77,6 +87,7 @@ class ComposeInput:
         try:
             local = datetime.fromisoformat(self.expires_at)
         except ValueError:
-            raise ValidationFailed("The expiry is not a valid date and time.",
-                                   code="invalid_expires_at") from None
+            raise ValidationFailed(
+                "The expiry is not a valid date and time.", code="invalid_expires_at"
+            ) from None
         return local.replace(tzinfo=ZoneInfo(timezone)) if local.tzinfo is None else local

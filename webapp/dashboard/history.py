@@ -32,11 +32,17 @@ def history():
     filters, page, notices = parse_filters(request.args)
     result = notifications.history(get_session(), current_user, filters, page, PER_PAGE)
     notices += _not_applied(filters, page, result)
-    template = ("dashboard/_history_rows.html" if _htmx_partial()
-                else "dashboard/history.html")
-    response = make_response(render_template(
-        template, result=result, filters=result.filters, notices=notices,
-        link_args=link_args(result.filters), priorities=list(Priority)))
+    template = "dashboard/_history_rows.html" if _htmx_partial() else "dashboard/history.html"
+    response = make_response(
+        render_template(
+            template,
+            result=result,
+            filters=result.filters,
+            notices=notices,
+            link_args=link_args(result.filters),
+            priorities=list(Priority),
+        )
+    )
     response.vary.add("HX-Request")  # the same URL answers a page or a component
     return response
 
@@ -50,8 +56,9 @@ def parse_filters(args: Mapping[str, str]) -> tuple[HistoryFilters, int, list[st
         try:
             priority = Priority(raw.lower())
         except ValueError:
-            notices.append(f"Ignored the priority “{raw[:40]}”: choose normal, urgent or "
-                           "emergency.")
+            notices.append(
+                f"Ignored the priority “{raw[:40]}”: choose normal, urgent or emergency."
+            )
     sent_from = _date(args, "from", "From date", notices)
     sent_to = _date(args, "to", "To date", notices)
     if sent_from and sent_to and sent_from > sent_to:
@@ -66,14 +73,19 @@ def parse_filters(args: Mapping[str, str]) -> tuple[HistoryFilters, int, list[st
         text=args.get("q", "").strip()[:MAX_SEARCH_CHARS],
         author_id=_whole_number(args, "author", notices, "choose one from the list"),
         class_id=_whole_number(args, "class", notices, "choose one from the list"),
-        priority=priority, sent_from=sent_from, sent_to=sent_to)
+        priority=priority,
+        sent_from=sent_from,
+        sent_to=sent_to,
+    )
     return filters, page, notices
 
 
 def link_args(filters: HistoryFilters) -> dict[str, str]:
     """The query string of the filters that are set, for page links that keep them."""
     values = {
-        "q": filters.text, "author": filters.author_id, "class": filters.class_id,
+        "q": filters.text,
+        "author": filters.author_id,
+        "class": filters.class_id,
         "priority": filters.priority.value if filters.priority else None,
         "from": filters.sent_from.isoformat() if filters.sent_from else None,
         "to": filters.sent_to.isoformat() if filters.sent_to else None,
@@ -81,8 +93,7 @@ def link_args(filters: HistoryFilters) -> dict[str, str]:
     return {name: str(value) for name, value in values.items() if value not in (None, "")}
 
 
-def _date(args: Mapping[str, str], name: str, label: str, notices: list[str]
-          ) -> date | None:
+def _date(args: Mapping[str, str], name: str, label: str, notices: list[str]) -> date | None:
     """A YYYY-MM-DD date, or None (with a notice when something else was given)."""
     raw = args.get(name, "").strip()
     if not raw:
@@ -96,8 +107,7 @@ def _date(args: Mapping[str, str], name: str, label: str, notices: list[str]
     return None
 
 
-def _whole_number(args: Mapping[str, str], name: str, notices: list[str], hint: str
-                  ) -> int | None:
+def _whole_number(args: Mapping[str, str], name: str, notices: list[str], hint: str) -> int | None:
     """A whole number (an id or a page), or None (with a notice for anything else)."""
     raw = args.get(name, "").strip()
     if not raw:
@@ -108,13 +118,11 @@ def _whole_number(args: Mapping[str, str], name: str, notices: list[str], hint: 
     return None
 
 
-def _not_applied(asked: HistoryFilters, page: int, result: notifications.HistoryPage
-                 ) -> list[str]:
+def _not_applied(asked: HistoryFilters, page: int, result: notifications.HistoryPage) -> list[str]:
     """Notices for what the service could not apply as asked."""
     notices = []
     if result.page != page:
-        notices.append(f"There is no page {page}; showing page {result.page} of "
-                       f"{result.pages}.")
+        notices.append(f"There is no page {page}; showing page {result.page} of {result.pages}.")
     if asked.author_id is not None and result.filters.author_id is None:
         notices.append("Ignored the author: nobody with that id sent anything you can see.")
     if asked.class_id is not None and result.filters.class_id is None:
@@ -124,5 +132,6 @@ def _not_applied(asked: HistoryFilters, page: int, result: notifications.History
 
 def _htmx_partial() -> bool:
     """An htmx swap wants the results component; a history restore wants the page."""
-    return (request.headers.get("HX-Request") == "true"
-            and not request.headers.get("HX-History-Restore-Request"))
+    return request.headers.get("HX-Request") == "true" and not request.headers.get(
+        "HX-History-Restore-Request"
+    )

@@ -19,8 +19,11 @@ from . import bp
 
 def _recipients_filters() -> dict:
     """The recipients table's filters from the query string (validated by the service)."""
-    return {"state": request.args.get("state", ""), "query": request.args.get("q", ""),
-            "page": max(request.args.get("page", 1, type=int), 1)}
+    return {
+        "state": request.args.get("state", ""),
+        "query": request.args.get("q", ""),
+        "page": max(request.args.get("page", 1, type=int), 1),
+    }
 
 
 @bp.get("/notifications/<id:notification_id>")
@@ -29,11 +32,12 @@ def notification_status(notification_id: int):
     session = get_session()
     notification = deliveries.viewable(session, current_user, notification_id)
     return render_template(
-        "dashboard/status.html", notification=notification,
+        "dashboard/status.html",
+        notification=notification,
         topic=topics.notification_topic(notification.id),
         report=deliveries.status_report(session, notification),
-        recipients=deliveries.recipients_page(session, notification,
-                                              **_recipients_filters()))
+        recipients=deliveries.recipients_page(session, notification, **_recipients_filters()),
+    )
 
 
 @bp.get("/notifications/<id:notification_id>/status")
@@ -50,6 +54,7 @@ def notification_recipients(notification_id: int):
     session = get_session()
     notification = deliveries.viewable(session, current_user, notification_id)
     return render_template(
-        "dashboard/_recipients.html", notification=notification,
-        recipients=deliveries.recipients_page(session, notification,
-                                              **_recipients_filters()))
+        "dashboard/_recipients.html",
+        notification=notification,
+        recipients=deliveries.recipients_page(session, notification, **_recipients_filters()),
+    )

@@ -28,8 +28,11 @@ def _online_summary():
 @bp.get("/dashboard")
 def home():
     """The staff landing page; the online panel updates itself over /ws."""
-    return render_template("dashboard/home.html", online=_online_summary(),
-                           my_classes=classes.classes_of(get_session(), current_user.id))
+    return render_template(
+        "dashboard/home.html",
+        online=_online_summary(),
+        my_classes=classes.classes_of(get_session(), current_user.id),
+    )
 
 
 @bp.get("/dashboard/online")

@@ -33,8 +33,9 @@ def list_fragment():
 def receipt(notification_id: int):
     """Mark read or confirm from the page; returns the updated item."""
     session = get_session()
-    receipt = deliveries.record_one(session, current_user.id, notification_id,
-                                    request.form.get("state", ""))
+    receipt = deliveries.record_one(
+        session, current_user.id, notification_id, request.form.get("state", "")
+    )
     live().receipts_recorded([receipt])
     item = deliveries.inbox_item(session, current_user.id, notification_id)
     return render_template("inbox/_item.html", item=item)

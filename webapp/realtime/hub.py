@@ -266,8 +266,7 @@ class Hub:
 
     def presence(self) -> dict[int, list[float]]:
         """Online users here: user id -> the connect times of their open sockets."""
-        return {uid: sorted(c.connected_at for c in conns)
-                for uid, conns in self.by_user.items()}
+        return {uid: sorted(c.connected_at for c in conns) for uid, conns in self.by_user.items()}
 
     def watched_topics(self) -> list[str]:
         return list(self.by_topic)
@@ -308,12 +307,15 @@ class Hub:
 
     def close_user(self, user_id: int, code: int, reason: str) -> None:
         """Close every local socket of a user (account disabled, token revoked)."""
-        for conn in [*self.by_user.get(user_id, ()),
-                     *(w for w in self.watchers if w.user_id == user_id)]:
+        for conn in [
+            *self.by_user.get(user_id, ()),
+            *(w for w in self.watchers if w.user_id == user_id),
+        ]:
             conn.close(code, reason)
 
-    def close_all(self, code: int = protocol.CLOSE_GOING_AWAY,
-                  reason: str = "server restarting") -> int:
+    def close_all(
+        self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "server restarting"
+    ) -> int:
         """Close every socket politely (shutdown); new ones are refused from now on."""
         self.shutting_down = True
         if self._heartbeat is not None:

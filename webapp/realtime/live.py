@@ -29,8 +29,7 @@ class ReceiptWriter:
     """Collects receipts from every socket here and writes them in batches, so a burst
     of thousands per second costs a few transactions, not thousands."""
 
-    def __init__(self, app: Flask,
-                 on_written: Callable[[list[deliveries.Receipt]], None]):
+    def __init__(self, app: Flask, on_written: Callable[[list[deliveries.Receipt]], None]):
         self.app = app
         self.on_written = on_written
         self.interval_s = app.config["RECEIPT_FLUSH_INTERVAL_MS"] / 1000
@@ -46,8 +45,7 @@ class ReceiptWriter:
             if len(self.pending) >= MAX_PENDING_RECEIPTS and known is None:
                 log.error("receipt backlog full; dropping a receipt for %s", key)
                 return
-            self.pending[key] = deliveries.Receipt(user_id, notification_id, state,
-                                                   utcnow())
+            self.pending[key] = deliveries.Receipt(user_id, notification_id, state, utcnow())
         if self.worker is None or self.worker.dead:
             self.worker = gevent.spawn(self._run)
 
@@ -137,16 +135,22 @@ class Live:
         self.broker.start(self.handle)
 
     # Called by views and services' callers, after commit -------------------------------
-    def notification_sent(self, notification: Notification, author_name: str | None,
-                          recipient_ids: list[int]) -> None:
-        self.broker.publish({
-            "type": "notification", "id": notification.id, "user_ids": recipient_ids,
-            "message": protocol.notification(notification, author_name),
-        })
+    def notification_sent(
+        self, notification: Notification, author_name: str | None, recipient_ids: list[int]
+    ) -> None:
+        self.broker.publish(
+            {
+                "type": "notification",
+                "id": notification.id,
+                "user_ids": recipient_ids,
+                "message": protocol.notification(notification, author_name),
+            }
+        )
 
     def user_disabled(self, user_id: int) -> None:
-        self.broker.publish({"type": "close_user", "user_id": user_id,
-                             "reason": "account disabled"})
+        self.broker.publish(
+            {"type": "close_user", "user_id": user_id, "reason": "account disabled"}
+        )
 
     def presence(self) -> dict[int, list[float]]:
         """Who is online: user id -> connect times of their open tabs."""
@@ -170,11 +174,14 @@ class Live:
     def receipts_recorded(self, receipts: list[deliveries.Receipt]) -> None:
         """Receipts were committed: every process refreshes the status of these
         announcements, and the recipient's other tabs drop what was read there."""
-        seen = [[r.user_id, r.notification_id, r.state.value] for r in receipts
-                if r.state.rank >= DeliveryState.READ.rank]
-        self.broker.publish({"type": "receipts",
-                             "ids": sorted({r.notification_id for r in receipts}),
-                             "seen": seen})
+        seen = [
+            [r.user_id, r.notification_id, r.state.value]
+            for r in receipts
+            if r.state.rank >= DeliveryState.READ.rank
+        ]
+        self.broker.publish(
+            {"type": "receipts", "ids": sorted({r.notification_id for r in receipts}), "seen": seen}
+        )
 
     def _presence_changed(self, _user_id: int, _online: bool) -> None:
         self.status.mark_online()
@@ -202,4 +209,3 @@ def init_app(app: Flask) -> None:
 def live() -> Live:
     """The current app's realtime runtime."""
     return current_app.extensions["schoolbell.live"]
-

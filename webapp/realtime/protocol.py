@@ -105,8 +105,12 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def hello(user_id: int, name: str, server_time: datetime, epoch: str) -> dict:
-    return {"type": "hello", "user": {"id": user_id, "name": name},
-            "server_time": _iso(server_time), "epoch": epoch}
+    return {
+        "type": "hello",
+        "user": {"id": user_id, "name": name},
+        "server_time": _iso(server_time),
+        "epoch": epoch,
+    }
 
 
 def notification(n, author_name: str | None) -> dict:

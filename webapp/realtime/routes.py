@@ -54,9 +54,12 @@ def origin_allowed(origin: str) -> bool:
 def user_from_token(token: str) -> SocketUser:
     """Verify a client JWT and load its (active) user, or raise InvalidToken."""
     config = current_app.config
-    user_id = tokens.verify_client_token(token, secret=config["JWT_SECRET"],
-                                         issuer=config["JWT_ISSUER"],
-                                         audience=config["JWT_AUDIENCE"])
+    user_id = tokens.verify_client_token(
+        token,
+        secret=config["JWT_SECRET"],
+        issuer=config["JWT_ISSUER"],
+        audience=config["JWT_AUDIENCE"],
+    )
     with session_scope() as session:
         user = session.get(User, user_id)
         if user is None:
@@ -130,8 +133,9 @@ def socket_route(ws):
 def _cap_send_buffer(sock: socket.socket) -> None:
     """A small kernel buffer makes a stalled reader visible after KBs, not MBs."""
     with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
-                        current_app.config["WS_SEND_BUFFER_BYTES"])
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, current_app.config["WS_SEND_BUFFER_BYTES"]
+        )
 
 
 def await_auth(ws) -> SocketUser | None:
@@ -223,8 +227,9 @@ def receive_loop(conn: Connection, user: SocketUser) -> None:
         elif isinstance(message, protocol.Ack):
             accept_receipt(conn, message)
         else:
-            conn.send_message(protocol.error("already_authenticated",
-                                             "this socket is already authenticated"))
+            conn.send_message(
+                protocol.error("already_authenticated", "this socket is already authenticated")
+            )
 
 
 def replay(conn: Connection, last_id: int | None) -> None:
@@ -234,8 +239,10 @@ def replay(conn: Connection, last_id: int | None) -> None:
     try:
         with session_scope() as session:
             rows = deliveries.replay_for(session, conn.user_id, last_id)
-            frames = [(n.id, text_frame(protocol.encode(protocol.notification(n, author))))
-                      for n, author in rows]
+            frames = [
+                (n.id, text_frame(protocol.encode(protocol.notification(n, author))))
+                for n, author in rows
+            ]
         for notification_id, frame in frames:
             conn.send_replayed(notification_id, frame)
     finally:
@@ -248,8 +255,9 @@ def accept_receipt(conn: Connection, ack: protocol.Ack) -> None:
         with session_scope() as session:
             known = deliveries.is_recipient(session, conn.user_id, ack.id)
         if not known:
-            conn.send_message(protocol.error("unknown_notification",
-                                             f"notification {ack.id} was not sent to you"))
+            conn.send_message(
+                protocol.error("unknown_notification", f"notification {ack.id} was not sent to you")
+            )
             return
     live().receipts.add(conn.user_id, ack.id, ack.state)
 

@@ -60,13 +60,18 @@ def render_delivery_status(session: Session, notification_id: int) -> str:
     from ..services import notifications
 
     notification = notifications.get(session, notification_id)
-    return render_template("dashboard/_delivery_status.html", notification=notification,
-                           report=deliveries.status_report(session, notification))
+    return render_template(
+        "dashboard/_delivery_status.html",
+        notification=notification,
+        report=deliveries.status_report(session, notification),
+    )
 
 
-def render_online(session: Session, presence: dict[int, list[float]],
-                  teacher_id: int | None) -> str:
+def render_online(
+    session: Session, presence: dict[int, list[float]], teacher_id: int | None
+) -> str:
     """Who is online: the whole school, or for a teacher within their classes."""
     viewer = session.get(User, teacher_id) if teacher_id is not None else None
-    return render_template("dashboard/_online.html",
-                           online=presence_service.summary(session, viewer, presence))
+    return render_template(
+        "dashboard/_online.html", online=presence_service.summary(session, viewer, presence)
+    )

@@ -13,8 +13,16 @@ from ..models import Role
 from ..services.users import LANGUAGES
 
 LANGUAGE_NAMES = {
-    "en": "English", "de": "Deutsch", "fr": "Français", "es": "Español", "it": "Italiano",
-    "nl": "Nederlands", "pl": "Polski", "tr": "Türkçe", "uk": "Українська", "ar": "العربية",
+    "en": "English",
+    "de": "Deutsch",
+    "fr": "Français",
+    "es": "Español",
+    "it": "Italiano",
+    "nl": "Nederlands",
+    "pl": "Polski",
+    "tr": "Türkçe",
+    "uk": "Українська",
+    "ar": "العربية",
 }
 
 
@@ -22,11 +30,18 @@ class UserForm(FlaskForm):
     email = StringField("Email")
     name = StringField("Name")
     # validate_choice=False: an unknown value reaches the service, which says what is allowed.
-    role = SelectField("Role", default=Role.STUDENT.value, validate_choice=False,
-                       choices=[SelectChoice(role.value, role.value.title()) for role in Role])
-    language = SelectField("Language", default="en", validate_choice=False,
-                           choices=[SelectChoice(code, LANGUAGE_NAMES.get(code, code))
-                                    for code in LANGUAGES])
+    role = SelectField(
+        "Role",
+        default=Role.STUDENT.value,
+        validate_choice=False,
+        choices=[SelectChoice(role.value, role.value.title()) for role in Role],
+    )
+    language = SelectField(
+        "Language",
+        default="en",
+        validate_choice=False,
+        choices=[SelectChoice(code, LANGUAGE_NAMES.get(code, code)) for code in LANGUAGES],
+    )
     password = PasswordField("Password", validators=[Length(max=1024)])
 
 

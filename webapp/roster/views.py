@@ -24,10 +24,17 @@ from .forms import ClassForm, GuardianForm, ImportForm, MemberForm, UserForm
 PEOPLE_PER_PAGE = 25
 # The field that shows a service error, by the error's stable code (else the form's first).
 FIELD_FOR_CODE = {
-    "invalid_email": "email", "duplicate_email": "email", "user_not_found": "email",
-    "name_required": "name", "name_too_long": "name", "invalid_class_name": "name",
-    "duplicate_class": "name", "invalid_role": "role", "self_demotion": "role",
-    "invalid_language": "language", "weak_password": "password",
+    "invalid_email": "email",
+    "duplicate_email": "email",
+    "user_not_found": "email",
+    "name_required": "name",
+    "name_too_long": "name",
+    "invalid_class_name": "name",
+    "duplicate_class": "name",
+    "invalid_role": "role",
+    "self_demotion": "role",
+    "invalid_language": "language",
+    "weak_password": "password",
 }
 
 
@@ -61,6 +68,7 @@ def _status(form: FlaskForm) -> int:
 
 # People -------------------------------------------------------------------------------
 
+
 @bp.get("/users", endpoint="users")
 def user_list():
     """People, searched by name or email and filtered by role, a page at a time."""
@@ -68,27 +76,45 @@ def user_list():
     role = request.args.get("role", "").strip()
     page = max(request.args.get("page", 1, type=int), 1)
     people, total = classes.search_with_classes(
-        get_session(), query, users.parse_role(role) if role else None,
-        limit=PEOPLE_PER_PAGE, offset=(page - 1) * PEOPLE_PER_PAGE)
+        get_session(),
+        query,
+        users.parse_role(role) if role else None,
+        limit=PEOPLE_PER_PAGE,
+        offset=(page - 1) * PEOPLE_PER_PAGE,
+    )
     template = "roster/_user_rows.html" if _htmx_partial() else "roster/users.html"
-    response = make_response(render_template(
-        template, people=people, total=total, q=query, role=role, roles=list(Role),
-        page=page, pages=ceil(total / PEOPLE_PER_PAGE)))
+    response = make_response(
+        render_template(
+            template,
+            people=people,
+            total=total,
+            q=query,
+            role=role,
+            roles=list(Role),
+            page=page,
+            pages=ceil(total / PEOPLE_PER_PAGE),
+        )
+    )
     response.vary.add("HX-Request")  # the same URL answers a page or a partial
     return response
 
 
 def _htmx_partial() -> bool:
     """htmx asked for the results alone; restoring history needs the whole page."""
-    return (request.headers.get("HX-Request") == "true"
-            and not request.headers.get("HX-History-Restore-Request"))
+    return request.headers.get("HX-Request") == "true" and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
 
 
 def _user_input(form: UserForm) -> users.UserInput:
     """The form's fields as the users service takes them (empty password: keep it)."""
-    return users.UserInput(email=form.email.data or "", name=form.name.data or "",
-                           role=form.role.data or "", password=form.password.data or None,
-                           language=form.language.data or None)
+    return users.UserInput(
+        email=form.email.data or "",
+        name=form.name.data or "",
+        role=form.role.data or "",
+        password=form.password.data or None,
+        language=form.language.data or None,
+    )
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -106,13 +132,18 @@ def new_user():
     return redirect(url_for(".edit_user", user_id=user.id))
 
 
-def _person_page(person: classes.Person, form: UserForm | None = None,
-                 guardian_form: GuardianForm | None = None, status: int = 200):
+def _person_page(
+    person: classes.Person,
+    form: UserForm | None = None,
+    guardian_form: GuardianForm | None = None,
+    status: int = 200,
+):
     """A person's page; each form not given starts fresh from the database."""
     form = form or UserForm(formdata=None, obj=person.user)
     guardian_form = guardian_form or GuardianForm(formdata=None)
-    return render_template("roster/user_edit.html", person=person, form=form,
-                           guardian_form=guardian_form), status
+    return render_template(
+        "roster/user_edit.html", person=person, form=form, guardian_form=guardian_form
+    ), status
 
 
 @bp.route("/users/<int:user_id>/edit", methods=["GET", "POST"])
@@ -123,8 +154,9 @@ def edit_user(user_id: int):
     if not form.validate_on_submit():
         return _person_page(person, form, status=_status(form))
     try:
-        user = users.update(get_session(), current_user, user_id, _user_input(form),
-                            client_address())
+        user = users.update(
+            get_session(), current_user, user_id, _user_input(form), client_address()
+        )
     except DomainError as exc:
         return _person_page(person, form, status=_show_error(form, exc))
     flash(f"Saved {user.name}.", "success")
@@ -152,8 +184,12 @@ def _set_active(user_id: int, active: bool):
         return _person_page(person, status=_failed_action(exc))
     if not active:
         live().user_disabled(user.id)  # their open tabs close now, in every process
-    flash(f"{user.name} can sign in again." if active else
-          f"{user.name} is deactivated and signed out everywhere.", "success")
+    flash(
+        f"{user.name} can sign in again."
+        if active
+        else f"{user.name} is deactivated and signed out everywhere.",
+        "success",
+    )
     return redirect(url_for(".edit_user", user_id=user_id))
 
 
@@ -166,8 +202,8 @@ def link_guardian(user_id: int):
         return _person_page(person, guardian_form=form, status=400)
     try:
         guardian = classes.link_guardian_by_email(
-            get_session(), current_user, user_id, form.guardian_email.data or "",
-            client_address())
+            get_session(), current_user, user_id, form.guardian_email.data or "", client_address()
+        )
     except DomainError as exc:
         return _person_page(person, guardian_form=form, status=_show_error(form, exc))
     flash(f"{guardian.name} is now a guardian of {person.user.name}.", "success")
@@ -180,8 +216,9 @@ def unlink_guardian(student_id: int, guardian_id: int):
     person = classes.person(get_session(), student_id)
     guardian = next((g.name for g in person.guardians if g.id == guardian_id), "The guardian")
     try:
-        classes.unlink_guardian(get_session(), current_user, guardian_id, student_id,
-                                client_address())
+        classes.unlink_guardian(
+            get_session(), current_user, guardian_id, student_id, client_address()
+        )
     except DomainError as exc:
         return _person_page(person, status=_failed_action(exc))
     flash(f"{guardian} is no longer a guardian of {person.user.name}.", "success")
@@ -189,6 +226,7 @@ def unlink_guardian(student_id: int, guardian_id: int):
 
 
 # Classes ------------------------------------------------------------------------------
+
 
 def _classes_page(form: ClassForm, status: int = 200):
     """The class list with the new-class form."""
@@ -209,8 +247,9 @@ def create_class():
     if not form.validate_on_submit():
         return _classes_page(form, 400)
     try:
-        school_class = classes.create(get_session(), current_user, form.name.data or "",
-                                      client_address())
+        school_class = classes.create(
+            get_session(), current_user, form.name.data or "", client_address()
+        )
     except DomainError as exc:
         return _classes_page(form, _show_error(form, exc))
     flash(f"Created class {school_class.name}.", "success")
@@ -220,8 +259,7 @@ def create_class():
 def _class_page(school_class: SchoolClass, form: MemberForm | None = None, status: int = 200):
     """A class's page with the add-member form."""
     form = form or MemberForm(formdata=None)
-    return render_template("roster/class_detail.html", school_class=school_class,
-                           form=form), status
+    return render_template("roster/class_detail.html", school_class=school_class, form=form), status
 
 
 @bp.get("/classes/<int:class_id>")
@@ -239,11 +277,11 @@ def add_member(class_id: int):
         return _class_page(school_class, form, 400)
     try:
         membership = classes.add_member_by_email(
-            get_session(), current_user, class_id, form.email.data or "", client_address())
+            get_session(), current_user, class_id, form.email.data or "", client_address()
+        )
     except DomainError as exc:
         return _class_page(school_class, form, _show_error(form, exc))
-    flash(f"Added {membership.user.name} to {school_class.name} as a {membership.role}.",
-          "success")
+    flash(f"Added {membership.user.name} to {school_class.name} as a {membership.role}.", "success")
     return redirect(url_for(".class_detail", class_id=class_id))
 
 
@@ -251,8 +289,9 @@ def add_member(class_id: int):
 def remove_member(class_id: int, user_id: int):
     """Take someone out of a class."""
     school_class = classes.get(get_session(), class_id)
-    member = next((m.user.name for m in school_class.memberships if m.user_id == user_id),
-                  "That person")
+    member = next(
+        (m.user.name for m in school_class.memberships if m.user_id == user_id), "That person"
+    )
     try:
         classes.remove_member(get_session(), current_user, class_id, user_id, client_address())
     except DomainError as exc:
@@ -263,6 +302,7 @@ def remove_member(class_id: int, user_id: int):
 
 # Import -------------------------------------------------------------------------------
 
+
 @bp.route("/import", methods=["GET", "POST"], endpoint="import_roster")
 def import_page():
     """Upload a roster CSV: all of it is imported, or nothing and every problem is listed."""
@@ -270,9 +310,13 @@ def import_page():
     if not form.validate_on_submit():
         return render_template("roster/import.html", form=form, report=None), _status(form)
     upload = form.file.data
-    report = roster_import.import_csv(get_session(), current_user, upload.read(),
-                                      source=upload.filename or "upload",
-                                      address=client_address())
+    report = roster_import.import_csv(
+        get_session(),
+        current_user,
+        upload.read(),
+        source=upload.filename or "upload",
+        address=client_address(),
+    )
     if report.errors:
         return render_template("roster/import.html", form=form, report=report), 400
     flash(report.describe(), "success")

@@ -13,8 +13,9 @@ from . import audit
 from .users import get_by_email
 
 
-def create(session: Session, name: str, owner: User, actor: User | None = None,
-           address: str | None = None) -> tuple[ApiToken, str]:
+def create(
+    session: Session, name: str, owner: User, actor: User | None = None, address: str | None = None
+) -> tuple[ApiToken, str]:
     """Create a named API token acting as `owner` (an admin); return it and its secret."""
     name = " ".join((name or "").split())
     if not name or len(name) > 100:
@@ -26,8 +27,14 @@ def create(session: Session, name: str, owner: User, actor: User | None = None,
     secret, digest, prefix = tokens.new_api_token()
     token = ApiToken(name=name, token_hash=digest, prefix=prefix, user_id=owner.id)
     session.add(token)
-    audit.record(session, "api_token.created", actor=actor or owner, subject=f"token:{name}",
-                 address=address, prefix=prefix)
+    audit.record(
+        session,
+        "api_token.created",
+        actor=actor or owner,
+        subject=f"token:{name}",
+        address=address,
+        prefix=prefix,
+    )
     session.commit()
     return token, secret
 
@@ -49,8 +56,9 @@ def authenticate(session: Session, secret: str) -> User:
     return token.user
 
 
-def issue_client_token(session: Session, config, user: User, actor: User | None,
-                       address: str | None = None) -> tokens.ClientToken:
+def issue_client_token(
+    session: Session, config, user: User, actor: User | None, address: str | None = None
+) -> tokens.ClientToken:
     """Sign a client JWT for an active user, and record who asked for it."""
     if not user.active:
         raise ValidationFailed(f"{user.email} is deactivated.", code="user_inactive")
@@ -61,14 +69,21 @@ def issue_client_token(session: Session, config, user: User, actor: User | None,
         audience=config["JWT_AUDIENCE"],
         ttl_s=config["JWT_TTL_S"],
     )
-    audit.record(session, "client_token.issued", actor=actor, subject=f"user:{user.email}",
-                 address=address, expires_at=issued.expires_at.isoformat())
+    audit.record(
+        session,
+        "client_token.issued",
+        actor=actor,
+        subject=f"user:{user.email}",
+        address=address,
+        expires_at=issued.expires_at.isoformat(),
+    )
     session.commit()
     return issued
 
 
-def issue_for_email(session: Session, config, actor: User, email: str,
-                    address: str | None = None) -> tokens.ClientToken:
+def issue_for_email(
+    session: Session, config, actor: User, email: str, address: str | None = None
+) -> tokens.ClientToken:
     """Sign a client JWT for the user with `email`; only administrators may ask."""
     if actor.role is not Role.ADMIN:
         raise Forbidden("Only administrators can issue client tokens.")

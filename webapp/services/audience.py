@@ -69,12 +69,17 @@ def parse_class_target(name: str, audience) -> ClassTarget:
     if audience is None:
         audience = ["students"]
     if not isinstance(audience, list | tuple | set | frozenset) or not audience:
-        raise ValidationFailed(f"Class {name!r}: audience must be a non-empty list of "
-                               f"{', '.join(CLASS_AUDIENCES)}.", code="invalid_audience")
+        raise ValidationFailed(
+            f"Class {name!r}: audience must be a non-empty list of {', '.join(CLASS_AUDIENCES)}.",
+            code="invalid_audience",
+        )
     unknown = set(audience) - set(CLASS_AUDIENCES)
     if unknown:
-        raise ValidationFailed(f"Class {name!r}: unknown audience {sorted(unknown)}; use "
-                               f"{', '.join(CLASS_AUDIENCES)}.", code="invalid_audience")
+        raise ValidationFailed(
+            f"Class {name!r}: unknown audience {sorted(unknown)}; use "
+            f"{', '.join(CLASS_AUDIENCES)}.",
+            code="invalid_audience",
+        )
     return ClassTarget(name=name, audience=frozenset(audience))
 
 
@@ -86,29 +91,44 @@ def require_sender(actor: User) -> None:
 
 def taught_class_ids(session: Session, teacher_id: int) -> set[int]:
     """The classes a teacher teaches."""
-    return set(session.scalars(select(Membership.class_id).where(
-        Membership.user_id == teacher_id, Membership.role == MemberRole.TEACHER)))
+    return set(
+        session.scalars(
+            select(Membership.class_id).where(
+                Membership.user_id == teacher_id, Membership.role == MemberRole.TEACHER
+            )
+        )
+    )
 
 
-def class_member_ids(session: Session, class_ids: set[int], audience: frozenset[str]
-                     ) -> set[int]:
+def class_member_ids(session: Session, class_ids: set[int], audience: frozenset[str]) -> set[int]:
     """Active students / guardians / teachers of these classes."""
     if not class_ids:
         return set()
     ids: set[int] = set()
-    for member_role, wanted in ((MemberRole.STUDENT, "students"),
-                                (MemberRole.TEACHER, "teachers")):
+    for member_role, wanted in ((MemberRole.STUDENT, "students"), (MemberRole.TEACHER, "teachers")):
         if wanted in audience:
-            ids |= set(session.scalars(
-                select(Membership.user_id).join(User, User.id == Membership.user_id)
-                .where(Membership.class_id.in_(class_ids), Membership.role == member_role,
-                       User.active.is_(True))))
+            ids |= set(
+                session.scalars(
+                    select(Membership.user_id)
+                    .join(User, User.id == Membership.user_id)
+                    .where(
+                        Membership.class_id.in_(class_ids),
+                        Membership.role == member_role,
+                        User.active.is_(True),
+                    )
+                )
+            )
     if "guardians" in audience:
         students = select(Membership.user_id).where(
-            Membership.class_id.in_(class_ids), Membership.role == MemberRole.STUDENT)
-        ids |= set(session.scalars(
-            select(Guardianship.guardian_id).join(User, User.id == Guardianship.guardian_id)
-            .where(Guardianship.student_id.in_(students), User.active.is_(True))))
+            Membership.class_id.in_(class_ids), Membership.role == MemberRole.STUDENT
+        )
+        ids |= set(
+            session.scalars(
+                select(Guardianship.guardian_id)
+                .join(User, User.id == Guardianship.guardian_id)
+                .where(Guardianship.student_id.in_(students), User.active.is_(True))
+            )
+        )
     return ids
 
 
@@ -117,8 +137,9 @@ def reach_of(session: Session, actor: User) -> set[int] | None:
     students, guardians and teachers."""
     if actor.role is Role.ADMIN:
         return None
-    return class_member_ids(session, taught_class_ids(session, actor.id),
-                            frozenset(CLASS_AUDIENCES))
+    return class_member_ids(
+        session, taught_class_ids(session, actor.id), frozenset(CLASS_AUDIENCES)
+    )
 
 
 def resolve(session: Session, actor: User, spec: AudienceSpec) -> Resolved:
@@ -128,23 +149,31 @@ def resolve(session: Session, actor: User, spec: AudienceSpec) -> Resolved:
         raise ValidationFailed("Choose at least one recipient.", code="empty_audience")
     is_admin = actor.role is Role.ADMIN
     if (spec.everyone or spec.roles) and not is_admin:
-        raise Forbidden("Only administrators can send to whole roles or the whole school.",
-                        code="audience_forbidden")
+        raise Forbidden(
+            "Only administrators can send to whole roles or the whole school.",
+            code="audience_forbidden",
+        )
     resolved = Resolved()
     if spec.everyone:
-        _add(resolved, "everyone", set(session.scalars(
-            select(User.id).where(User.active.is_(True)))))
+        _add(
+            resolved, "everyone", set(session.scalars(select(User.id).where(User.active.is_(True))))
+        )
         resolved.targets.append(Target(kind=TargetKind.EVERYONE))
     for role in spec.roles:
-        _add(resolved, f"all {role.value}s", set(session.scalars(
-            select(User.id).where(User.role == role, User.active.is_(True)))))
+        _add(
+            resolved,
+            f"all {role.value}s",
+            set(session.scalars(select(User.id).where(User.role == role, User.active.is_(True)))),
+        )
         resolved.targets.append(Target(kind=TargetKind.ROLE, role=role))
     taught = None if is_admin else taught_class_ids(session, actor.id)
     for target in spec.classes:
         school_class = classes_service.get_by_name(session, target.name)
         if taught is not None and school_class.id not in taught:
-            raise Forbidden(f"You can only send to your own classes, not {school_class.name}.",
-                            code="audience_forbidden")
+            raise Forbidden(
+                f"You can only send to your own classes, not {school_class.name}.",
+                code="audience_forbidden",
+            )
         _add_class(session, resolved, school_class, target.audience)
     if spec.users:
         _add_users(session, resolved, actor, spec.users)
@@ -156,18 +185,23 @@ def _add(resolved: Resolved, label: str, ids: set[int]) -> None:
     resolved.breakdown.append((label, len(ids)))
 
 
-def _add_class(session: Session, resolved: Resolved, school_class: SchoolClass,
-               audience: frozenset[str]) -> None:
+def _add_class(
+    session: Session, resolved: Resolved, school_class: SchoolClass, audience: frozenset[str]
+) -> None:
     for part in CLASS_AUDIENCES:  # fixed order, so breakdowns read the same every time
         if part in audience:
             ids = class_member_ids(session, {school_class.id}, frozenset([part]))
             _add(resolved, f"{part} in {school_class.name}", ids)
-    resolved.targets.append(Target(kind=TargetKind.CLASS, class_id=school_class.id,
-                                   audience=[p for p in CLASS_AUDIENCES if p in audience]))
+    resolved.targets.append(
+        Target(
+            kind=TargetKind.CLASS,
+            class_id=school_class.id,
+            audience=[p for p in CLASS_AUDIENCES if p in audience],
+        )
+    )
 
 
-def _add_users(session: Session, resolved: Resolved, actor: User, emails: tuple[str, ...]
-               ) -> None:
+def _add_users(session: Session, resolved: Resolved, actor: User, emails: tuple[str, ...]) -> None:
     wanted = {e.strip().lower() for e in emails}
     found = {u.email: u for u in session.scalars(select(User).where(User.email.in_(wanted)))}
     missing = sorted(wanted - set(found))
@@ -175,12 +209,16 @@ def _add_users(session: Session, resolved: Resolved, actor: User, emails: tuple[
         raise NotFound(f"No user with email {', '.join(missing)}.", code="user_not_found")
     reach = reach_of(session, actor)
     # Deactivated people receive nothing anyway (and reach_of counts only active ones).
-    outside = sorted(email for email, user in found.items()
-                     if reach is not None and user.active and user.id not in reach
-                     and user.id != actor.id)
+    outside = sorted(
+        email
+        for email, user in found.items()
+        if reach is not None and user.active and user.id not in reach and user.id != actor.id
+    )
     if outside:
-        raise Forbidden(f"You can only send to people in your classes, not "
-                        f"{', '.join(outside)}.", code="audience_forbidden")
+        raise Forbidden(
+            f"You can only send to people in your classes, not {', '.join(outside)}.",
+            code="audience_forbidden",
+        )
     ids = {u.id for u in found.values() if u.active}
     _add(resolved, "people chosen one by one", ids)
     resolved.targets.extend(Target(kind=TargetKind.USER, user_id=u.id) for u in found.values())
@@ -199,11 +237,19 @@ def options_for(session: Session, actor: User) -> Options:
     """Admins: every class, every role and the whole school. Teachers: their classes."""
     require_sender(actor)
     if actor.role is Role.ADMIN:
-        return Options(list(session.scalars(select(SchoolClass).order_by(SchoolClass.name))),
-                       list(Role), True)
+        return Options(
+            list(session.scalars(select(SchoolClass).order_by(SchoolClass.name))), list(Role), True
+        )
     taught = taught_class_ids(session, actor.id)
-    return Options(list(session.scalars(select(SchoolClass).where(SchoolClass.id.in_(taught))
-                                        .order_by(SchoolClass.name))), [], False)
+    return Options(
+        list(
+            session.scalars(
+                select(SchoolClass).where(SchoolClass.id.in_(taught)).order_by(SchoolClass.name)
+            )
+        ),
+        [],
+        False,
+    )
 
 
 def people_in_reach(session: Session, actor: User, query: str, limit: int = 20) -> list[User]:
@@ -212,9 +258,13 @@ def people_in_reach(session: Session, actor: User, query: str, limit: int = 20) 
     if not (query or "").strip():
         return []
     like = contains_pattern(query.strip().lower())
-    stmt = select(User).where(User.active.is_(True), or_(
-        func.lower(User.name).like(like, escape=LIKE_ESCAPE),
-        User.email.like(like, escape=LIKE_ESCAPE)))
+    stmt = select(User).where(
+        User.active.is_(True),
+        or_(
+            func.lower(User.name).like(like, escape=LIKE_ESCAPE),
+            User.email.like(like, escape=LIKE_ESCAPE),
+        ),
+    )
     reach = reach_of(session, actor)
     if reach is not None:
         stmt = stmt.where(User.id.in_(reach))

@@ -80,14 +80,16 @@ def build_class(session: Session, name: str) -> SchoolClass:
     return school_class
 
 
-def create(session: Session, actor: User | None, name: str, address: str | None = None
-           ) -> SchoolClass:
+def create(
+    session: Session, actor: User | None, name: str, address: str | None = None
+) -> SchoolClass:
     """Create a class (admins; None = command line) and commit."""
     if actor is not None:
         require_admin(actor)
     school_class = build_class(session, name)
-    audit.record(session, "class.created", actor=actor, subject=f"class:{school_class.name}",
-                 address=address)
+    audit.record(
+        session, "class.created", actor=actor, subject=f"class:{school_class.name}", address=address
+    )
     session.commit()
     return school_class
 
@@ -113,53 +115,72 @@ def ensure_member(session: Session, school_class: SchoolClass, user: User) -> bo
     )
     if exists is not None:
         return False
-    session.add(Membership(class_id=school_class.id, user_id=user.id,
-                           role=member_role_for(user)))
+    session.add(Membership(class_id=school_class.id, user_id=user.id, role=member_role_for(user)))
     session.flush()
     return True
 
 
-def add_member(session: Session, actor: User, class_id: int, user: User,
-               address: str | None = None) -> Membership:
+def add_member(
+    session: Session, actor: User, class_id: int, user: User, address: str | None = None
+) -> Membership:
     """Add a student or teacher to a class (admins only) and commit."""
     require_admin(actor)
     school_class = get(session, class_id)
     if not ensure_member(session, school_class, user):
-        raise Conflict(f"{user.email} is already in {school_class.name}.",
-                       code="already_member")
-    audit.record(session, "class.member_added", actor=actor,
-                 subject=f"class:{school_class.name}", address=address, user=user.email)
+        raise Conflict(f"{user.email} is already in {school_class.name}.", code="already_member")
+    audit.record(
+        session,
+        "class.member_added",
+        actor=actor,
+        subject=f"class:{school_class.name}",
+        address=address,
+        user=user.email,
+    )
     session.commit()
-    return session.scalar(select(Membership).where(
-        Membership.class_id == class_id, Membership.user_id == user.id))
+    return session.scalar(
+        select(Membership).where(Membership.class_id == class_id, Membership.user_id == user.id)
+    )
 
 
-def remove_member(session: Session, actor: User, class_id: int, user_id: int,
-                  address: str | None = None) -> None:
+def remove_member(
+    session: Session, actor: User, class_id: int, user_id: int, address: str | None = None
+) -> None:
     """Remove someone from a class (admins only) and commit."""
     require_admin(actor)
     school_class = get(session, class_id)
-    membership = session.scalar(select(Membership).where(
-        Membership.class_id == class_id, Membership.user_id == user_id))
+    membership = session.scalar(
+        select(Membership).where(Membership.class_id == class_id, Membership.user_id == user_id)
+    )
     if membership is None:
         raise NotFound("That person is not in this class.", code="not_member")
     email = membership.user.email
     session.delete(membership)
-    audit.record(session, "class.member_removed", actor=actor,
-                 subject=f"class:{school_class.name}", address=address, user=email)
+    audit.record(
+        session,
+        "class.member_removed",
+        actor=actor,
+        subject=f"class:{school_class.name}",
+        address=address,
+        user=email,
+    )
     session.commit()
 
 
 def ensure_guardianship(session: Session, guardian: User, student: User) -> bool:
     """Link a guardian to a student unless linked (no commit); True if added."""
     if guardian.role is not Role.GUARDIAN:
-        raise ValidationFailed(f"{guardian.email} is a {guardian.role.value}, not a guardian.",
-                               code="not_a_guardian")
+        raise ValidationFailed(
+            f"{guardian.email} is a {guardian.role.value}, not a guardian.", code="not_a_guardian"
+        )
     if student.role is not Role.STUDENT:
-        raise ValidationFailed(f"{student.email} is a {student.role.value}, not a student.",
-                               code="not_a_student")
-    exists = session.scalar(select(Guardianship).where(
-        Guardianship.guardian_id == guardian.id, Guardianship.student_id == student.id))
+        raise ValidationFailed(
+            f"{student.email} is a {student.role.value}, not a student.", code="not_a_student"
+        )
+    exists = session.scalar(
+        select(Guardianship).where(
+            Guardianship.guardian_id == guardian.id, Guardianship.student_id == student.id
+        )
+    )
     if exists is not None:
         return False
     session.add(Guardianship(guardian_id=guardian.id, student_id=student.id))
@@ -167,52 +188,83 @@ def ensure_guardianship(session: Session, guardian: User, student: User) -> bool
     return True
 
 
-def link_guardian(session: Session, actor: User, guardian: User, student: User,
-                  address: str | None = None) -> None:
+def link_guardian(
+    session: Session, actor: User, guardian: User, student: User, address: str | None = None
+) -> None:
     """Make `guardian` a guardian of `student` (admins only) and commit."""
     require_admin(actor)
     if not ensure_guardianship(session, guardian, student):
-        raise Conflict(f"{guardian.email} is already a guardian of {student.email}.",
-                       code="already_linked")
-    audit.record(session, "guardian.linked", actor=actor, subject=f"user:{student.email}",
-                 address=address, guardian=guardian.email)
+        raise Conflict(
+            f"{guardian.email} is already a guardian of {student.email}.", code="already_linked"
+        )
+    audit.record(
+        session,
+        "guardian.linked",
+        actor=actor,
+        subject=f"user:{student.email}",
+        address=address,
+        guardian=guardian.email,
+    )
     session.commit()
 
 
-def unlink_guardian(session: Session, actor: User, guardian_id: int, student_id: int,
-                    address: str | None = None) -> None:
+def unlink_guardian(
+    session: Session, actor: User, guardian_id: int, student_id: int, address: str | None = None
+) -> None:
     """Remove a guardianship (admins only) and commit."""
     require_admin(actor)
-    link = session.scalar(select(Guardianship).where(
-        Guardianship.guardian_id == guardian_id, Guardianship.student_id == student_id))
+    link = session.scalar(
+        select(Guardianship).where(
+            Guardianship.guardian_id == guardian_id, Guardianship.student_id == student_id
+        )
+    )
     if link is None:
         raise NotFound("No such guardian link.", code="not_linked")
     guardian, student = get_user(session, guardian_id), get_user(session, student_id)
     session.delete(link)
-    audit.record(session, "guardian.unlinked", actor=actor, subject=f"user:{student.email}",
-                 address=address, guardian=guardian.email)
+    audit.record(
+        session,
+        "guardian.unlinked",
+        actor=actor,
+        subject=f"user:{student.email}",
+        address=address,
+        guardian=guardian.email,
+    )
     session.commit()
 
 
 def guardians_of(session: Session, student_id: int) -> list[User]:
     """The guardians of a student, by name."""
-    return list(session.scalars(
-        select(User).join(Guardianship, Guardianship.guardian_id == User.id)
-        .where(Guardianship.student_id == student_id).order_by(User.name)))
+    return list(
+        session.scalars(
+            select(User)
+            .join(Guardianship, Guardianship.guardian_id == User.id)
+            .where(Guardianship.student_id == student_id)
+            .order_by(User.name)
+        )
+    )
 
 
 def wards_of(session: Session, guardian_id: int) -> list[User]:
     """The students a guardian is linked to, by name."""
-    return list(session.scalars(
-        select(User).join(Guardianship, Guardianship.student_id == User.id)
-        .where(Guardianship.guardian_id == guardian_id).order_by(User.name)))
+    return list(
+        session.scalars(
+            select(User)
+            .join(Guardianship, Guardianship.student_id == User.id)
+            .where(Guardianship.guardian_id == guardian_id)
+            .order_by(User.name)
+        )
+    )
 
 
 def classes_of(session: Session, user_id: int) -> list[tuple[SchoolClass, MemberRole]]:
     """The classes a user belongs to, by name, with how."""
     rows = session.execute(
-        select(SchoolClass, Membership.role).join(Membership)
-        .where(Membership.user_id == user_id).order_by(SchoolClass.name))
+        select(SchoolClass, Membership.role)
+        .join(Membership)
+        .where(Membership.user_id == user_id)
+        .order_by(SchoolClass.name)
+    )
     return [(c, r) for c, r in rows]
 
 
@@ -222,9 +274,14 @@ def person_by_email(session: Session, actor: User, email: str) -> Person:
     return person(session, get_by_email(session, email).id)
 
 
-def create_with_links(session: Session, actor: User | None, data: UserInput,
-                      class_names: Sequence[str], guardian_of: Sequence[str],
-                      address: str | None = None) -> Person:
+def create_with_links(
+    session: Session,
+    actor: User | None,
+    data: UserInput,
+    class_names: Sequence[str],
+    guardian_of: Sequence[str],
+    address: str | None = None,
+) -> Person:
     """Create a user, their class memberships and guardianships in one transaction.
 
     Admins only (`actor` None means the command line). Any error (unknown class or
@@ -240,9 +297,16 @@ def create_with_links(session: Session, actor: User | None, data: UserInput,
         wards = [get_by_email(session, email) for email in guardian_of]
         for student in wards:
             ensure_guardianship(session, user, student)
-        audit.record(session, "user.created", actor=actor, subject=f"user:{user.email}",
-                     address=address, role=user.role.value,
-                     classes=[c.name for c in joined], guardian_of=[w.email for w in wards])
+        audit.record(
+            session,
+            "user.created",
+            actor=actor,
+            subject=f"user:{user.email}",
+            address=address,
+            role=user.role.value,
+            classes=[c.name for c in joined],
+            guardian_of=[w.email for w in wards],
+        )
         session.commit()
     except Exception:
         session.rollback()  # the user row was flushed: take it back with its links
@@ -251,16 +315,18 @@ def create_with_links(session: Session, actor: User | None, data: UserInput,
 
 
 def search_with_classes(
-    session: Session, query: str = "", role: Role | None = None, *, limit: int = 50,
-    offset: int = 0
+    session: Session, query: str = "", role: Role | None = None, *, limit: int = 50, offset: int = 0
 ) -> tuple[list[tuple[User, list[str]]], int]:
     """users.search, each user with the names of their classes; and how many match."""
     people, total = users.search(session, query, role, limit=limit, offset=offset)
     names: dict[int, list[str]] = {user.id: [] for user in people}
     # One query for the whole page, not one per row.
     rows = session.execute(
-        select(Membership.user_id, SchoolClass.name).join(SchoolClass)
-        .where(Membership.user_id.in_(names)).order_by(SchoolClass.name))
+        select(Membership.user_id, SchoolClass.name)
+        .join(SchoolClass)
+        .where(Membership.user_id.in_(names))
+        .order_by(SchoolClass.name)
+    )
     for user_id, name in rows:
         names[user_id].append(name)
     return [(user, names[user.id]) for user in people], total
@@ -287,16 +353,18 @@ def person(session: Session, user_id: int) -> Person:
     )
 
 
-def add_member_by_email(session: Session, actor: User, class_id: int, email: str,
-                        address: str | None = None) -> Membership:
+def add_member_by_email(
+    session: Session, actor: User, class_id: int, email: str, address: str | None = None
+) -> Membership:
     """Add the user with this address to a class (admins only) and commit."""
     require_admin(actor)
     member = users.get_by_email(session, users.normalise_email(email))
     return add_member(session, actor, class_id, member, address)
 
 
-def link_guardian_by_email(session: Session, actor: User, student_id: int, email: str,
-                           address: str | None = None) -> User:
+def link_guardian_by_email(
+    session: Session, actor: User, student_id: int, email: str, address: str | None = None
+) -> User:
     """Link the guardian with this address to a student (admins only), commit; the guardian."""
     require_admin(actor)
     student = get_user(session, student_id)

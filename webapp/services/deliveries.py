@@ -50,33 +50,46 @@ class Receipt:
     at: datetime
 
 
-def replay_for(session: Session, user_id: int, last_id: int | None,
-               now: datetime | None = None) -> list[tuple[Notification, str | None]]:
+def replay_for(
+    session: Session, user_id: int, last_id: int | None, now: datetime | None = None
+) -> list[tuple[Notification, str | None]]:
     """What a (re)connecting client must get, oldest first, with author names: anything
     still pending, anything newer than `last_id`, and anything awaiting confirmation;
     never expired or retracted ones."""
     now = now or utcnow()
     author = aliased(User)
-    wanted = [Delivery.state == DeliveryState.PENDING,
-              and_(Notification.require_ack.is_(True),
-                   Delivery.state != DeliveryState.ACKNOWLEDGED)]
+    wanted = [
+        Delivery.state == DeliveryState.PENDING,
+        and_(Notification.require_ack.is_(True), Delivery.state != DeliveryState.ACKNOWLEDGED),
+    ]
     if last_id is not None:
         wanted.append(Notification.id > last_id)
     rows = session.execute(
         select(Notification, author.name)
         .join(Delivery, Delivery.notification_id == Notification.id)
         .outerjoin(author, author.id == Notification.author_id)
-        .where(Delivery.user_id == user_id, Notification.retracted_at.is_(None),
-               or_(Notification.expires_at.is_(None), Notification.expires_at > now),
-               or_(*wanted))
-        .order_by(Notification.id).limit(REPLAY_LIMIT))
+        .where(
+            Delivery.user_id == user_id,
+            Notification.retracted_at.is_(None),
+            or_(Notification.expires_at.is_(None), Notification.expires_at > now),
+            or_(*wanted),
+        )
+        .order_by(Notification.id)
+        .limit(REPLAY_LIMIT)
+    )
     return [(n, name) for n, name in rows]
 
 
 def is_recipient(session: Session, user_id: int, notification_id: int) -> bool:
     """Whether this user is one of the notification's recipients."""
-    return session.scalar(select(Delivery.id).where(
-        Delivery.user_id == user_id, Delivery.notification_id == notification_id)) is not None
+    return (
+        session.scalar(
+            select(Delivery.id).where(
+                Delivery.user_id == user_id, Delivery.notification_id == notification_id
+            )
+        )
+        is not None
+    )
 
 
 def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
@@ -85,7 +98,8 @@ def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
     by_state: dict[DeliveryState, list[dict]] = {}
     for r in receipts:
         by_state.setdefault(r.state, []).append(
-            {"n": r.notification_id, "u": r.user_id, "at": r.at})
+            {"n": r.notification_id, "u": r.user_id, "at": r.at}
+        )
     touched: set[int] = set()
     for state, params in by_state.items():
         session.execute(_forward_update(state), params)
@@ -97,16 +111,17 @@ def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
 def record_one(session: Session, user_id: int, notification_id: int, state: str) -> Receipt:
     """A receipt from a page (not a socket): refused unless the user is a recipient."""
     if not is_recipient(session, user_id, notification_id):
-        raise NotFound(f"No announcement with id {notification_id}.",
-                       code="notification_not_found")
+        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
     try:
         state = DeliveryState(state)
     except ValueError:
-        raise ValidationFailed("state must be delivered, read or acknowledged.",
-                               code="invalid_state") from None
+        raise ValidationFailed(
+            "state must be delivered, read or acknowledged.", code="invalid_state"
+        ) from None
     if state is DeliveryState.PENDING:
-        raise ValidationFailed("state must be delivered, read or acknowledged.",
-                               code="invalid_state")
+        raise ValidationFailed(
+            "state must be delivered, read or acknowledged.", code="invalid_state"
+        )
     receipt = Receipt(user_id, notification_id, state, utcnow())
     record_receipts(session, [receipt])
     return receipt
@@ -119,12 +134,16 @@ def _forward_update(state: DeliveryState):
     for s, column in STATE_COLUMNS.items():
         if s.rank <= state.rank:
             values[column] = func.coalesce(_deliveries.c[column], bindparam("at"))
-    return (update(_deliveries)
-            .where(_deliveries.c.notification_id == bindparam("n"),
-                   _deliveries.c.user_id == bindparam("u"),
-                   # Not IN (...): expanding parameters cannot be used with executemany.
-                   or_(*(_deliveries.c.state == s for s in earlier)))
-            .values(**values))
+    return (
+        update(_deliveries)
+        .where(
+            _deliveries.c.notification_id == bindparam("n"),
+            _deliveries.c.user_id == bindparam("u"),
+            # Not IN (...): expanding parameters cannot be used with executemany.
+            or_(*(_deliveries.c.state == s for s in earlier)),
+        )
+        .values(**values)
+    )
 
 
 def can_view_status(session: Session, actor: User, notification: Notification) -> bool:
@@ -133,8 +152,14 @@ def can_view_status(session: Session, actor: User, notification: Notification) -
         return True
     if actor.role is not Role.TEACHER:
         return False
-    class_ids = {t.class_id for t in session.scalars(select(Target).where(
-        Target.notification_id == notification.id, Target.kind == TargetKind.CLASS))}
+    class_ids = {
+        t.class_id
+        for t in session.scalars(
+            select(Target).where(
+                Target.notification_id == notification.id, Target.kind == TargetKind.CLASS
+            )
+        )
+    }
     return bool(class_ids & audience.taught_class_ids(session, actor.id))
 
 
@@ -143,8 +168,7 @@ def viewable(session: Session, actor: User, notification_id: int) -> Notificatio
     does not even confirm that an announcement exists."""
     notification = session.get(Notification, notification_id)
     if notification is None or not can_view_status(session, actor, notification):
-        raise NotFound(f"No announcement with id {notification_id}.",
-                       code="notification_not_found")
+        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
     return notification
 
 
@@ -152,33 +176,55 @@ def counts(session: Session, notification_id: int) -> dict[str, int]:
     """How many deliveries are in each state (every state present, zeros included)."""
     result = {s.value: 0 for s in DeliveryState}
     for state, n in session.execute(
-            select(Delivery.state, func.count()).where(
-                Delivery.notification_id == notification_id).group_by(Delivery.state)):
+        select(Delivery.state, func.count())
+        .where(Delivery.notification_id == notification_id)
+        .group_by(Delivery.state)
+    ):
         result[DeliveryState(state).value] = n
     return result
 
 
-def rows(session: Session, notification_id: int, *, state: str | None = None,
-         limit: int = 1000, offset: int = 0, below: str | None = None, search: str = ""
-         ) -> list[tuple[Delivery, User]]:
+def rows(
+    session: Session,
+    notification_id: int,
+    *,
+    state: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+    below: str | None = None,
+    search: str = "",
+) -> list[tuple[Delivery, User]]:
     """Per-recipient deliveries with their user, by name, optionally of one state, or of
     any state before `below`, and whose name or email contains `search`."""
-    stmt = (select(Delivery, User).join(User, User.id == Delivery.user_id)
-            .where(*_recipient_filters(notification_id,
-                                       DeliveryState(state) if state else None,
-                                       DeliveryState(below) if below else None, search)))
-    return [(d, u) for d, u in session.execute(
-        stmt.order_by(User.name, User.id).limit(limit).offset(offset))]
+    stmt = (
+        select(Delivery, User)
+        .join(User, User.id == Delivery.user_id)
+        .where(
+            *_recipient_filters(
+                notification_id,
+                DeliveryState(state) if state else None,
+                DeliveryState(below) if below else None,
+                search,
+            )
+        )
+    )
+    return [
+        (d, u)
+        for d, u in session.execute(stmt.order_by(User.name, User.id).limit(limit).offset(offset))
+    ]
 
 
-def inbox(session: Session, user_id: int, *, since: int | None = None, limit: int = 100
-          ) -> list[tuple[Notification, Delivery, str | None]]:
+def inbox(
+    session: Session, user_id: int, *, since: int | None = None, limit: int = 100
+) -> list[tuple[Notification, Delivery, str | None]]:
     """A user's announcements, newest first (or those after `since`, oldest first)."""
     author = aliased(User)
-    stmt = (select(Notification, Delivery, author.name)
-            .join(Delivery, Delivery.notification_id == Notification.id)
-            .outerjoin(author, author.id == Notification.author_id)
-            .where(Delivery.user_id == user_id, Notification.retracted_at.is_(None)))
+    stmt = (
+        select(Notification, Delivery, author.name)
+        .join(Delivery, Delivery.notification_id == Notification.id)
+        .outerjoin(author, author.id == Notification.author_id)
+        .where(Delivery.user_id == user_id, Notification.retracted_at.is_(None))
+    )
     if since is not None:
         stmt = stmt.where(Notification.id > since).order_by(Notification.id)
     else:
@@ -186,18 +232,19 @@ def inbox(session: Session, user_id: int, *, since: int | None = None, limit: in
     return [(n, d, a) for n, d, a in session.execute(stmt.limit(limit))]
 
 
-def inbox_item(session: Session, user_id: int, notification_id: int
-               ) -> tuple[Notification, Delivery, str | None]:
+def inbox_item(
+    session: Session, user_id: int, notification_id: int
+) -> tuple[Notification, Delivery, str | None]:
     """One announcement of a user's inbox, or NotFound."""
     author = aliased(User)
     row = session.execute(
         select(Notification, Delivery, author.name)
         .join(Delivery, Delivery.notification_id == Notification.id)
         .outerjoin(author, author.id == Notification.author_id)
-        .where(Delivery.user_id == user_id, Notification.id == notification_id)).first()
+        .where(Delivery.user_id == user_id, Notification.id == notification_id)
+    ).first()
     if row is None:
-        raise NotFound(f"No announcement with id {notification_id}.",
-                       code="notification_not_found")
+        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
     return row[0], row[1], row[2]
 
 
@@ -222,9 +269,12 @@ class Progress:
         def reached(state: DeliveryState) -> int:
             return sum(n for s, n in by_state.items() if s.rank >= state.rank)
 
-        return cls(total=sum(by_state.values()), received=reached(DeliveryState.DELIVERED),
-                   read=reached(DeliveryState.READ),
-                   confirmed=reached(DeliveryState.ACKNOWLEDGED))
+        return cls(
+            total=sum(by_state.values()),
+            received=reached(DeliveryState.DELIVERED),
+            read=reached(DeliveryState.READ),
+            confirmed=reached(DeliveryState.ACKNOWLEDGED),
+        )
 
 
 @dataclass(frozen=True)
@@ -269,24 +319,30 @@ def status_report(session: Session, notification: Notification) -> StatusReport:
     coverage = _coverage(session, notification.id, guardian_ids)
     classes = []
     for class_id, (name, parts) in sorted(chosen.items(), key=lambda item: item[1][0]):
-        classes.append(ClassStatus(
-            name=name,
-            parts=[(part, Progress.of(by_part.get((class_id, part), {})))
-                   for part in audience.CLASS_AUDIENCES if part in parts],
-            coverage=(coverage.get(class_id, Coverage(0, 0, 0))
-                      if class_id in guardian_ids else None)))
+        classes.append(
+            ClassStatus(
+                name=name,
+                parts=[
+                    (part, Progress.of(by_part.get((class_id, part), {})))
+                    for part in audience.CLASS_AUDIENCES
+                    if part in parts
+                ],
+                coverage=(
+                    coverage.get(class_id, Coverage(0, 0, 0)) if class_id in guardian_ids else None
+                ),
+            )
+        )
     return StatusReport(state_counts, progress, classes)
 
 
-def _class_targets(session: Session, notification_id: int
-                   ) -> dict[int, tuple[str, set[str]]]:
+def _class_targets(session: Session, notification_id: int) -> dict[int, tuple[str, set[str]]]:
     """class id -> (name, audience parts chosen); a class targeted twice merges."""
     chosen: dict[int, tuple[str, set[str]]] = {}
     for class_id, name, parts in session.execute(
-            select(Target.class_id, SchoolClass.name, Target.audience)
-            .join(SchoolClass, SchoolClass.id == Target.class_id)
-            .where(Target.notification_id == notification_id,
-                   Target.kind == TargetKind.CLASS)):
+        select(Target.class_id, SchoolClass.name, Target.audience)
+        .join(SchoolClass, SchoolClass.id == Target.class_id)
+        .where(Target.notification_id == notification_id, Target.kind == TargetKind.CLASS)
+    ):
         chosen.setdefault(class_id, (name, set()))[1].update(parts or ["students"])
     return chosen
 
@@ -294,63 +350,85 @@ def _class_targets(session: Session, notification_id: int
 _PartStates = dict[tuple[int, str], dict[DeliveryState, int]]
 
 
-def _member_states(session: Session, notification_id: int, class_ids: set[int]
-                   ) -> _PartStates:
+def _member_states(session: Session, notification_id: int, class_ids: set[int]) -> _PartStates:
     """(class id, 'students' | 'teachers') -> deliveries per state."""
     result: _PartStates = {}
     for class_id, role, state, n in session.execute(
-            select(Membership.class_id, Membership.role, Delivery.state, func.count())
-            .join(Delivery, and_(Delivery.user_id == Membership.user_id,
-                                 Delivery.notification_id == notification_id))
-            .where(Membership.class_id.in_(class_ids))
-            .group_by(Membership.class_id, Membership.role, Delivery.state)):
+        select(Membership.class_id, Membership.role, Delivery.state, func.count())
+        .join(
+            Delivery,
+            and_(
+                Delivery.user_id == Membership.user_id, Delivery.notification_id == notification_id
+            ),
+        )
+        .where(Membership.class_id.in_(class_ids))
+        .group_by(Membership.class_id, Membership.role, Delivery.state)
+    ):
         part = "students" if MemberRole(role) is MemberRole.STUDENT else "teachers"
         result.setdefault((class_id, part), {})[DeliveryState(state)] = n
     return result
 
 
-def _guardian_states(session: Session, notification_id: int, class_ids: set[int]
-                     ) -> _PartStates:
+def _guardian_states(session: Session, notification_id: int, class_ids: set[int]) -> _PartStates:
     """(class id, 'guardians') -> deliveries per state of the guardians of its students
     (a guardian of two students in one class counts once)."""
     if not class_ids:
         return {}
     result: _PartStates = {}
     for class_id, state, n in session.execute(
-            select(Membership.class_id, Delivery.state,
-                   func.count(distinct(Delivery.user_id)))
-            .join(Guardianship, Guardianship.student_id == Membership.user_id)
-            .join(Delivery, and_(Delivery.user_id == Guardianship.guardian_id,
-                                 Delivery.notification_id == notification_id))
-            .where(Membership.class_id.in_(class_ids),
-                   Membership.role == MemberRole.STUDENT)
-            .group_by(Membership.class_id, Delivery.state)):
+        select(Membership.class_id, Delivery.state, func.count(distinct(Delivery.user_id)))
+        .join(Guardianship, Guardianship.student_id == Membership.user_id)
+        .join(
+            Delivery,
+            and_(
+                Delivery.user_id == Guardianship.guardian_id,
+                Delivery.notification_id == notification_id,
+            ),
+        )
+        .where(Membership.class_id.in_(class_ids), Membership.role == MemberRole.STUDENT)
+        .group_by(Membership.class_id, Delivery.state)
+    ):
         result.setdefault((class_id, "guardians"), {})[DeliveryState(state)] = n
     return result
 
 
-def _coverage(session: Session, notification_id: int, class_ids: set[int]
-              ) -> dict[int, Coverage]:
+def _coverage(session: Session, notification_id: int, class_ids: set[int]) -> dict[int, Coverage]:
     """class id -> how many of its active students have a guardian who read it."""
     if not class_ids:
         return {}
     per_student = (
-        select(Membership.class_id.label("class_id"),
-               func.max(case((Delivery.state.in_(_READ_OR_FURTHER), 1), else_=0))
-               .label("covered"),
-               func.count(Delivery.id).label("reached"))
+        select(
+            Membership.class_id.label("class_id"),
+            func.max(case((Delivery.state.in_(_READ_OR_FURTHER), 1), else_=0)).label("covered"),
+            func.count(Delivery.id).label("reached"),
+        )
         .join(User, User.id == Membership.user_id)
         .outerjoin(Guardianship, Guardianship.student_id == Membership.user_id)
-        .outerjoin(Delivery, and_(Delivery.user_id == Guardianship.guardian_id,
-                                  Delivery.notification_id == notification_id))
-        .where(Membership.class_id.in_(class_ids), Membership.role == MemberRole.STUDENT,
-               User.active.is_(True))
-        .group_by(Membership.class_id, Membership.user_id)).subquery()
-    return {class_id: Coverage(students, int(covered or 0), int(unreached or 0))
-            for class_id, students, covered, unreached in session.execute(
-                select(per_student.c.class_id, func.count(), func.sum(per_student.c.covered),
-                       func.sum(case((per_student.c.reached == 0, 1), else_=0)))
-                .group_by(per_student.c.class_id))}
+        .outerjoin(
+            Delivery,
+            and_(
+                Delivery.user_id == Guardianship.guardian_id,
+                Delivery.notification_id == notification_id,
+            ),
+        )
+        .where(
+            Membership.class_id.in_(class_ids),
+            Membership.role == MemberRole.STUDENT,
+            User.active.is_(True),
+        )
+        .group_by(Membership.class_id, Membership.user_id)
+    ).subquery()
+    return {
+        class_id: Coverage(students, int(covered or 0), int(unreached or 0))
+        for class_id, students, covered, unreached in session.execute(
+            select(
+                per_student.c.class_id,
+                func.count(),
+                func.sum(per_student.c.covered),
+                func.sum(case((per_student.c.reached == 0, 1), else_=0)),
+            ).group_by(per_student.c.class_id)
+        )
+    }
 
 
 @dataclass(frozen=True)
@@ -376,32 +454,59 @@ def parse_state_filter(value: str | None) -> tuple[DeliveryState | None, Deliver
     try:
         return DeliveryState(value), None
     except ValueError:
-        raise ValidationFailed("state must be all, pending, delivered, read, acknowledged "
-                               "or unconfirmed.", code="invalid_state") from None
+        raise ValidationFailed(
+            "state must be all, pending, delivered, read, acknowledged or unconfirmed.",
+            code="invalid_state",
+        ) from None
 
 
-def recipients_page(session: Session, notification: Notification, *, state: str = "",
-                    query: str = "", page: int = 1, per_page: int = RECIPIENTS_PER_PAGE
-                    ) -> RecipientsPage:
+def recipients_page(
+    session: Session,
+    notification: Notification,
+    *,
+    state: str = "",
+    query: str = "",
+    page: int = 1,
+    per_page: int = RECIPIENTS_PER_PAGE,
+) -> RecipientsPage:
     """Recipients by name, filtered by state and a name/email search, a page at a time
     (a page past the end shows the last one). Three queries per page."""
     only, below = parse_state_filter(state)
     query = query.strip()[:100]
-    total = session.scalar(
-        select(func.count()).select_from(Delivery).join(User, User.id == Delivery.user_id)
-        .where(*_recipient_filters(notification.id, only, below, query))) or 0
+    total = (
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .join(User, User.id == Delivery.user_id)
+            .where(*_recipient_filters(notification.id, only, below, query))
+        )
+        or 0
+    )
     pages = max(ceil(total / per_page), 1)
     page = min(max(page, 1), pages)
-    found = rows(session, notification.id, state=only, below=below, search=query,
-                 limit=per_page, offset=(page - 1) * per_page)
+    found = rows(
+        session,
+        notification.id,
+        state=only,
+        below=below,
+        search=query,
+        limit=per_page,
+        offset=(page - 1) * per_page,
+    )
     names = _class_names(session, [user.id for _, user in found])
-    return RecipientsPage(rows=[(d, u, names.get(u.id, [])) for d, u in found], total=total,
-                          page=page, pages=pages, state=(state or "").strip().lower(),
-                          query=query)
+    return RecipientsPage(
+        rows=[(d, u, names.get(u.id, [])) for d, u in found],
+        total=total,
+        page=page,
+        pages=pages,
+        state=(state or "").strip().lower(),
+        query=query,
+    )
 
 
-def _recipient_filters(notification_id: int, state: DeliveryState | None,
-                       below: DeliveryState | None, search: str) -> list:
+def _recipient_filters(
+    notification_id: int, state: DeliveryState | None, below: DeliveryState | None, search: str
+) -> list:
     """WHERE clauses for rows() and its count (Delivery joined with User)."""
     where = [Delivery.notification_id == notification_id]
     if state is not None:
@@ -410,8 +515,12 @@ def _recipient_filters(notification_id: int, state: DeliveryState | None,
         where.append(Delivery.state.in_([s for s in DeliveryState if s.rank < below.rank]))
     if search.strip():
         like = contains_pattern(search.strip().lower())
-        where.append(or_(func.lower(User.name).like(like, escape=LIKE_ESCAPE),
-                         User.email.like(like, escape=LIKE_ESCAPE)))
+        where.append(
+            or_(
+                func.lower(User.name).like(like, escape=LIKE_ESCAPE),
+                User.email.like(like, escape=LIKE_ESCAPE),
+            )
+        )
     return where
 
 
@@ -419,17 +528,24 @@ def _class_names(session: Session, user_ids: list[int]) -> dict[int, list[str]]:
     """user id -> names of their classes (for guardians: their students' classes)."""
     if not user_ids:
         return {}
-    own = (select(Membership.user_id.label("user_id"), SchoolClass.name.label("name"))
-           .join(SchoolClass, SchoolClass.id == Membership.class_id)
-           .where(Membership.user_id.in_(user_ids)))
-    wards = (select(Guardianship.guardian_id.label("user_id"), SchoolClass.name.label("name"))
-             .join(Membership, and_(Membership.user_id == Guardianship.student_id,
-                                    Membership.role == MemberRole.STUDENT))
-             .join(SchoolClass, SchoolClass.id == Membership.class_id)
-             .where(Guardianship.guardian_id.in_(user_ids)))
+    own = (
+        select(Membership.user_id.label("user_id"), SchoolClass.name.label("name"))
+        .join(SchoolClass, SchoolClass.id == Membership.class_id)
+        .where(Membership.user_id.in_(user_ids))
+    )
+    wards = (
+        select(Guardianship.guardian_id.label("user_id"), SchoolClass.name.label("name"))
+        .join(
+            Membership,
+            and_(
+                Membership.user_id == Guardianship.student_id, Membership.role == MemberRole.STUDENT
+            ),
+        )
+        .join(SchoolClass, SchoolClass.id == Membership.class_id)
+        .where(Guardianship.guardian_id.in_(user_ids))
+    )
     both = union(own, wards).subquery()
     names: dict[int, list[str]] = {}
-    for user_id, name in session.execute(
-            select(both.c.user_id, both.c.name).order_by(both.c.name)):
+    for user_id, name in session.execute(select(both.c.user_id, both.c.name).order_by(both.c.name)):
         names.setdefault(user_id, []).append(name)
     return names

@@ -65,8 +65,9 @@ def clean_title(title: str) -> str:
     if not title:
         raise ValidationFailed("A title is required.", code="title_required")
     if len(title) > MAX_TITLE_CHARS:
-        raise ValidationFailed(f"Titles are at most {MAX_TITLE_CHARS} characters.",
-                               code="title_too_long")
+        raise ValidationFailed(
+            f"Titles are at most {MAX_TITLE_CHARS} characters.", code="title_too_long"
+        )
     return title
 
 
@@ -75,8 +76,10 @@ def clean_body(body: str) -> str:
     if not body:
         raise ValidationFailed("A message is required.", code="body_required")
     if len(body) > MAX_BODY_CHARS:
-        raise ValidationFailed(f"Messages are at most {MAX_BODY_CHARS} characters "
-                               f"(this one has {len(body)}).", code="body_too_long")
+        raise ValidationFailed(
+            f"Messages are at most {MAX_BODY_CHARS} characters (this one has {len(body)}).",
+            code="body_too_long",
+        )
     return body
 
 
@@ -84,8 +87,9 @@ def parse_priority(value: str) -> Priority:
     try:
         return Priority((value or "").strip().lower())
     except ValueError:
-        raise ValidationFailed("Priority must be normal, urgent or emergency.",
-                               code="invalid_priority") from None
+        raise ValidationFailed(
+            "Priority must be normal, urgent or emergency.", code="invalid_priority"
+        ) from None
 
 
 def clean_link(link: str | None) -> str | None:
@@ -103,8 +107,9 @@ def clean_expiry(expires_at: datetime | None) -> datetime | None:
     if expires_at is None:
         return None
     if expires_at.tzinfo is None:
-        raise ValidationFailed("expires_at needs a time zone (e.g. 2026-12-01T08:00:00Z).",
-                               code="invalid_expires_at")
+        raise ValidationFailed(
+            "expires_at needs a time zone (e.g. 2026-12-01T08:00:00Z).", code="invalid_expires_at"
+        )
     if expires_at <= utcnow():
         raise ValidationFailed("expires_at must be in the future.", code="invalid_expires_at")
     return expires_at
@@ -113,40 +118,64 @@ def clean_expiry(expires_at: datetime | None) -> datetime | None:
 def preview(draft: Draft) -> tuple[str, str]:
     """The title and sanitised body HTML exactly as recipients will see them."""
     return " ".join((draft.title or "").split())[:MAX_TITLE_CHARS], render_markdown(
-        (draft.body or "")[:MAX_BODY_CHARS])
+        (draft.body or "")[:MAX_BODY_CHARS]
+    )
 
 
 def validate(draft: Draft) -> tuple[str, str, Priority, str | None, datetime | None]:
     """Check a draft's content (not its audience); return it cleaned, or raise."""
-    return (clean_title(draft.title), clean_body(draft.body), parse_priority(draft.priority),
-            clean_link(draft.link), clean_expiry(draft.expires_at))
+    return (
+        clean_title(draft.title),
+        clean_body(draft.body),
+        parse_priority(draft.priority),
+        clean_link(draft.link),
+        clean_expiry(draft.expires_at),
+    )
 
 
-def send(session: Session, actor: User, draft: Draft, *, idempotency_key: str | None = None,
-         address: str | None = None) -> SendResult:
+def send(
+    session: Session,
+    actor: User,
+    draft: Draft,
+    *,
+    idempotency_key: str | None = None,
+    address: str | None = None,
+) -> SendResult:
     """Check, freeze the audience into one pending delivery per recipient, and commit."""
     audience.require_sender(actor)
     title, body, priority, link, expires_at = validate(draft)
-    request_hash = fingerprint(title, body, priority, bool(draft.require_ack), link,
-                               expires_at, draft.audience)
+    request_hash = fingerprint(
+        title, body, priority, bool(draft.require_ack), link, expires_at, draft.audience
+    )
     if idempotency_key is not None:
         idempotency_key = idempotency_key.strip()
         if not idempotency_key or len(idempotency_key) > 255:
-            raise ValidationFailed("Idempotency-Key must be 1-255 characters.",
-                                   code="invalid_idempotency_key")
+            raise ValidationFailed(
+                "Idempotency-Key must be 1-255 characters.", code="invalid_idempotency_key"
+            )
         earlier = _by_key(session, actor.id, idempotency_key)
         if earlier is not None:
             return _replayed(session, earlier, request_hash)
     resolved = audience.resolve(session, actor, draft.audience)
     if not resolved.user_ids:
-        raise ValidationFailed("Nobody is in that audience (no active recipients).",
-                               code="empty_audience")
+        raise ValidationFailed(
+            "Nobody is in that audience (no active recipients).", code="empty_audience"
+        )
     now = utcnow()
     notification = Notification(
-        author_id=actor.id, title=title, body=body, body_html=render_markdown(body),
-        priority=priority, require_ack=bool(draft.require_ack), link=link,
-        expires_at=expires_at, idempotency_key=idempotency_key, request_hash=request_hash,
-        recipient_count=resolved.count, created_at=now, targets=resolved.targets,
+        author_id=actor.id,
+        title=title,
+        body=body,
+        body_html=render_markdown(body),
+        priority=priority,
+        require_ack=bool(draft.require_ack),
+        link=link,
+        expires_at=expires_at,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        recipient_count=resolved.count,
+        created_at=now,
+        targets=resolved.targets,
     )
     session.add(notification)
     try:
@@ -159,58 +188,93 @@ def send(session: Session, actor: User, draft: Draft, *, idempotency_key: str | 
         return _replayed(session, earlier, request_hash)
     recipient_ids = sorted(resolved.user_ids)
     # One multi-row INSERT through Core: thousands of rows without thousands of objects.
-    session.execute(insert(Delivery), [
-        {"notification_id": notification.id, "user_id": uid, "state": DeliveryState.PENDING,
-         "created_at": now} for uid in recipient_ids
-    ])
-    audit.record(session, "notification.sent", actor=actor,
-                 subject=f"notification:{notification.id}", address=address,
-                 recipients=resolved.count, priority=priority.value,
-                 audience=[label for label, _ in resolved.breakdown])
+    session.execute(
+        insert(Delivery),
+        [
+            {
+                "notification_id": notification.id,
+                "user_id": uid,
+                "state": DeliveryState.PENDING,
+                "created_at": now,
+            }
+            for uid in recipient_ids
+        ],
+    )
+    audit.record(
+        session,
+        "notification.sent",
+        actor=actor,
+        subject=f"notification:{notification.id}",
+        address=address,
+        recipients=resolved.count,
+        priority=priority.value,
+        audience=[label for label, _ in resolved.breakdown],
+    )
     session.commit()
     return SendResult(notification, recipient_ids, created=True)
 
 
-def fingerprint(title: str, body: str, priority: Priority, require_ack: bool,
-                link: str | None, expires_at: datetime | None,
-                spec: audience.AudienceSpec) -> str:
+def fingerprint(
+    title: str,
+    body: str,
+    priority: Priority,
+    require_ack: bool,
+    link: str | None,
+    expires_at: datetime | None,
+    spec: audience.AudienceSpec,
+) -> str:
     """SHA-256 of everything a send asks for, in a canonical form."""
     canonical = {
-        "title": title, "body": body, "priority": priority.value, "require_ack": require_ack,
-        "link": link, "expires_at": expires_at.isoformat() if expires_at else None,
+        "title": title,
+        "body": body,
+        "priority": priority.value,
+        "require_ack": require_ack,
+        "link": link,
+        "expires_at": expires_at.isoformat() if expires_at else None,
         "users": sorted({email.strip().lower() for email in spec.users}),
-        "classes": sorted([" ".join(c.name.split()).lower(), sorted(c.audience)]
-                          for c in spec.classes),
-        "roles": sorted(role.value for role in spec.roles), "everyone": spec.everyone,
+        "classes": sorted(
+            [" ".join(c.name.split()).lower(), sorted(c.audience)] for c in spec.classes
+        ),
+        "roles": sorted(role.value for role in spec.roles),
+        "everyone": spec.everyone,
     }
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 def _by_key(session: Session, author_id: int, key: str) -> Notification | None:
-    return session.scalar(select(Notification).where(
-        Notification.author_id == author_id, Notification.idempotency_key == key))
+    return session.scalar(
+        select(Notification).where(
+            Notification.author_id == author_id, Notification.idempotency_key == key
+        )
+    )
 
 
-def _replayed(session: Session, notification: Notification, request_hash: str
-              ) -> SendResult:
+def _replayed(session: Session, notification: Notification, request_hash: str) -> SendResult:
     """The earlier send with this key; a key reused for another request is a client bug."""
     if notification.request_hash != request_hash:
-        raise Conflict("This Idempotency-Key was already used for a different announcement.",
-                       code="idempotency_key_reused")
-    recipient_ids = list(session.scalars(select(Delivery.user_id).where(
-        Delivery.notification_id == notification.id).order_by(Delivery.user_id)))
+        raise Conflict(
+            "This Idempotency-Key was already used for a different announcement.",
+            code="idempotency_key_reused",
+        )
+    recipient_ids = list(
+        session.scalars(
+            select(Delivery.user_id)
+            .where(Delivery.notification_id == notification.id)
+            .order_by(Delivery.user_id)
+        )
+    )
     return SendResult(notification, recipient_ids, created=False)
 
 
 def get(session: Session, notification_id: int) -> Notification:
     notification = session.get(Notification, notification_id)
     if notification is None:
-        raise NotFound(f"No announcement with id {notification_id}.",
-                       code="notification_not_found")
+        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
     return notification
 
 
 # History: the sent announcements a staff member may see --------------------------------
+
 
 @dataclass(frozen=True)
 class HistoryFilters:
@@ -251,15 +315,20 @@ class HistoryPage:
         return max(1, -(-self.total // self.per_page))
 
 
-def history(session: Session, viewer: User, filters: HistoryFilters, page: int = 1,
-            per_page: int = 25) -> HistoryPage:
+def history(
+    session: Session, viewer: User, filters: HistoryFilters, page: int = 1, per_page: int = 25
+) -> HistoryPage:
     """The announcements `viewer` may see, newest first, filtered, one page of them with
     read / confirmed counts. Five queries whatever the page size."""
     visible = _visible_to(viewer)
-    authors = [(i, name) for i, name in session.execute(
-        select(User.id, User.name)
-        .where(User.id.in_(select(Notification.author_id).where(visible)))
-        .order_by(User.name, User.id))]
+    authors = [
+        (i, name)
+        for i, name in session.execute(
+            select(User.id, User.name)
+            .where(User.id.in_(select(Notification.author_id).where(visible)))
+            .order_by(User.name, User.id)
+        )
+    ]
     class_stmt = select(SchoolClass.id, SchoolClass.name).order_by(SchoolClass.name)
     if viewer.role is not Role.ADMIN:
         class_stmt = class_stmt.where(SchoolClass.id.in_(_taught_by(viewer.id)))
@@ -274,29 +343,47 @@ def history(session: Session, viewer: User, filters: HistoryFilters, page: int =
     conditions = [visible, *_history_conditions(filters)]
     total = session.scalar(select(func.count(Notification.id)).where(*conditions)) or 0
     page = min(max(page, 1), max(1, -(-total // per_page)))
-    found = list(session.execute(
-        select(Notification, User.name)
-        .outerjoin(User, User.id == Notification.author_id)
-        .where(*conditions)
-        .order_by(Notification.created_at.desc(), Notification.id.desc())
-        .limit(per_page).offset((page - 1) * per_page)))
+    found = list(
+        session.execute(
+            select(Notification, User.name)
+            .outerjoin(User, User.id == Notification.author_id)
+            .where(*conditions)
+            .order_by(Notification.created_at.desc(), Notification.id.desc())
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+    )
     progress = _progress(session, [n.id for n, _ in found])
     rows = [HistoryRow(n, name, *progress.get(n.id, (0, 0))) for n, name in found]
-    return HistoryPage(rows=rows, total=total, page=page, per_page=per_page, filters=filters,
-                       authors=authors, classes=class_options)
+    return HistoryPage(
+        rows=rows,
+        total=total,
+        page=page,
+        per_page=per_page,
+        filters=filters,
+        authors=authors,
+        classes=class_options,
+    )
 
 
 def _taught_by(teacher_id: int):
     """audience.taught_class_ids as a subquery, so visibility stays one query."""
     return select(Membership.class_id).where(
-        Membership.user_id == teacher_id, Membership.role == MemberRole.TEACHER)
+        Membership.user_id == teacher_id, Membership.role == MemberRole.TEACHER
+    )
 
 
 def _targets_class(class_ids):
     """The notification has a class target among `class_ids` (a value list or subquery)."""
-    return select(Target.id).where(
-        Target.notification_id == Notification.id, Target.kind == TargetKind.CLASS,
-        Target.class_id.in_(class_ids)).exists()
+    return (
+        select(Target.id)
+        .where(
+            Target.notification_id == Notification.id,
+            Target.kind == TargetKind.CLASS,
+            Target.class_id.in_(class_ids),
+        )
+        .exists()
+    )
 
 
 def _visible_to(viewer: User):
@@ -315,8 +402,12 @@ def _history_conditions(filters: HistoryFilters) -> list:
     conditions = []
     if filters.text:
         like = contains_pattern(filters.text.lower())  # % and _ typed are taken literally
-        conditions.append(or_(func.lower(Notification.title).like(like, escape=LIKE_ESCAPE),
-                              func.lower(Notification.body).like(like, escape=LIKE_ESCAPE)))
+        conditions.append(
+            or_(
+                func.lower(Notification.title).like(like, escape=LIKE_ESCAPE),
+                func.lower(Notification.body).like(like, escape=LIKE_ESCAPE),
+            )
+        )
     if filters.author_id is not None:
         conditions.append(Notification.author_id == filters.author_id)
     if filters.class_id is not None:
@@ -325,7 +416,8 @@ def _history_conditions(filters: HistoryFilters) -> list:
         conditions.append(Notification.priority == filters.priority)
     if filters.sent_from is not None:
         conditions.append(
-            Notification.created_at >= datetime.combine(filters.sent_from, time.min, UTC))
+            Notification.created_at >= datetime.combine(filters.sent_from, time.min, UTC)
+        )
     if filters.sent_to is not None and filters.sent_to < date.max:
         next_day = filters.sent_to + timedelta(days=1)
         conditions.append(Notification.created_at < datetime.combine(next_day, time.min, UTC))
@@ -337,9 +429,15 @@ def _progress(session: Session, notification_ids: list[int]) -> dict[int, tuple[
     if not notification_ids:
         return {}
     read_states = [s for s in DeliveryState if s.rank >= DeliveryState.READ.rank]
-    return {nid: (read, acknowledged) for nid, read, acknowledged in session.execute(
-        select(Delivery.notification_id,
-               func.count().filter(Delivery.state.in_(read_states)),
-               func.count().filter(Delivery.state == DeliveryState.ACKNOWLEDGED))
-        .where(Delivery.notification_id.in_(notification_ids))
-        .group_by(Delivery.notification_id))}
+    return {
+        nid: (read, acknowledged)
+        for nid, read, acknowledged in session.execute(
+            select(
+                Delivery.notification_id,
+                func.count().filter(Delivery.state.in_(read_states)),
+                func.count().filter(Delivery.state == DeliveryState.ACKNOWLEDGED),
+            )
+            .where(Delivery.notification_id.in_(notification_ids))
+            .group_by(Delivery.notification_id)
+        )
+    }

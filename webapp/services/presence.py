@@ -36,8 +36,11 @@ class OnlineSummary:
 
 def summary(session: Session, viewer: User | None, presence: Presence) -> OnlineSummary:
     """What `viewer` sees of presence (None or an admin: the whole school)."""
-    scope = None if viewer is None or viewer.role is Role.ADMIN else (
-        audience.reach_of(session, viewer) | {viewer.id})
+    scope = (
+        None
+        if viewer is None or viewer.role is Role.ADMIN
+        else (audience.reach_of(session, viewer) | {viewer.id})
+    )
     users = select(User.id, User.role).where(User.active.is_(True))
     if scope is not None:
         users = users.where(User.id.in_(scope))
@@ -51,20 +54,24 @@ def summary(session: Session, viewer: User | None, presence: Presence) -> Online
             result.by_role.append((role.value, len(set(members) & online_ids), len(members)))
     result.by_class = _by_class(session, viewer if scope is not None else None, online_ids)
     people = session.scalars(select(User).where(User.id.in_(online_ids)).order_by(User.name))
-    result.people = [OnlinePerson(u, len(presence[u.id]),
-                                  datetime.fromtimestamp(min(presence[u.id]), UTC))
-                     for u in people]
+    result.people = [
+        OnlinePerson(u, len(presence[u.id]), datetime.fromtimestamp(min(presence[u.id]), UTC))
+        for u in people
+    ]
     return result
 
 
-def _by_class(session: Session, teacher: User | None, online_ids: set[int]
-              ) -> list[tuple[str, int, int]]:
+def _by_class(
+    session: Session, teacher: User | None, online_ids: set[int]
+) -> list[tuple[str, int, int]]:
     """Students online per class (a teacher's own classes, or every class)."""
-    stmt = (select(SchoolClass.name, Membership.user_id)
-            .join(Membership, Membership.class_id == SchoolClass.id)
-            .join(User, User.id == Membership.user_id)
-            .where(Membership.role == MemberRole.STUDENT, User.active.is_(True))
-            .order_by(SchoolClass.name))
+    stmt = (
+        select(SchoolClass.name, Membership.user_id)
+        .join(Membership, Membership.class_id == SchoolClass.id)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.role == MemberRole.STUDENT, User.active.is_(True))
+        .order_by(SchoolClass.name)
+    )
     if teacher is not None:
         stmt = stmt.where(SchoolClass.id.in_(audience.taught_class_ids(session, teacher.id)))
     per_class: dict[str, list[int]] = {}

@@ -53,19 +53,23 @@ class ImportReport:
 
     def counts(self) -> dict[str, int]:
         """The counters, for the audit trail."""
-        return {name: value for name, value in dataclasses.asdict(self).items()
-                if isinstance(value, int)}
+        return {
+            name: value
+            for name, value in dataclasses.asdict(self).items()
+            if isinstance(value, int)
+        }
 
     def describe(self) -> str:
         """One line for people: 'Imported roster.csv: 12 users created, 3 updated, ...'."""
         if self.errors:
-            return (f"Nothing was imported from {self.source}: "
-                    f"{_count(len(self.errors), 'error')}.")
-        return (f"Imported {self.source}: {_count(self.users_created, 'user')} created, "
-                f"{self.users_updated} updated, "
-                f"{_count(self.classes_created, 'class')} created, "
-                f"{_count(self.memberships_added, 'membership')}, "
-                f"{_count(self.guardianships_added, 'guardianship')}.")
+            return f"Nothing was imported from {self.source}: {_count(len(self.errors), 'error')}."
+        return (
+            f"Imported {self.source}: {_count(self.users_created, 'user')} created, "
+            f"{self.users_updated} updated, "
+            f"{_count(self.classes_created, 'class')} created, "
+            f"{_count(self.memberships_added, 'membership')}, "
+            f"{_count(self.guardianships_added, 'guardianship')}."
+        )
 
 
 def _count(n: int, noun: str) -> str:
@@ -94,8 +98,14 @@ class _Refused(Exception):
         self.line, self.message = line, message
 
 
-def import_csv(session: Session, actor: User | None, data: bytes, source: str = "upload",
-               *, address: str | None = None) -> ImportReport:
+def import_csv(
+    session: Session,
+    actor: User | None,
+    data: bytes,
+    source: str = "upload",
+    *,
+    address: str | None = None,
+) -> ImportReport:
     """Import a roster CSV (admins; `actor` None means the command line): all or nothing."""
     if actor is not None:
         users.require_admin(actor)
@@ -119,6 +129,7 @@ def import_csv(session: Session, actor: User | None, data: bytes, source: str = 
 
 # Reading -----------------------------------------------------------------------------
 
+
 def _read_table(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Decode and split the file: its column names, and each non-blank row with its line."""
     reader = csv.reader(io.StringIO(_decode(data), newline=""))
@@ -135,15 +146,19 @@ def _read_table(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
             if header is None:
                 header, header_line = _check_header(cells, line), line
             elif len(table) == MAX_ROWS:
-                raise _Refused(line, f"Too many rows: at most {MAX_ROWS:,} people per file. "
-                                     "Split it into smaller files.")
+                raise _Refused(
+                    line,
+                    f"Too many rows: at most {MAX_ROWS:,} people per file. "
+                    "Split it into smaller files.",
+                )
             else:
                 table.append((line, cells))
     except csv.Error as exc:
         raise _Refused(reader.line_num, f"This is not a readable CSV file: {exc}.") from None
     if header is None:
-        raise _Refused(1, "The file is empty: the first line must be a header such as "
-                          "email,name,role.")
+        raise _Refused(
+            1, "The file is empty: the first line must be a header such as email,name,role."
+        )
     if not table:
         raise _Refused(header_line, "The file has a header but no rows of people.")
     return header, table
@@ -165,32 +180,49 @@ def _check_header(cells: list[str], line: int) -> list[str]:
     repeated = sorted({name for name in names if names.count(name) > 1} - set(unknown))
     problems = [
         f"{label}: {', '.join(repr(name) for name in found)}"
-        for label, found in (("unknown columns", unknown), ("missing columns", missing),
-                             ("repeated columns", repeated))
+        for label, found in (
+            ("unknown columns", unknown),
+            ("missing columns", missing),
+            ("repeated columns", repeated),
+        )
         if found
     ]
     if problems:
-        raise _Refused(line, f"Wrong header ({'; '.join(problems)}). The columns are "
-                             f"{', '.join(REQUIRED_COLUMNS)} (required) and "
-                             f"{', '.join(OPTIONAL_COLUMNS)} (optional).")
+        raise _Refused(
+            line,
+            f"Wrong header ({'; '.join(problems)}). The columns are "
+            f"{', '.join(REQUIRED_COLUMNS)} (required) and "
+            f"{', '.join(OPTIONAL_COLUMNS)} (optional).",
+        )
     return names
 
 
 # Checking ----------------------------------------------------------------------------
 
+
 def _parse_row(line: int, header: list[str], cells: list[str]) -> _Row:
     """Clean one row with the same rules as the roster pages, noting every problem."""
     # Missing trailing cells are empty; extra ones are fine only when empty.
-    if any(cell.strip() for cell in cells[len(header):]):
+    if any(cell.strip() for cell in cells[len(header) :]):
         # The values are shifted, so any other message about them would mislead.
-        return _Row(line, users.UserInput(email="", name="", role=""), None, [], [], [
-            f"This line has {len(cells)} values but the header names {len(header)} "
-            "columns (a comma inside a value needs quotes)."])
+        return _Row(
+            line,
+            users.UserInput(email="", name="", role=""),
+            None,
+            [],
+            [],
+            [
+                f"This line has {len(cells)} values but the header names {len(header)} "
+                "columns (a comma inside a value needs quotes)."
+            ],
+        )
     values = {name: cell.strip() for name, cell in zip(header, cells, strict=False)}
     problems: list[str] = []
     person = users.UserInput(
-        email=values.get("email", ""), name=values.get("name", ""),
-        role=values.get("role", ""), password=values.get("password") or None,
+        email=values.get("email", ""),
+        name=values.get("name", ""),
+        role=values.get("role", ""),
+        password=values.get("password") or None,
         language=values.get("language") or None,
     )
     problems += users.input_errors(person)
@@ -238,11 +270,15 @@ def _check_across_rows(session: Session, actor: User | None, rows: list[_Row]) -
         earlier = first.setdefault(row.person.email, row)
         if earlier is not row:
             row.problems.append(f"{row.person.email} already appears on line {earlier.line}.")
-        if (actor is not None and row.person.email == actor.email
-                and row.role not in (None, Role.ADMIN)):
+        if (
+            actor is not None
+            and row.person.email == actor.email
+            and row.role not in (None, Role.ADMIN)
+        ):
             row.problems.append("You cannot remove your own administrator role.")
-    outside = users.by_emails(session, [email for row in rows for email in row.guardian_of
-                                        if email not in first])
+    outside = users.by_emails(
+        session, [email for row in rows for email in row.guardian_of if email not in first]
+    )
     for row in rows:
         for email in row.guardian_of:
             problem = _not_a_student(email, first.get(email), outside.get(email))
@@ -265,8 +301,14 @@ def _not_a_student(email: str, in_file: _Row | None, existing: User | None) -> s
 
 # Applying ----------------------------------------------------------------------------
 
-def _apply(session: Session, actor: User | None, rows: list[_Row], report: ImportReport,
-           address: str | None) -> RowError | None:
+
+def _apply(
+    session: Session,
+    actor: User | None,
+    rows: list[_Row],
+    report: ImportReport,
+    address: str | None,
+) -> RowError | None:
     """Write every row and commit, counting into `report`; or the error that stopped it."""
     existing = users.by_emails(session, [row.person.email for row in rows])
     saved: dict[str, User] = {}
@@ -276,7 +318,8 @@ def _apply(session: Session, actor: User | None, rows: list[_Row], report: Impor
         for row in rows:
             line = row.line
             user = saved[row.person.email] = _save_user(
-                session, row.person, existing.get(row.person.email), report)
+                session, row.person, existing.get(row.person.email), report
+            )
             for name in row.classes:
                 school_class = _class_named(session, name, known, report)
                 report.memberships_added += classes.ensure_member(session, school_class, user)
@@ -286,22 +329,34 @@ def _apply(session: Session, actor: User | None, rows: list[_Row], report: Impor
             for email in row.guardian_of:
                 student = saved.get(email) or users.get_by_email(session, email)
                 report.guardianships_added += classes.ensure_guardianship(
-                    session, saved[row.person.email], student)
+                    session, saved[row.person.email], student
+                )
         line = 1
-        audit.record(session, "roster.imported", actor=actor, subject=f"import:{report.source}",
-                     address=address, source=report.source, **report.counts())
+        audit.record(
+            session,
+            "roster.imported",
+            actor=actor,
+            subject=f"import:{report.source}",
+            address=address,
+            source=report.source,
+            **report.counts(),
+        )
         session.commit()
     except DomainError as exc:
         return RowError(line, exc.message)
     except SQLAlchemyError:
         log.exception("roster import of %s failed at line %d", report.source, line)
-        return RowError(line, "The database refused this change (was the roster edited at "
-                              "the same time?). Nothing was imported; try again.")
+        return RowError(
+            line,
+            "The database refused this change (was the roster edited at "
+            "the same time?). Nothing was imported; try again.",
+        )
     return None
 
 
-def _save_user(session: Session, person: users.UserInput, user: User | None,
-               report: ImportReport) -> User:
+def _save_user(
+    session: Session, person: users.UserInput, user: User | None, report: ImportReport
+) -> User:
     """Create the user, or update the one with this email; counted in `report`."""
     if user is None:
         report.users_created += 1
@@ -314,8 +369,9 @@ def _save_user(session: Session, person: users.UserInput, user: User | None,
     return user
 
 
-def _class_named(session: Session, name: str, known: dict[str, SchoolClass],
-                 report: ImportReport) -> SchoolClass:
+def _class_named(
+    session: Session, name: str, known: dict[str, SchoolClass], report: ImportReport
+) -> SchoolClass:
     """The class called `name`, created (and counted) if it does not exist yet."""
     if name not in known:
         school_class = classes.by_name(session, name)

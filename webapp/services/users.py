@@ -44,11 +44,16 @@ def normalise_email(email: str) -> str:
     try:
         # Schools use internal domains, so no DNS look-up and no "global" rule; the
         # reserved .test domain is allowed for demos and tests.
-        checked = validate_email((email or "").strip(), check_deliverability=False,
-                                 globally_deliverable=False, test_environment=True)
+        checked = validate_email(
+            (email or "").strip(),
+            check_deliverability=False,
+            globally_deliverable=False,
+            test_environment=True,
+        )
     except EmailNotValidError as exc:
-        raise ValidationFailed(f"{email!r} is not a valid email address: {exc}",
-                               code="invalid_email") from None
+        raise ValidationFailed(
+            f"{email!r} is not a valid email address: {exc}", code="invalid_email"
+        ) from None
     return checked.normalized.lower()
 
 
@@ -58,8 +63,9 @@ def parse_role(value: str) -> Role:
         return Role((value or "").strip().lower())
     except ValueError:
         allowed = ", ".join(r.value for r in Role)
-        raise ValidationFailed(f"Unknown role {value!r}; use one of {allowed}.",
-                               code="invalid_role") from None
+        raise ValidationFailed(
+            f"Unknown role {value!r}; use one of {allowed}.", code="invalid_role"
+        ) from None
 
 
 def _clean_name(name: str) -> str:
@@ -109,15 +115,18 @@ def get(session: Session, user_id: int) -> User:
 
 
 def search(
-    session: Session, query: str = "", role: Role | None = None, *, limit: int = 50,
-    offset: int = 0
+    session: Session, query: str = "", role: Role | None = None, *, limit: int = 50, offset: int = 0
 ) -> tuple[list[User], int]:
     """Users whose name or email contains `query`, by name; and how many match in all."""
     stmt = select(User)
     if query.strip():
         like = contains_pattern(query.strip().lower())
-        stmt = stmt.where(or_(func.lower(User.name).like(like, escape=LIKE_ESCAPE),
-                              User.email.like(like, escape=LIKE_ESCAPE)))
+        stmt = stmt.where(
+            or_(
+                func.lower(User.name).like(like, escape=LIKE_ESCAPE),
+                User.email.like(like, escape=LIKE_ESCAPE),
+            )
+        )
     if role is not None:
         stmt = stmt.where(User.role == role)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -164,8 +173,7 @@ def apply_changes(user: User, data: UserInput, session: Session) -> list[str]:
     if email != user.email:
         other = by_email(session, email)
         if other is not None and other.id != user.id:
-            raise Conflict(f"A user with email {email} already exists.",
-                           code="duplicate_email")
+            raise Conflict(f"A user with email {email} already exists.", code="duplicate_email")
         user.email, changed = email, [*changed, "email"]
     name = _clean_name(data.name)
     if name != user.name:
@@ -185,47 +193,67 @@ def apply_changes(user: User, data: UserInput, session: Session) -> list[str]:
     return changed
 
 
-def create(session: Session, actor: User | None, data: UserInput, address: str | None = None
-           ) -> User:
+def create(
+    session: Session, actor: User | None, data: UserInput, address: str | None = None
+) -> User:
     """Create a user (admins only; `actor` None means the command line) and commit."""
     if actor is not None:
         require_admin(actor)
     user = build_user(session, data)
-    audit.record(session, "user.created", actor=actor, subject=f"user:{user.email}",
-                 address=address, role=user.role.value)
+    audit.record(
+        session,
+        "user.created",
+        actor=actor,
+        subject=f"user:{user.email}",
+        address=address,
+        role=user.role.value,
+    )
     session.commit()
     return user
 
 
-def update(session: Session, actor: User, user_id: int, data: UserInput,
-           address: str | None = None) -> User:
+def update(
+    session: Session, actor: User, user_id: int, data: UserInput, address: str | None = None
+) -> User:
     """Edit a user (admins only) and commit."""
     require_admin(actor)
     user = get(session, user_id)
     if user.id == actor.id and parse_role(data.role) is not Role.ADMIN:
-        raise ValidationFailed("You cannot remove your own administrator role.",
-                               code="self_demotion")
+        raise ValidationFailed(
+            "You cannot remove your own administrator role.", code="self_demotion"
+        )
     changed = apply_changes(user, data, session)
     if changed:
-        audit.record(session, "user.updated", actor=actor, subject=f"user:{user.email}",
-                     address=address, fields=changed)
+        audit.record(
+            session,
+            "user.updated",
+            actor=actor,
+            subject=f"user:{user.email}",
+            address=address,
+            fields=changed,
+        )
     session.commit()
     return user
 
 
-def set_active(session: Session, actor: User, user_id: int, active: bool,
-               address: str | None = None) -> User:
+def set_active(
+    session: Session, actor: User, user_id: int, active: bool, address: str | None = None
+) -> User:
     """Deactivate (ends every session of theirs) or reactivate a user, and commit."""
     require_admin(actor)
     user = get(session, user_id)
     if user.id == actor.id and not active:
-        raise ValidationFailed("You cannot deactivate your own account.",
-                               code="self_deactivation")
+        raise ValidationFailed("You cannot deactivate your own account.", code="self_deactivation")
     if user.active != active:
         user.active = active
         user.session_epoch += 1
-        audit.record(session, "user.activated" if active else "user.deactivated",
-                     actor=actor, subject=f"user:{user.email}", address=address)
+        audit.record(
+            session,
+            "user.activated" if active else "user.deactivated",
+            actor=actor,
+            subject=f"user:{user.email}",
+            address=address,
+        )
     session.commit()
     return user
 
@@ -239,43 +267,64 @@ def authenticate(session: Session, email: str, password: str, address: str | Non
     user = by_email(session, email)
     ok = False
     try:
-        ok = _hasher.verify(user.password_hash if user and user.password_hash
-                            else _DUMMY_HASH, password or "")
+        ok = _hasher.verify(
+            user.password_hash if user and user.password_hash else _DUMMY_HASH, password or ""
+        )
     except (VerificationError, InvalidHashError):
         ok = False
     if user is None or not user.password_hash or not ok or not user.active:
-        reason = ("unknown_email" if user is None else
-                  "inactive" if ok and not user.active else "bad_password")
-        audit.record(session, "signin.failed", actor=user,
-                     subject=f"user:{(email or '').strip().lower()[:254]}",
-                     address=address, reason=reason)
+        reason = (
+            "unknown_email"
+            if user is None
+            else "inactive"
+            if ok and not user.active
+            else "bad_password"
+        )
+        audit.record(
+            session,
+            "signin.failed",
+            actor=user,
+            subject=f"user:{(email or '').strip().lower()[:254]}",
+            address=address,
+            reason=reason,
+        )
         session.commit()
         if reason == "inactive":  # only said to someone who knows the password
-            raise NotAuthenticated("This account is disabled. Please contact the school "
-                                   "office.", code="account_disabled")
+            raise NotAuthenticated(
+                "This account is disabled. Please contact the school office.",
+                code="account_disabled",
+            )
         raise NotAuthenticated("Wrong email or password.", code="signin_failed")
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    audit.record(session, "signin.succeeded", actor=user, subject=f"user:{user.email}",
-                 address=address)
+    audit.record(
+        session, "signin.succeeded", actor=user, subject=f"user:{user.email}", address=address
+    )
     session.commit()
     return user
 
 
 def first_admin(session: Session) -> User:
     """The oldest active administrator, or NotFound."""
-    admin = session.scalar(select(User).where(User.role == Role.ADMIN, User.active.is_(True))
-                           .order_by(User.id).limit(1))
+    admin = session.scalar(
+        select(User)
+        .where(User.role == Role.ADMIN, User.active.is_(True))
+        .order_by(User.id)
+        .limit(1)
+    )
     if admin is None:
-        raise NotFound("There is no administrator yet: run create-admin first.",
-                       code="no_admin")
+        raise NotFound("There is no administrator yet: run create-admin first.", code="no_admin")
     return admin
 
 
 def input_errors(data: UserInput) -> list[str]:
     """Every rule `data` breaks, as messages for people; nothing is read or written."""
-    checks = [(normalise_email, data.email), (_clean_name, data.name),
-              (parse_role, data.role), (_clean_language, data.language)]
+    checks = [
+        (normalise_email, data.email),
+        (_clean_name, data.name),
+        (parse_role, data.role),
+        (_clean_language, data.language),
+    ]
     if data.password:
         checks.append((check_password_strength, data.password))
     messages = []
@@ -293,7 +342,7 @@ def by_emails(session: Session, emails: list[str], chunk: int = 1000) -> dict[st
     found: dict[str, User] = {}
     # Chunked: database drivers limit how many parameters one statement may carry.
     for start in range(0, len(wanted), chunk):
-        rows = session.scalars(select(User).where(User.email.in_(wanted[start:start + chunk])))
+        rows = session.scalars(select(User).where(User.email.in_(wanted[start : start + chunk])))
         found.update({user.email: user for user in rows})
     return found
 

@@ -546,3 +546,25 @@ def test_inbox_since_must_be_an_id(api, since):
     response = api.get(f"/me/notifications?since={since}")
     assert response.status_code == 400
     assert error_of(response)["code"] == "validation_failed"
+
+
+def test_my_notifications_lists_the_callers_own_with_their_state(api, owner, make_user):
+    make_user("teacher", email="tess@school.test")
+    sent = []
+    for title in ("First", "Second"):
+        response = api.post(
+            "/notifications",
+            json={"title": title, "body": "x", "targets": {"users": [owner.email]}},
+        )
+        assert response.status_code == 201
+        sent.append(response.get_json()["id"])
+    api.post(
+        "/notifications",
+        json={"title": "Not mine", "body": "x", "targets": {"users": ["tess@school.test"]}},
+    )
+
+    newest_first = api.get("/me/notifications").get_json()["notifications"]
+    assert [n["id"] for n in newest_first] == sent[::-1]
+    assert newest_first[0]["title"] == "Second" and newest_first[0]["state"] == "pending"
+    after_first = api.get(f"/me/notifications?since={sent[0]}").get_json()["notifications"]
+    assert [n["id"] for n in after_first] == [sent[1]]

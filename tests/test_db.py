@@ -76,3 +76,32 @@ def test_foreign_keys_are_enforced_on_sqlite(database_url):
             )
         )
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["user", "class"])
+def test_a_duplicate_inserted_meanwhile_is_a_conflict_not_a_crash(
+    any_database_url, tmp_path, monkeypatch, kind
+):
+    """Two admins create the same email (or class) at once: the loser gets a 409."""
+    from webapp.db import get_session
+    from webapp.errors import Conflict
+    from webapp.services import classes, users
+
+    from .conftest import make_test_app
+
+    app = make_test_app(any_database_url, tmp_path)
+    with app.app_context():
+        session = get_session()
+        users.create(session, None, users.UserInput("ann@school.test", "Ann", "student"))
+        classes.create(session, None, "7b")
+        # The other request inserted between our look-up and our insert:
+        monkeypatch.setattr(users, "by_email", lambda *_: None)
+        monkeypatch.setattr(classes, "by_name", lambda *_: None)
+        with pytest.raises(Conflict) as refused:
+            if kind == "user":
+                users.build_user(session, users.UserInput("ann@school.test", "Ann", "student"))
+            else:
+                classes.build_class(session, "7b")
+        assert refused.value.code == f"duplicate_{'email' if kind == 'user' else 'class'}"
+        session.rollback()
+    app.extensions["schoolbell.db"].kw["bind"].dispose()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..models import Guardianship, MemberRole, Membership, Role, SchoolClass, User
 from . import audit, users
-from .users import UserInput, build_user, get_by_email, require_admin
+from .users import UserInput, build_user, get_by_email, insert_unique, require_admin
 from .users import get as get_user
 
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
@@ -75,8 +75,11 @@ def build_class(session: Session, name: str) -> SchoolClass:
     if by_name(session, name) is not None:
         raise Conflict(f"A class named {name} already exists.", code="duplicate_class")
     school_class = SchoolClass(name=name)
-    session.add(school_class)
-    session.flush()
+    insert_unique(
+        session,
+        school_class,
+        Conflict(f"A class named {name} already exists.", code="duplicate_class"),
+    )
     return school_class
 
 

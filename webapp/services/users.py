@@ -8,6 +8,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import LIKE_ESCAPE, contains_pattern
@@ -161,9 +162,23 @@ def build_user(session: Session, data: UserInput) -> User:
     if data.password:
         check_password_strength(data.password)
         user.password_hash = hash_password(data.password)
-    session.add(user)
-    session.flush()
+    insert_unique(
+        session,
+        user,
+        Conflict(f"A user with email {email} already exists.", code="duplicate_email"),
+    )
     return user
+
+
+def insert_unique(session: Session, row, duplicate: Conflict) -> None:
+    """Insert `row` now; a unique constraint hit (someone else inserted the same name
+    since we looked) becomes `duplicate`, and the rest of the transaction lives on."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise duplicate from None
 
 
 def apply_changes(user: User, data: UserInput, session: Session) -> list[str]:

@@ -1,0 +1,525 @@
+// The load generator: one Node process holding N WebSocket clients of one server.
+//
+// bench/run.py starts it (pinned to its own core) and drives it with one JSON command
+// per line on stdin; each command is answered with one JSON line on stdout. Progress
+// and diagnostics go to stderr. It measures everything that needs the clients' clock:
+// it triggers each broadcast itself (HTTP POST from here) and times every receipt from
+// the start of that request.
+//
+// Commands (see handlers below): connect, broadcast, ack, arm_reconnect,
+// await_catchup, close, exit. It exits by itself when stdin closes or after
+// --max-s seconds (default 1800), whatever it is doing.
+
+import http from "node:http";
+import readline from "node:readline";
+import { readFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+import WebSocket from "ws";
+import { io } from "socket.io-client";
+
+const now = () => performance.now(); // ms, monotonic
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const log = (...args) => process.stderr.write(`[loadgen] ${args.join(" ")}\n`);
+
+const maxArg = process.argv.indexOf("--max-s");
+const MAX_S = maxArg > 0 ? Number(process.argv[maxArg + 1]) : 1800;
+setTimeout(() => {
+  log(`still running after ${MAX_S} s: exiting`);
+  process.exit(3);
+}, MAX_S * 1000).unref();
+
+// HTTP -------------------------------------------------------------------------------
+const agents = new Map();
+
+/** One keep-alive agent per purpose, so probes never queue behind the broadcast. */
+function agentFor(name) {
+  if (!agents.has(name)) agents.set(name, new http.Agent({ keepAlive: true, maxSockets: 2 }));
+  return agents.get(name);
+}
+
+/** A request; resolves {status, body, ms} (never rejects: errors become status 0). */
+function request({ method = "GET", url, headers = {}, body = null, agent = "default", timeoutMs = 30000 }) {
+  const start = now();
+  return new Promise((resolve) => {
+    const req = http.request(url, { method, headers, agent: agentFor(agent), timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on("data", (chunk) => chunks.push(chunk));
+      res.on("end", () =>
+        resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString(), ms: now() - start, end: now() }),
+      );
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", (err) => resolve({ status: 0, body: String(err.message), ms: now() - start, end: now() }));
+    if (body !== null) req.write(body);
+    req.end();
+  });
+}
+
+// Statistics -------------------------------------------------------------------------
+/** Nearest-rank percentile of an ascending array. */
+function percentile(sorted, q) {
+  if (!sorted.length) return null;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+function summary(values) {
+  const sorted = Float64Array.from(values).sort();
+  const round = (x) => (x === null ? null : Math.round(x * 100) / 100);
+  return {
+    count: sorted.length,
+    min_ms: round(sorted.length ? sorted[0] : null),
+    p50_ms: round(percentile(sorted, 0.5)),
+    p99_ms: round(percentile(sorted, 0.99)),
+    max_ms: round(sorted.length ? sorted[sorted.length - 1] : null),
+  };
+}
+
+function countInto(map, key) {
+  map[key] = (map[key] || 0) + 1;
+}
+
+// Clients ----------------------------------------------------------------------------
+/** Bench state: the clients and what is being measured right now. */
+const state = {
+  kind: null, // "schoolbell" | "naive" | "socketio"
+  clients: [],
+  measuring: null, // the broadcast being timed: {seq, t0, arrivals, received}
+  reconnect: null, // while a restart is being watched: per-client times
+  dropped: 0, // sockets that closed when nobody asked them to
+};
+
+/** The broadcast sequence number a message carries, or null. */
+function seqOf(message) {
+  if (state.kind === "schoolbell") {
+    if (message.type !== "notification") return null;
+    const match = /^bench #(\d+)$/.exec(message.title || "");
+    return match ? Number(match[1]) : null;
+  }
+  return typeof message.seq === "number" ? message.seq : null;
+}
+
+class Client {
+  constructor(index, options) {
+    this.index = index;
+    this.options = options; // {kind, url, token}
+    this.ready = false;
+    this.open = false;
+    this.lastId = null; // highest notification id received (Schoolbell)
+    this.ids = []; // notification ids received (Schoolbell), for receipts
+    this.attempt = 0; // reconnect attempts since the last hello
+    this.closing = false;
+    this.onSettle = null; // set by connectAll: called once with (ok, reason)
+  }
+
+  /** Open the socket (a new one after a reconnect). */
+  connect() {
+    this.ready = false;
+    if (this.options.kind === "socketio") return this.connectSocketIO();
+    const ws = new WebSocket(this.options.url, { perMessageDeflate: true, handshakeTimeout: 30000 });
+    this.ws = ws;
+    ws.on("open", () => {
+      this.open = true;
+      if (this.options.kind === "schoolbell") this.send({ type: "auth", token: this.options.token });
+      else this.becameReady();
+    });
+    ws.on("message", (data) => this.onMessage(data.toString()));
+    ws.on("error", (err) => {
+      this.lastError = /Unexpected server response: (\d+)/.exec(err.message)?.[0] || err.code || err.message;
+    });
+    ws.on("close", (code, reason) => this.onClose(code, reason.toString()));
+  }
+
+  connectSocketIO() {
+    const socket = io(this.options.url, {
+      transports: ["websocket"],
+      forceNew: true,
+      reconnection: false,
+      timeout: 30000,
+    });
+    this.socket = socket;
+    socket.on("connect", () => {
+      this.open = true;
+      this.becameReady();
+    });
+    socket.on("alert", (payload) => this.onPayload(payload));
+    socket.on("connect_error", (err) => {
+      this.lastError = `connect_error ${err.message}`;
+      this.onClose(1006, "");
+    });
+    socket.on("disconnect", (reason) => this.onClose(1006, reason));
+  }
+
+  send(message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  /** Send and resolve when the frame has been handed to the kernel. */
+  sendFlushed(message) {
+    return new Promise((resolve) => {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return resolve(null);
+      this.ws.send(JSON.stringify(message), () => resolve(now()));
+    });
+  }
+
+  becameReady() {
+    this.ready = true;
+    this.attempt = 0;
+    if (state.reconnect) state.reconnect.helloAt[this.index] = now();
+    if (this.onSettle) {
+      const settle = this.onSettle;
+      this.onSettle = null;
+      settle(true);
+    }
+  }
+
+  onMessage(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (state.kind === "schoolbell") {
+      if (message.type === "hello") {
+        this.send({ type: "resume", last_id: this.lastId });
+        this.becameReady();
+        return;
+      }
+      if (message.type === "notification") {
+        if (!this.ids.includes(message.id)) this.ids.push(message.id);
+        if (this.lastId === null || message.id > this.lastId) this.lastId = message.id;
+        if (state.reconnect && !state.reconnect.got[this.index].has(message.id)) {
+          state.reconnect.got[this.index].set(message.id, now());
+        }
+      }
+    }
+    this.onPayload(message);
+  }
+
+  /** Record the arrival of the broadcast being measured. */
+  onPayload(message) {
+    const m = state.measuring;
+    if (m === null) return;
+    const seq = seqOf(message);
+    if (seq !== m.seq || !Number.isNaN(m.arrivals[this.index])) return;
+    m.arrivals[this.index] = now() - m.t0;
+    m.received += 1;
+    if (m.received >= m.expected) m.done();
+  }
+
+  onClose(code, reason) {
+    const wasReady = this.ready;
+    this.ready = false;
+    this.open = false;
+    if (this.onSettle) {
+      const settle = this.onSettle;
+      this.onSettle = null;
+      settle(false, this.lastError || `close ${code}${reason ? " " + reason : ""}`);
+    }
+    if (this.closing) return;
+    const watch = state.reconnect;
+    if (watch) {
+      if (Number.isNaN(watch.closeAt[this.index])) watch.closeAt[this.index] = now();
+      if (!wasReady && this.lastError) countInto(watch.failures, this.lastError);
+      this.lastError = null;
+      this.scheduleReconnect(code === 1001);
+    } else if (wasReady) {
+      state.dropped += 1;
+    }
+  }
+
+  /** As static/js/schoolbell.js: after a server restart (1001) a random 0.5-3 s, then
+   * exponential backoff with full jitter (1 s doubling, at most 30 s). */
+  scheduleReconnect(serverRestarting) {
+    const ceiling = Math.min(30000, 1000 * 2 ** this.attempt);
+    const delay = serverRestarting && this.attempt === 0 ? 500 + Math.random() * 2500 : Math.random() * ceiling;
+    this.attempt += 1;
+    state.reconnect.attempts += 1;
+    this.timer = setTimeout(() => {
+      if (state.reconnect) this.connect();
+    }, delay);
+  }
+
+  close() {
+    this.closing = true;
+    clearTimeout(this.timer);
+    if (this.socket) this.socket.disconnect();
+    if (this.ws) this.ws.terminate();
+  }
+}
+
+function openClients() {
+  return state.clients.filter((c) => c.ready);
+}
+
+// Commands ---------------------------------------------------------------------------
+/** connect {kind, url, n, tokens_file?, concurrency, timeout_s}: open N clients, at most
+ * `concurrency` handshakes in flight; ready = open (naive), connected (socketio), or
+ * `hello` received after the auth message (Schoolbell). */
+async function connectAll(cmd) {
+  state.kind = cmd.kind;
+  state.dropped = 0;
+  const tokens = cmd.tokens_file ? JSON.parse(readFileSync(cmd.tokens_file, "utf8")) : [];
+  state.clients = Array.from({ length: cmd.n }, (_, i) => new Client(i, { kind: cmd.kind, url: cmd.url, token: tokens[i] }));
+  const errors = {};
+  let next = 0;
+  let inflight = 0;
+  let settled = 0;
+  let lastReady = 0;
+  const start = now();
+  const cpu = process.cpuUsage();
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, cmd.timeout_s * 1000);
+    const launch = () => {
+      while (inflight < cmd.concurrency && next < cmd.n) {
+        const client = state.clients[next++];
+        inflight += 1;
+        client.onSettle = (ok, reason) => {
+          inflight -= 1;
+          settled += 1;
+          if (ok) lastReady = now();
+          else countInto(errors, reason);
+          if (settled % 1000 === 0) log(`${settled}/${cmd.n} settled`);
+          if (settled === cmd.n) {
+            clearTimeout(timer);
+            resolve();
+          } else launch();
+        };
+        client.connect();
+      }
+    };
+    launch();
+  });
+  const ready = openClients().length;
+  return {
+    n: cmd.n,
+    ready,
+    failed: cmd.n - ready,
+    errors,
+    timed_out: settled < cmd.n,
+    connect_s: ready ? (lastReady - start) / 1000 : null,
+    loadgen_cpu_s: cpuSeconds(cpu),
+  };
+}
+
+/** broadcast {seq, request: {method, url, headers, body}, timeout_s, probes?}: start
+ * the send request, time every client's receipt of message `seq` from the request's
+ * start; meanwhile run the probes one request after another until all have it. */
+async function broadcast(cmd) {
+  const expected = openClients().length;
+  const cpu = process.cpuUsage();
+  let done;
+  const finished = new Promise((resolve) => (done = resolve));
+  const m = {
+    seq: cmd.seq,
+    expected,
+    received: 0,
+    arrivals: new Float64Array(state.clients.length).fill(NaN),
+    done: () => done(),
+  };
+  if (expected === 0) done();
+  const timer = setTimeout(() => done(), cmd.timeout_s * 1000);
+  m.t0 = now();
+  state.measuring = m;
+  const sent = request({ ...cmd.request, agent: "send", timeoutMs: cmd.timeout_s * 1000 });
+  let running = true;
+  const probes = (cmd.probes || []).map((probe) => runProbe(probe, () => running, cmd.probe_gap_ms ?? 10));
+  await finished;
+  const completeMs = now() - m.t0;
+  running = false;
+  clearTimeout(timer);
+  state.measuring = null;
+  const response = await sent;
+  const samples = await Promise.all(probes);
+  const latencies = Array.from(m.arrivals).filter((x) => !Number.isNaN(x));
+  const first = latencies.length ? Math.min(...latencies) : 0;
+  let parsed = null;
+  try {
+    parsed = JSON.parse(response.body);
+  } catch {
+    parsed = response.body.slice(0, 300);
+  }
+  return {
+    seq: cmd.seq,
+    expected,
+    received: m.received,
+    status: response.status,
+    response: parsed,
+    request_ms: round2(response.ms),
+    complete_ms: round2(completeMs),
+    e2e: summary(latencies),
+    fanout: summary(latencies.map((x) => x - first)),
+    probes: Object.fromEntries((cmd.probes || []).map((p, i) => [p.name, samples[i]])),
+    dropped_so_far: state.dropped,
+    loadgen_cpu_s: cpuSeconds(cpu),
+  };
+}
+
+/** One probe: the same request again and again while `active()`; latencies (ms) of
+ * those that started while it was, and any non-2xx statuses. */
+async function runProbe(probe, active, gapMs) {
+  const latencies = [];
+  const bad = {};
+  while (active()) {
+    const result = await request({ ...probe, agent: `probe-${probe.name}` });
+    latencies.push(round2(result.ms));
+    if (result.status < 200 || result.status >= 300) countInto(bad, result.status);
+    await sleep(gapMs);
+  }
+  return { latencies, bad };
+}
+
+/** ack {ids, state, poll_url, headers, expect, interval_ms, timeout_s}: every open
+ * client sends a receipt for each id (all at once); then poll each id's counts until
+ * `expect` deliveries are at `state` or beyond. Times from the last receipt written to
+ * the socket until the poll that shows them all. */
+async function ack(cmd) {
+  const clients = openClients();
+  const loopStart = now();
+  const flushed = [];
+  for (const client of clients) {
+    for (const id of cmd.ids) {
+      if (client.ids.includes(id)) flushed.push(client.sendFlushed({ type: "ack", id, state: cmd.state }));
+    }
+  }
+  const loopMs = now() - loopStart;
+  const times = (await Promise.all(flushed)).filter((t) => t !== null);
+  const lastSent = times.length ? Math.max(...times) : now();
+  const results = {};
+  const deadline = now() + cmd.timeout_s * 1000;
+  for (const id of cmd.ids) {
+    results[id] = await pollCounts(cmd, id, lastSent, deadline);
+  }
+  return {
+    acks_sent: times.length,
+    send_loop_ms: round2(loopMs),
+    last_sent_after_ms: round2(lastSent - loopStart),
+    results,
+  };
+}
+
+const FORWARD = { delivered: ["delivered", "read", "acknowledged"], read: ["read", "acknowledged"], acknowledged: ["acknowledged"] };
+
+async function pollCounts(cmd, id, since, deadline) {
+  let polls = 0;
+  let counts = null;
+  while (now() < deadline) {
+    const started = now();
+    const result = await request({ url: cmd.poll_url.replace("{id}", id), headers: cmd.headers, agent: "poll" });
+    polls += 1;
+    if (result.status === 200) {
+      counts = JSON.parse(result.body).counts;
+      const reached = FORWARD[cmd.state].reduce((sum, s) => sum + (counts[s] || 0), 0);
+      if (reached >= cmd.expect) {
+        return { ok: true, recorded_ms: round2(result.end - since), polls, counts };
+      }
+    }
+    await sleep(Math.max(0, cmd.interval_ms - (now() - started)));
+  }
+  return { ok: false, recorded_ms: null, polls, counts };
+}
+
+/** arm_reconnect: from now on a closed client reconnects like the browser client, and
+ * each client's close, hello and notification times are kept. */
+function armReconnect() {
+  const n = state.clients.length;
+  state.reconnect = {
+    armedAt: now(),
+    closeAt: new Float64Array(n).fill(NaN),
+    helloAt: new Float64Array(n).fill(NaN),
+    got: Array.from({ length: n }, () => new Map()),
+    attempts: 0,
+    failures: {},
+  };
+  return { armed: n };
+}
+
+/** await_catchup {id, timeout_s}: the server is back; wait until every client has
+ * reconnected and received notification `id` (by replay). Times from the first close. */
+async function awaitCatchup(cmd) {
+  const watch = state.reconnect;
+  const serverUp = now();
+  const cpu = process.cpuUsage();
+  const caught = () => watch.got.filter((got) => got.has(cmd.id)).length;
+  const deadline = now() + cmd.timeout_s * 1000;
+  while (caught() < state.clients.length && now() < deadline) await sleep(50);
+  const closes = Array.from(watch.closeAt).filter((x) => !Number.isNaN(x));
+  const firstClose = closes.length ? Math.min(...closes) : serverUp;
+  const hellos = Array.from(watch.helloAt).filter((x) => !Number.isNaN(x));
+  const caughtAt = watch.got.map((got) => got.get(cmd.id)).filter((x) => x !== undefined);
+  const result = {
+    n: state.clients.length,
+    closed: closes.length,
+    reconnected: hellos.length,
+    caught_up: caughtAt.length,
+    server_up_after_first_close_s: round2((serverUp - firstClose) / 1000),
+    all_reconnected_s: hellos.length ? round2((Math.max(...hellos) - firstClose) / 1000) : null,
+    all_caught_up_s: caughtAt.length ? round2((Math.max(...caughtAt) - firstClose) / 1000) : null,
+    caught_up_after_server_up_s: caughtAt.length ? round2((Math.max(...caughtAt) - serverUp) / 1000) : null,
+    caught_up_p50_s: round2((percentile(caughtAt.map((t) => t - firstClose).sort((a, b) => a - b), 0.5) ?? 0) / 1000),
+    attempts: watch.attempts,
+    failed_attempts: watch.failures,
+    loadgen_cpu_s: cpuSeconds(cpu),
+  };
+  state.reconnect = null;
+  return result;
+}
+
+/** close: drop every client (no close handshake: the server sees the socket end). */
+async function closeAll() {
+  const n = state.clients.length;
+  state.reconnect = null;
+  for (const client of state.clients) client.close();
+  state.clients = [];
+  await sleep(200);
+  return { closed: n };
+}
+
+function round2(x) {
+  return Math.round(x * 100) / 100;
+}
+
+function cpuSeconds(since) {
+  const used = process.cpuUsage(since);
+  return round2((used.user + used.system) / 1e6);
+}
+
+const HANDLERS = {
+  connect: connectAll,
+  broadcast,
+  ack,
+  arm_reconnect: armReconnect,
+  await_catchup: awaitCatchup,
+  close: closeAll,
+  exit: () => process.exit(0),
+};
+
+// Main loop: one command at a time, one JSON reply line each. -------------------------
+const lines = readline.createInterface({ input: process.stdin });
+const queue = [];
+let busy = false;
+
+async function drain() {
+  if (busy) return;
+  busy = true;
+  while (queue.length) {
+    const cmd = queue.shift();
+    let reply;
+    try {
+      const handler = HANDLERS[cmd.cmd];
+      if (!handler) throw new Error(`unknown command ${cmd.cmd}`);
+      reply = { cmd: cmd.cmd, ok: true, ...(await handler(cmd)) };
+    } catch (err) {
+      reply = { cmd: cmd.cmd, ok: false, error: String(err && err.stack ? err.stack : err) };
+    }
+    process.stdout.write(JSON.stringify(reply) + "\n");
+  }
+  busy = false;
+}
+
+lines.on("line", (line) => {
+  if (!line.trim()) return;
+  queue.push(JSON.parse(line));
+  drain();
+});
+lines.on("close", () => process.exit(0));

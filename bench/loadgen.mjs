@@ -253,7 +253,7 @@ function openClients() {
 }
 
 // Commands ---------------------------------------------------------------------------
-/** connect {kind, url, n, tokens_file?, concurrency, timeout_s}: open N clients, at most
+/** connect {kind, url, n, tokens_file?, concurrency, wait_s}: open N clients, at most
  * `concurrency` handshakes in flight; ready = open (naive), connected (socketio), or
  * `hello` received after the auth message (Schoolbell). */
 async function connectAll(cmd) {
@@ -269,7 +269,7 @@ async function connectAll(cmd) {
   const start = now();
   const cpu = process.cpuUsage();
   await new Promise((resolve) => {
-    const timer = setTimeout(resolve, cmd.timeout_s * 1000);
+    const timer = setTimeout(resolve, cmd.wait_s * 1000);
     const launch = () => {
       while (inflight < cmd.concurrency && next < cmd.n) {
         const client = state.clients[next++];
@@ -302,7 +302,7 @@ async function connectAll(cmd) {
   };
 }
 
-/** broadcast {seq, request: {method, url, headers, body}, timeout_s, probes?}: start
+/** broadcast {seq, request: {method, url, headers, body}, wait_s, probes?}: start
  * the send request, time every client's receipt of message `seq` from the request's
  * start; meanwhile run the probes one request after another until all have it. */
 async function broadcast(cmd) {
@@ -318,10 +318,10 @@ async function broadcast(cmd) {
     done: () => done(),
   };
   if (expected === 0) done();
-  const timer = setTimeout(() => done(), cmd.timeout_s * 1000);
+  const timer = setTimeout(() => done(), cmd.wait_s * 1000);
   m.t0 = now();
   state.measuring = m;
-  const sent = request({ ...cmd.request, agent: "send", timeoutMs: cmd.timeout_s * 1000 });
+  const sent = request({ ...cmd.request, agent: "send", timeoutMs: cmd.wait_s * 1000 });
   let running = true;
   const probes = (cmd.probes || []).map((probe) => runProbe(probe, () => running, cmd.probe_gap_ms ?? 10));
   await finished;
@@ -369,7 +369,7 @@ async function runProbe(probe, active, gapMs) {
   return { latencies, bad };
 }
 
-/** ack {ids, state, poll_url, headers, expect, interval_ms, timeout_s}: every open
+/** ack {ids, state, poll_url, headers, expect, interval_ms, wait_s}: every open
  * client sends a receipt for each id (all at once); then poll each id's counts until
  * `expect` deliveries are at `state` or beyond. Times from the last receipt written to
  * the socket until the poll that shows them all. */
@@ -386,7 +386,7 @@ async function ack(cmd) {
   const times = (await Promise.all(flushed)).filter((t) => t !== null);
   const lastSent = times.length ? Math.max(...times) : now();
   const results = {};
-  const deadline = now() + cmd.timeout_s * 1000;
+  const deadline = now() + cmd.wait_s * 1000;
   for (const id of cmd.ids) {
     results[id] = await pollCounts(cmd, id, lastSent, deadline);
   }
@@ -434,14 +434,14 @@ function armReconnect() {
   return { armed: n };
 }
 
-/** await_catchup {id, timeout_s}: the server is back; wait until every client has
+/** await_catchup {id, wait_s}: the server is back; wait until every client has
  * reconnected and received notification `id` (by replay). Times from the first close. */
 async function awaitCatchup(cmd) {
   const watch = state.reconnect;
   const serverUp = now();
   const cpu = process.cpuUsage();
   const caught = () => watch.got.filter((got) => got.has(cmd.id)).length;
-  const deadline = now() + cmd.timeout_s * 1000;
+  const deadline = now() + cmd.wait_s * 1000;
   while (caught() < state.clients.length && now() < deadline) await sleep(50);
   const closes = Array.from(watch.closeAt).filter((x) => !Number.isNaN(x));
   const firstClose = closes.length ? Math.min(...closes) : serverUp;

@@ -1,0 +1,444 @@
+"""`make bench`: Schoolbell against the naive send loop and Flask-SocketIO, side by side.
+
+For each N (default 1,000, 5,000 and 10,000) and each server in turn: start it under
+gunicorn with one gevent worker pinned to CPU 0, open N WebSocket clients from one Node
+process pinned to CPU 1, and measure the time to connect them all, several broadcasts
+(latency from the send request to every client's receipt, and the count received), the
+worker's RSS and CPU time. For Schoolbell also: receipts, /healthz and the compose
+preview during a broadcast, and reconnecting after a restart.
+
+    .venv/bin/python bench/run.py [--n 1000,5000] [--broadcasts 5] [--quick]
+                                  [--servers schoolbell,naive-plain] [--no-reconnect]
+
+Environment: BENCH_N, BENCH_BROADCASTS (the same as --n, --broadcasts). Loopback only;
+every child process is stopped by PID when its scenario ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import report  # noqa: E402
+import school as schoolbell  # noqa: E402
+from processes import (  # noqa: E402
+    BENCH,
+    LOADGEN_CPU,
+    ROOT,
+    BenchError,
+    Gunicorn,
+    LoadGen,
+    free_port,
+    raise_fd_limit,
+)
+
+SERVERS = ("schoolbell", "naive-plain", "naive-deflate", "socketio")
+BODY_HTML = (
+    "<p>Fire drill at <strong>10:00</strong>: leave by the nearest exit and meet your "
+    "class in the yard.</p>"
+)
+BROADCAST_GAP_S = 1.0
+HEALTHZ_SAMPLES = 50
+MAX_PROBE_BROADCASTS = 8
+
+
+@dataclass
+class Options:
+    ns: list[int]
+    broadcasts: int
+    servers: list[str]
+    reconnect: bool
+    concurrency: int
+    profile: set[str] = field(default_factory=set)
+    out: Path = BENCH / "results"
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """How to start one of the compared servers, and how its clients talk to it."""
+
+    app: str
+    client: str  # the load generator's client kind: schoolbell, naive or socketio
+    env: dict
+    pythonpath: str | None = None
+
+
+KINDS = {
+    "schoolbell": ServerKind("wsgi:app", "schoolbell", {}),
+    "naive-plain": ServerKind("naive_server:app", "naive", {"BENCH_NAIVE_MODE": "plain"}, "bench"),
+    "naive-deflate": ServerKind(
+        "naive_server:app", "naive", {"BENCH_NAIVE_MODE": "deflate"}, "bench"
+    ),
+    "socketio": ServerKind("socketio_server:app", "socketio", {}, "bench"),
+}
+
+
+# Timing helpers ------------------------------------------------------------------------
+def connect_timeout_s(n: int) -> float:
+    return max(60.0, n * 0.02)
+
+
+def wait_idle(server: Gunicorn, timeout_s: float = 15.0) -> float:
+    """Wait until the worker uses (almost) no CPU: less than 20 ms over 0.5 s. Returns
+    how long that took (so measurements start from a quiet server)."""
+    start = time.monotonic()
+    before = server.cpu_s()
+    while time.monotonic() - start < timeout_s:
+        time.sleep(0.5)
+        now = server.cpu_s()
+        if before is None or now is None or now - before < 0.02:
+            break
+        before = now
+    return time.monotonic() - start
+
+
+# Broadcast requests -------------------------------------------------------------------
+def payload(seq: int) -> dict:
+    """What the naive and Socket.IO servers send: the shape and size of a Schoolbell
+    `notification` message."""
+    return {
+        "type": "notification",
+        "seq": seq,
+        "id": seq,
+        "title": f"bench #{seq}",
+        "body_html": BODY_HTML,
+        "priority": "normal",
+        "require_ack": False,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "expires_at": None,
+        "link": None,
+        "author": "Bench Admin",
+    }
+
+
+def send_request(name: str, base_url: str, seq: int, school) -> dict:
+    """The HTTP request that makes this server broadcast message `seq`."""
+    if name == "schoolbell":
+        return schoolbell.send_request(base_url, school, seq)
+    return {
+        "method": "POST",
+        "url": base_url + "/broadcast",
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(payload(seq)),
+    }
+
+
+def ws_url(name: str, base_url: str) -> str:
+    if name == "socketio":
+        return base_url  # socket.io-client adds /socket.io/?EIO=4&transport=websocket
+    return base_url.replace("http://", "ws://") + "/ws"
+
+
+# One scenario: one server, one N ------------------------------------------------------
+class Scenario:
+    """Start one server, hold N clients against it, measure, and stop everything."""
+
+    def __init__(self, name: str, n: int, options: Options, logdir: Path):
+        self.name, self.n, self.options = name, n, options
+        self.kind = KINDS[name]
+        self.logdir = logdir
+        self.result: dict = {"server": name, "n": n, "error": None}
+        self.servers: list[Gunicorn] = []
+        self.loadgen: LoadGen | None = None
+        self.school = None
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-{n}-"))
+
+    def log_path(self, what: str) -> Path:
+        return self.logdir / f"{self.name}-{self.n}-{what}.log"
+
+    def run(self) -> dict:
+        """Measure; on failure record the error (the run goes on with the next one)."""
+        started = time.monotonic()
+        try:
+            self.measure()
+        except Exception as exc:  # noqa: BLE001 - recorded, then the next scenario runs
+            self.result["error"] = f"{type(exc).__name__}: {exc}"
+            with open(self.log_path("orchestrator"), "a") as fh:
+                traceback.print_exc(file=fh)
+        finally:
+            self.cleanup()
+            self.result["duration_s"] = round(time.monotonic() - started, 1)
+        return self.result
+
+    def start_server(self, port: int) -> Gunicorn:
+        env = {**self.kind.env}
+        if self.school is not None:
+            env.update(self.school.server_env(self.n))
+        server = Gunicorn(self.kind.app, env, port, self.log_path("server"),
+                          worker_connections=self.n + 2000, pythonpath=self.kind.pythonpath)
+        self.servers.append(server)
+        return server.start()
+
+    def measure(self) -> None:
+        if self.name == "schoolbell":
+            step = time.monotonic()
+            self.school = schoolbell.build(self.workdir, self.n)
+            self.result["setup_s"] = round(time.monotonic() - step, 1)
+        server = self.start_server(free_port())
+        self.loadgen = LoadGen(self.log_path("loadgen"), max_s=900).start()
+        wait_idle(server)
+        rss_before, cpu_before = server.rss_kb(), server.cpu_s()
+        self.result["connect"] = self.loadgen.call(
+            "connect", timeout_s=connect_timeout_s(self.n) + 10, kind=self.kind.client,
+            url=ws_url(self.name, server.url), n=self.n, concurrency=self.options.concurrency,
+            wait_s=connect_timeout_s(self.n),
+            tokens_file=str(self.school.tokens_file) if self.school else None,
+        )
+        wait_idle(server)
+        time.sleep(0.5)
+        rss_connected, cpu_connected = server.rss_kb(), server.cpu_s()
+        profiler = self.start_profiler(server)
+        try:
+            self.result["broadcasts"] = [
+                self.broadcast(server, seq) for seq in range(1, self.options.broadcasts + 1)
+            ]
+        finally:
+            self.stop_profiler(profiler)
+        wait_idle(server)
+        rss_after, cpu_after = server.rss_kb(), server.cpu_s()
+        ready = self.result["connect"]["ready"] or 1
+        self.result["memory"] = {
+            "rss_before_connect_kb": rss_before,
+            "rss_connected_kb": rss_connected,
+            "rss_after_broadcasts_kb": rss_after,
+            "kb_per_conn_connected": round((rss_connected - rss_before) / ready, 2),
+            "kb_per_conn_after_broadcasts": round((rss_after - rss_before) / ready, 2),
+        }
+        self.result["cpu"] = {
+            "connect_s": round(cpu_connected - cpu_before, 2),
+            "broadcasts_s": round(cpu_after - cpu_connected, 2),
+            "total_s": round(cpu_after - cpu_before, 2),
+        }
+        if self.result["connect"]["failed"]:
+            self.result["error"] = "connected {ready}/{n}: {errors}".format(
+                ready=self.result["connect"]["ready"], n=self.n,
+                errors=self.result["connect"]["errors"])
+        if self.name == "schoolbell":
+            self.schoolbell_extras(server)
+
+    def broadcast(self, server: Gunicorn, seq: int, probes: list | None = None) -> dict:
+        """One broadcast, timed by the load generator from the send request's start."""
+        time.sleep(BROADCAST_GAP_S)
+        reply = self.loadgen.call(
+            "broadcast", timeout_s=75, wait_s=60, seq=seq,
+            request=send_request(self.name, server.url, seq, self.school),
+            probes=probes or [], probe_gap_ms=5,
+        )
+        if reply["status"] not in (200, 201):
+            raise BenchError(f"broadcast {seq}: HTTP {reply['status']} {reply['response']}")
+        return reply
+
+    # Schoolbell only ------------------------------------------------------------------
+    def schoolbell_extras(self, server: Gunicorn) -> None:
+        extra = self.result["schoolbell"] = {}
+        extra["probes"] = self.probe_during_broadcasts(server)
+        last_id = self.result["broadcasts"][-1]["response"]["id"]
+        extra["receipts"] = self.receipts(server, [last_id])
+        others = [b["response"]["id"] for b in self.result["broadcasts"][:-1]]
+        others += [b["response"]["id"] for b in extra["probes"]["broadcasts"]]
+        # Every other announcement acknowledged too, as browsers do, so that a restart
+        # replays only what was sent while the server was down.
+        extra["other_receipts"] = self.receipts(server, others) if others else None
+        if self.options.reconnect:
+            extra["reconnect"] = self.restart_and_catch_up(server)
+        else:
+            extra["reconnect"] = None
+
+    def probe_during_broadcasts(self, server: Gunicorn) -> dict:
+        """Extra broadcasts with /healthz and the compose preview requested over and over
+        while each is in flight, until HEALTHZ_SAMPLES are taken."""
+        cookie, csrf = schoolbell.sign_in(server.url, self.school.admin_password)
+        probes = [
+            {"name": "healthz", "method": "GET", "url": server.url + "/healthz"},
+            schoolbell.preview_probe(server.url, cookie, csrf),
+        ]
+        casts, samples = [], {"healthz": [], "preview": []}
+        seq = self.options.broadcasts
+        while len(samples["healthz"]) < HEALTHZ_SAMPLES and len(casts) < MAX_PROBE_BROADCASTS:
+            seq += 1
+            reply = self.broadcast(server, seq, probes)
+            casts.append(reply)
+            for name in samples:
+                samples[name] += reply["probes"][name]["latencies"]
+                if reply["probes"][name]["bad"]:
+                    raise BenchError(f"{name} probe failed: {reply['probes'][name]['bad']}")
+        return {name: _stats(values) for name, values in samples.items()} | {"broadcasts": casts}
+
+    def receipts(self, server: Gunicorn, ids: list[int]) -> dict:
+        """All clients ack `delivered` for `ids` at once; poll the API every 50 ms until
+        each shows N delivered."""
+        reply = self.loadgen.call(
+            "ack", timeout_s=70, wait_s=60, ids=ids, state="delivered", expect=self.n,
+            interval_ms=50, poll_url=server.url + "/api/v1/notifications/{id}",
+            headers=self.school.api_headers(),
+        )
+        first = reply["results"][str(ids[0])]
+        return {"acks": reply["acks_sent"], "recorded_ms": first["recorded_ms"],
+                "all_ok": all(r["ok"] for r in reply["results"].values()), "raw": reply}
+
+    def restart_and_catch_up(self, server: Gunicorn) -> dict:
+        """SIGTERM the server (sockets close with 1001), send an announcement while it is
+        down, start it again on the same port, and wait for every client to reconnect
+        (with the browser client's jitter and backoff) and get it by replay."""
+        self.loadgen.call("arm_reconnect", timeout_s=10)
+        stop_s = server.stop(signal.SIGTERM, timeout_s=30)
+        notification_id = schoolbell.send_while_down(self.school)
+        step = time.monotonic()
+        port = int(server.url.rsplit(":", 1)[1])
+        restarted = self.start_server(port)
+        boot_s = time.monotonic() - step
+        reply = self.loadgen.call("await_catchup", timeout_s=130, wait_s=120, id=notification_id)
+        reply["stop_s"], reply["boot_s"] = round(stop_s, 2), round(boot_s, 2)
+        reply["worker_cpu_s"] = restarted.cpu_s()
+        reply["worker_rss_kb"] = restarted.rss_kb()
+        return reply
+
+    # Profiling (optional) -------------------------------------------------------------
+    def start_profiler(self, server: Gunicorn) -> subprocess.Popen | None:
+        """py-spy on the worker during the broadcasts, when asked for (--profile NAME)."""
+        if self.name not in self.options.profile:
+            return None
+        py_spy = ROOT / ".venv" / "bin" / "py-spy"
+        if not py_spy.exists():
+            print("  (py-spy is not installed: no profile)", file=sys.stderr)
+            return None
+        out = self.logdir / f"{self.name}-{self.n}-broadcasts.svg"
+        return subprocess.Popen(
+            ["taskset", "-c", LOADGEN_CPU, str(py_spy), "record", "--nonblocking", "-r", "200",
+             "-o", str(out), "-p", str(server.worker_pid)],
+            stdout=subprocess.DEVNULL, stderr=open(self.log_path("py-spy"), "ab"),  # noqa: SIM115
+        )
+
+    def stop_profiler(self, profiler: subprocess.Popen | None) -> None:
+        if profiler is not None:
+            from processes import stop_pid
+
+            stop_pid(profiler, signal.SIGINT, 30)
+
+    def cleanup(self) -> None:
+        """Stop clients, servers and the load generator (by PID), remove the database."""
+        if self.loadgen is not None:
+            with contextlib.suppress(Exception):
+                self.loadgen.call("close", timeout_s=30)
+            self.loadgen.stop()
+        for server in self.servers:
+            server.stop(signal.SIGTERM, timeout_s=20)
+        if self.school is not None:
+            with contextlib.suppress(Exception):
+                self.school.app.extensions["schoolbell.db"].kw["bind"].dispose()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _stats(values: list[float]) -> dict:
+    """count, p50, p99 and max (nearest rank) of latencies in ms."""
+    if not values:
+        return {"count": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
+
+    return {"count": len(ordered), "p50_ms": rank(0.5), "p99_ms": rank(0.99), "max_ms": ordered[-1]}
+
+
+# Command line -------------------------------------------------------------------------
+def parse_options(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", default=os.environ.get("BENCH_N") or "1000,5000,10000",
+                        help="client counts, comma-separated (env BENCH_N)")
+    parser.add_argument("--broadcasts", type=int,
+                        default=int(os.environ.get("BENCH_BROADCASTS") or 5))
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help=f"which of {', '.join(SERVERS)}")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: N=500, 2 broadcasts, no restart")
+    parser.add_argument("--no-reconnect", action="store_true", help="skip the restart test")
+    parser.add_argument("--concurrency", type=int, default=100,
+                        help="handshakes in flight while connecting")
+    parser.add_argument("--profile", default="",
+                        help="servers to profile with py-spy during the broadcasts")
+    args = parser.parse_args(argv)
+    ns = [int(x.replace("_", "")) for x in str(args.n).replace(" ", ",").split(",") if x.strip()]
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = set(servers) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    options = Options(ns=ns, broadcasts=args.broadcasts, servers=servers,
+                      reconnect=not args.no_reconnect, concurrency=args.concurrency,
+                      profile={s for s in args.profile.split(",") if s})
+    if args.quick:
+        options.ns, options.broadcasts, options.reconnect = [500], 2, False
+    return options
+
+
+def check_tools() -> None:
+    """Fail early, with the fix, when something the run needs is missing."""
+    if not (BENCH / "node_modules" / "ws").exists():
+        raise SystemExit("bench/node_modules is missing: run `make bench` (npm ci in bench/).")
+    for tool in ("node", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is needed and not on PATH.")
+    if (os.cpu_count() or 1) < 2:
+        print("warning: fewer than 2 CPUs: server and load generator share a core",
+              file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    options = parse_options(argv)
+    check_tools()
+    fd_limit = raise_fd_limit(max(65536, 2 * max(options.ns) + 4096))
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {int(LOADGEN_CPU)})  # keep the server's core for the server
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    logdir = options.out / f"{stamp}-logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    json_path = options.out / f"{stamp}.json"
+    results = {
+        "started": dt.datetime.now(dt.UTC).isoformat(),
+        "settings": {"n": options.ns, "broadcasts": options.broadcasts,
+                     "servers": options.servers, "reconnect": options.reconnect,
+                     "concurrency": options.concurrency, "fd_limit": fd_limit},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    "node": subprocess.run(["node", "--version"], capture_output=True,
+                                           text=True).stdout.strip()},
+        "runs": [],
+    }
+    print(f"bench: N={options.ns}, {options.broadcasts} broadcasts, servers "
+          f"{', '.join(options.servers)}; logs in {logdir.relative_to(ROOT)}", flush=True)
+    try:
+        for n in options.ns:
+            for name in options.servers:
+                print(f"  {name} N={n:,} ...", end=" ", flush=True)
+                result = Scenario(name, n, options, logdir).run()
+                results["runs"].append(result)
+                report.write_json(results, json_path)
+                print(f"{result['duration_s']} s" + (f"  FAILED: {result['error']}"
+                                                      if result["error"] else ""), flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted: reporting what was measured", file=sys.stderr)
+    finally:
+        results["finished"] = dt.datetime.now(dt.UTC).isoformat()
+        report.write_json(results, json_path)
+        print()
+        print(report.render(results))
+        print(f"\nraw numbers: {json_path.relative_to(ROOT)}")
+    return 0 if all(not r["error"] for r in results["runs"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

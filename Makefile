@@ -55,5 +55,18 @@ lint: install-test  ## Lint and format check only (make test runs them too)
 	$(BIN)/ruff check webapp tests migrations/env.py
 	$(BIN)/ruff format --check webapp tests migrations/env.py
 
+# Benchmark (bench/README.md): `make bench`, `make bench N=1000`, `make bench BENCH_ARGS=--quick`.
+# Pins the servers to CPU 0 and the load generator to CPU 1; about 8 minutes by default.
+$(VENV)/.installed-bench: bench/requirements.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	@touch $@
+
+bench/node_modules/.installed: bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bench: $(VENV)/.installed-bench bench/node_modules/.installed ## Schoolbell vs the naive loop vs Flask-SocketIO
+	$(BIN)/python bench/run.py $(if $(N),--n $(N)) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

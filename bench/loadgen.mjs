@@ -31,10 +31,17 @@ setTimeout(() => {
 // HTTP -------------------------------------------------------------------------------
 const agents = new Map();
 
-/** One keep-alive agent per purpose, so probes never queue behind the broadcast. */
+/** One agent per purpose, so probes never queue behind the broadcast. No keep-alive:
+ * a server closes idle connections after a few seconds, and a request sent on one it
+ * is closing fails (a client-side race that would be counted against the server). */
 function agentFor(name) {
-  if (!agents.has(name)) agents.set(name, new http.Agent({ keepAlive: true, maxSockets: 2 }));
+  if (!agents.has(name)) agents.set(name, new http.Agent({ keepAlive: false, maxSockets: 64 }));
   return agents.get(name);
+}
+
+function dropAgents() {
+  for (const agent of agents.values()) agent.destroy();
+  agents.clear();
 }
 
 /** A request; resolves {status, body, ms} (never rejects: errors become status 0). */
@@ -220,7 +227,7 @@ class Client {
     const watch = state.reconnect;
     if (watch) {
       if (Number.isNaN(watch.closeAt[this.index])) watch.closeAt[this.index] = now();
-      if (!wasReady && this.lastError) countInto(watch.failures, this.lastError);
+      if (!wasReady) countInto(watch.failures, this.lastError || `close ${code}${reason ? " " + reason : ""}`);
       this.lastError = null;
       this.scheduleReconnect(code === 1001);
     } else if (wasReady) {
@@ -291,6 +298,8 @@ async function connectAll(cmd) {
     launch();
   });
   const ready = openClients().length;
+  const unsettled = cmd.n - settled;
+  if (unsettled) errors[`not ready after ${cmd.wait_s} s`] = unsettled;
   return {
     n: cmd.n,
     ready,
@@ -304,7 +313,7 @@ async function connectAll(cmd) {
 
 /** broadcast {seq, request: {method, url, headers, body}, wait_s, probes?}: start
  * the send request, time every client's receipt of message `seq` from the request's
- * start; meanwhile run the probes one request after another until all have it. */
+ * start; meanwhile fire each probe's request every interval_ms until all have it. */
 async function broadcast(cmd) {
   const expected = openClients().length;
   const cpu = process.cpuUsage();
@@ -323,7 +332,7 @@ async function broadcast(cmd) {
   state.measuring = m;
   const sent = request({ ...cmd.request, agent: "send", timeoutMs: cmd.wait_s * 1000 });
   let running = true;
-  const probes = (cmd.probes || []).map((probe) => runProbe(probe, () => running, cmd.probe_gap_ms ?? 10));
+  const probes = (cmd.probes || []).map((probe) => runProbe(probe, () => running));
   await finished;
   const completeMs = now() - m.t0;
   running = false;
@@ -355,18 +364,29 @@ async function broadcast(cmd) {
   };
 }
 
-/** One probe: the same request again and again while `active()`; latencies (ms) of
- * those that started while it was, and any non-2xx statuses. */
-async function runProbe(probe, active, gapMs) {
-  const latencies = [];
+/** One probe: a new request every `probe.interval_ms` while `active()`, each on its own
+ * connection, at most `probe.max_in_flight` at once, for at most `probe.max_s`; the
+ * latencies (ms) of all of them (each started while the broadcast was in flight) and any
+ * failures. Bounded, so the probes measure the server rather than overload it. */
+async function runProbe(probe, active) {
+  const pending = [];
   const bad = {};
-  while (active()) {
-    const result = await request({ ...probe, agent: `probe-${probe.name}` });
-    latencies.push(round2(result.ms));
-    if (result.status < 200 || result.status >= 300) countInto(bad, result.status);
-    await sleep(gapMs);
+  const stopAt = now() + (probe.max_s ?? 10) * 1000;
+  let inFlight = 0;
+  while (active() && now() < stopAt) {
+    if (inFlight < (probe.max_in_flight ?? 5)) {
+      inFlight += 1;
+      pending.push(
+        request({ ...probe, agent: `probe-${probe.name}` }).then((result) => {
+          inFlight -= 1;
+          if (result.status < 200 || result.status >= 300) countInto(bad, result.status || result.body);
+          return round2(result.ms);
+        }),
+      );
+    }
+    await sleep(probe.interval_ms ?? 10);
   }
-  return { latencies, bad };
+  return { latencies: await Promise.all(pending), bad };
 }
 
 /** ack {ids, state, poll_url, headers, expect, interval_ms, wait_s}: every open
@@ -422,6 +442,7 @@ async function pollCounts(cmd, id, since, deadline) {
 /** arm_reconnect: from now on a closed client reconnects like the browser client, and
  * each client's close, hello and notification times are kept. */
 function armReconnect() {
+  dropAgents();
   const n = state.clients.length;
   state.reconnect = {
     armedAt: now(),
@@ -471,6 +492,7 @@ async function closeAll() {
   state.reconnect = null;
   for (const client of state.clients) client.close();
   state.clients = [];
+  dropAgents();
   await sleep(200);
   return { closed: n };
 }

@@ -105,8 +105,15 @@ def stop_pid(proc: subprocess.Popen, sig: int, timeout_s: float) -> None:
 class Gunicorn:
     """One gunicorn master with one gevent worker, pinned to SERVER_CPU."""
 
-    def __init__(self, app: str, env: dict[str, str], port: int, log_path: Path,
-                 worker_connections: int, pythonpath: str | None = None):
+    def __init__(
+        self,
+        app: str,
+        env: dict[str, str],
+        port: int,
+        log_path: Path,
+        worker_connections: int,
+        pythonpath: str | None = None,
+    ):
         self.app, self.port, self.log_path = app, port, log_path
         self.url = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, **env, "SCHOOLBELL_WORKER_CONNECTIONS": str(worker_connections)}
@@ -117,9 +124,20 @@ class Gunicorn:
 
     def command(self) -> list[str]:
         gunicorn = str(ROOT / ".venv" / "bin" / "gunicorn")
-        command = ["taskset", "-c", SERVER_CPU, gunicorn, "-c", str(ROOT / "webapp" / "gunicorn_conf.py"),
-                   "-b", f"127.0.0.1:{self.port}", "-w", "1",
-                   "--worker-connections", str(self.worker_connections)]
+        command = [
+            "taskset",
+            "-c",
+            SERVER_CPU,
+            gunicorn,
+            "-c",
+            str(ROOT / "webapp" / "gunicorn_conf.py"),
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "-w",
+            "1",
+            "--worker-connections",
+            str(self.worker_connections),
+        ]
         if self.pythonpath:
             command += ["--pythonpath", self.pythonpath]
         return [*command, self.app]
@@ -127,12 +145,15 @@ class Gunicorn:
     def start(self, timeout_s: float = 30) -> Gunicorn:
         """Start and wait until /healthz answers and the worker is known."""
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BenchError(f"gunicorn exited with {self.proc.returncode}; see {self.log_path}")
+                raise BenchError(
+                    f"gunicorn exited with {self.proc.returncode}; see {self.log_path}"
+                )
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
                     response.read()
@@ -176,8 +197,20 @@ class LoadGen:
     def start(self) -> LoadGen:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                ["taskset", "-c", LOADGEN_CPU, "node", str(BENCH / "loadgen.mjs"), "--max-s", str(self.max_s)],
-                cwd=BENCH, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                [
+                    "taskset",
+                    "-c",
+                    LOADGEN_CPU,
+                    "node",
+                    str(BENCH / "loadgen.mjs"),
+                    "--max-s",
+                    str(self.max_s),
+                ],
+                cwd=BENCH,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
             )
         threading.Thread(target=self._read, daemon=True).start()
         return self
@@ -196,7 +229,9 @@ class LoadGen:
         try:
             line = self.replies.get(timeout=timeout_s)
         except queue.Empty:
-            raise BenchError(f"load generator: no answer to {cmd} within {timeout_s:.0f} s") from None
+            raise BenchError(
+                f"load generator: no answer to {cmd} within {timeout_s:.0f} s"
+            ) from None
         if line is None:
             raise BenchError(f"the load generator exited during {cmd}; see {self.log_path}")
         reply = json.loads(line)

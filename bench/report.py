@@ -26,21 +26,24 @@ def summarize(run: dict) -> dict:
     """One server at one N, reduced to the table's numbers. Latencies: the median over
     the broadcasts of each one's p50 and p99, the largest max, the fewest received."""
     casts = run.get("broadcasts", [])
-    n = run["n"]
-    received = min((b["received"] for b in casts), default=None)
     memory = run.get("memory", {})
+
+    def latency(kind: str) -> dict:
+        return {
+            "p50": _median([b[kind]["p50_ms"] for b in casts]),
+            "p99": _median([b[kind]["p99_ms"] for b in casts]),
+            "max": max((b[kind]["max_ms"] or 0 for b in casts), default=None),
+        }
+
     return {
         "server": run["server"],
-        "n": n,
+        "n": run["n"],
         "error": run.get("error"),
         "connect_s": run.get("connect", {}).get("connect_s"),
-        "ready": run.get("connect", {}).get("ready"),
-        "e2e_p50": _median([b["e2e"]["p50_ms"] for b in casts]),
-        "e2e_p99": _median([b["e2e"]["p99_ms"] for b in casts]),
-        "e2e_max": max((b["e2e"]["max_ms"] or 0 for b in casts), default=None) if casts else None,
-        "fanout_p99": _median([b["fanout"]["p99_ms"] for b in casts]),
-        "received": received,
-        "rss_idle_mb": memory.get("rss_connected_kb", 0) / 1024 if memory else None,
+        "e2e": latency("e2e"),
+        "fanout": latency("fanout"),
+        "received": min((b["received"] for b in casts), default=None),
+        "rss_idle_mb": memory["rss_connected_kb"] / 1024 if memory else None,
         "kb_per_conn": memory.get("kb_per_conn_connected"),
         "kb_per_conn_after": memory.get("kb_per_conn_after_broadcasts"),
         "cpu_s": run.get("cpu", {}).get("total_s"),
@@ -53,26 +56,61 @@ def _ratio(value, base) -> str:
     return f"{value / base:.2f}x"
 
 
+def _latencies(stats: dict) -> str:
+    if stats["p99"] is None:
+        return "-"
+    return f"{stats['p50']:,.0f} / {stats['p99']:,.0f} / {stats['max']:,.0f}"
+
+
 def main_table(runs: list[dict]) -> str:
-    """Every server at every N, with ratios to the naive loop with plain frames."""
+    """Every server at every N, with ratios to the naive loop with plain frames (and
+    end-to-end p99 to Flask-SocketIO's)."""
     rows = [summarize(run) for run in runs]
-    base = {row["n"]: row for row in rows if row["server"] == BASELINE and not row["error"]}
-    header = ["server", "N", "connect s", "e2e p50", "e2e p99", "e2e max", "fan-out p99",
-              "received", "RSS idle MB", "KB/conn idle", "KB/conn after", "CPU s",
-              "p99 vs naive", "fan-out vs naive", "KB/conn vs naive"]
+    naive = {r["n"]: r for r in rows if r["server"] == BASELINE and not r["error"]}
+    socketio = {r["n"]: r for r in rows if r["server"] == "socketio" and not r["error"]}
+    header = [
+        "server",
+        "N",
+        "connect s",
+        "e2e p50/p99/max",
+        "fan-out p50/p99/max",
+        "received",
+        "RSS idle MB",
+        "KB/conn idle",
+        "KB/conn after",
+        "CPU s",
+        "e2e /naive",
+        "fan-out /naive",
+        "KB/conn /naive",
+        "e2e /socketio",
+    ]
     lines = []
     for row in rows:
-        b = base.get(row["n"], {})
+        base = naive.get(row["n"])
+        sio = socketio.get(row["n"])
         received = "-" if row["received"] is None else f"{row['received']}/{row['n']}"
-        cells = [row["server"], f"{row['n']:,}", _fmt(row["connect_s"], 1), _fmt(row["e2e_p50"], 1),
-                 _fmt(row["e2e_p99"], 1), _fmt(row["e2e_max"], 1), _fmt(row["fanout_p99"], 1), received,
-                 _fmt(row["rss_idle_mb"], 0), _fmt(row["kb_per_conn"], 1), _fmt(row["kb_per_conn_after"], 1),
-                 _fmt(row["cpu_s"], 1), _ratio(row["e2e_p99"], b.get("e2e_p99")),
-                 _ratio(row["fanout_p99"], b.get("fanout_p99")),
-                 _ratio(row["kb_per_conn_after"], b.get("kb_per_conn_after"))]
-        lines.append(cells)
+        if row["received"] is not None and row["received"] < row["n"]:
+            received += " !"
+        lines.append(
+            [
+                row["server"],
+                f"{row['n']:,}",
+                _fmt(row["connect_s"], 1),
+                _latencies(row["e2e"]),
+                _latencies(row["fanout"]),
+                received,
+                _fmt(row["rss_idle_mb"], 0),
+                _fmt(row["kb_per_conn"], 1),
+                _fmt(row["kb_per_conn_after"], 1),
+                _fmt(row["cpu_s"], 1),
+                _ratio(row["e2e"]["p99"], base and base["e2e"]["p99"]),
+                _ratio(row["fanout"]["p99"], base and base["fanout"]["p99"]),
+                _ratio(row["kb_per_conn_after"], base and base["kb_per_conn_after"]),
+                _ratio(row["e2e"]["p99"], sio and sio["e2e"]["p99"]),
+            ]
+        )
         if row["error"]:
-            lines.append([f"  ^ FAILED: {row['error']}"] + [""] * (len(header) - 1))
+            lines.append([f"  ^ FAILED: {row['error']}"])
     return _align(header, lines)
 
 
@@ -92,8 +130,17 @@ def broadcast_table(runs: list[dict]) -> str:
 
 def schoolbell_table(runs: list[dict]) -> str:
     """Receipts, responsiveness during a broadcast, and reconnection (Schoolbell only)."""
-    header = ["N", "receipts recorded", "healthz p50/p99/max (n)", "preview p50/p99/max (n)",
-              "restart: all back", "all caught up", "after server up", "caught up"]
+    header = [
+        "N",
+        "receipts recorded",
+        "healthz p50/p99/max (n)",
+        "preview p50/p99/max (n)",
+        "complete",
+        "restart: all back",
+        "all caught up",
+        "after server up",
+        "caught up",
+    ]
     lines = []
     for run in runs:
         if run["server"] != "schoolbell":
@@ -102,23 +149,39 @@ def schoolbell_table(runs: list[dict]) -> str:
         receipts = extra.get("receipts", {})
         reconnect = extra.get("reconnect")
         recorded = receipts.get("recorded_ms")
-        lines.append([
-            f"{run['n']:,}",
-            "-" if recorded is None else f"{recorded:,.0f} ms ({receipts.get('acks', 0)} acks)",
-            _probe_cell(extra.get("probes", {}).get("healthz")),
-            _probe_cell(extra.get("probes", {}).get("preview")),
-            "skipped" if reconnect is None else _seconds(reconnect.get("all_reconnected_s")),
-            "-" if reconnect is None else _seconds(reconnect.get("all_caught_up_s")),
-            "-" if reconnect is None else _seconds(reconnect.get("caught_up_after_server_up_s")),
-            "-" if reconnect is None else f"{reconnect.get('caught_up')}/{reconnect.get('n')}",
-        ])
+        lines.append(
+            [
+                f"{run['n']:,}",
+                "-" if recorded is None else f"{recorded:,.0f} ms ({receipts.get('acks', 0)} acks)",
+                _probe_cell(extra.get("probes", {}).get("healthz")),
+                _probe_cell(extra.get("probes", {}).get("preview")),
+                _complete(extra.get("probes", {})),
+                "skipped" if reconnect is None else _seconds(reconnect.get("all_reconnected_s")),
+                "-" if reconnect is None else _seconds(reconnect.get("all_caught_up_s")),
+                "-"
+                if reconnect is None
+                else _seconds(reconnect.get("caught_up_after_server_up_s")),
+                "-" if reconnect is None else f"{reconnect.get('caught_up')}/{reconnect.get('n')}",
+            ]
+        )
     return _align(header, lines) if lines else ""
 
 
 def _probe_cell(stats: dict | None) -> str:
     if not stats or not stats.get("count"):
         return "-"
-    return f"{stats['p50_ms']:.0f}/{stats['p99_ms']:.0f}/{stats['max_ms']:.0f} ms ({stats['count']})"
+    return (
+        f"{stats['p50_ms']:.0f}/{stats['p99_ms']:.0f}/{stats['max_ms']:.0f} ms ({stats['count']})"
+    )
+
+
+def _complete(probes: dict) -> str:
+    """Probe broadcasts that reached every client, e.g. "3/3" or "2/3 !"."""
+    casts = probes.get("broadcasts")
+    if not casts:
+        return "-"
+    stalled = len(probes.get("stalled", []))
+    return f"{len(casts) - stalled}/{len(casts)}" + (" !" if stalled else "")
 
 
 def _seconds(value) -> str:
@@ -127,13 +190,18 @@ def _seconds(value) -> str:
 
 def _align(header: list[str], lines: list[list[str]]) -> str:
     """Columns padded to their widest cell; numbers right-aligned, names left-aligned."""
-    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+    notes = [row for row in lines if str(row[0]).startswith("  ^")]
+    table = [row for row in [header, *lines] if row not in notes]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     out = []
     for row in [header, *lines]:
-        if len(row) > 1 and row[1] == "" and str(row[0]).startswith("  ^"):
+        if str(row[0]).startswith("  ^"):
             out.append(str(row[0]))  # a failure note spans the line
             continue
-        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         out.append("  ".join(cells).rstrip())
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -144,8 +212,12 @@ def render(results: dict) -> str:
     runs = results["runs"]
     parts = [
         "Latencies in ms: e2e = from the start of the send request to receipt at a client;",
-        "fan-out = from the first client's receipt to each client's. Median over broadcasts",
-        "of each one's p50/p99; max = the largest of all. RSS = the gunicorn worker's.",
+        "fan-out = from the first client's receipt to each client's. p50 and p99: the median",
+        "over the broadcasts of each one's; max: the largest of all. RSS and CPU: the gunicorn",
+        "worker's; KB/conn = RSS growth from before connecting, per client (idle: all",
+        "connected; after: after the broadcasts). CPU s: connecting plus broadcasting.",
+        "/naive, /socketio: ratios of p99 (and of KB/conn after) to naive-plain's and",
+        "socketio's at the same N; below 1.00x is better.",
         "",
         main_table(runs),
         "",
@@ -154,9 +226,14 @@ def render(results: dict) -> str:
     ]
     extra = schoolbell_table(runs)
     if extra:
-        parts += ["", "Schoolbell only (receipts: from the last ack sent until the API shows all "
-                  "delivered; probes run while a broadcast is in flight; restart: from the "
-                  "first close):", extra]
+        parts += [
+            "",
+            "Schoolbell only. Receipts: from the last `delivered` ack sent until the API",
+            "shows all N delivered. healthz / preview: requested while a broadcast is in",
+            "flight (complete: those broadcasts that reached every client). Restart: from",
+            "the first close until all are back / have, by replay, what was sent while down.",
+            extra,
+        ]
     return "\n".join(parts)
 
 

@@ -34,9 +34,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import report  # noqa: E402
-import school as schoolbell  # noqa: E402
-from processes import (  # noqa: E402
+import report
+import school as schoolbell
+from processes import (
     BENCH,
     LOADGEN_CPU,
     ROOT,
@@ -45,6 +45,7 @@ from processes import (  # noqa: E402
     LoadGen,
     free_port,
     raise_fd_limit,
+    stop_pid,
 )
 
 SERVERS = ("schoolbell", "naive-plain", "naive-deflate", "socketio")
@@ -66,6 +67,21 @@ class Options:
     concurrency: int
     profile: set[str] = field(default_factory=set)
     out: Path = BENCH / "results"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The worker's resident memory and CPU time at one moment."""
+
+    rss_kb: int
+    cpu_s: float
+
+    @classmethod
+    def of(cls, server: Gunicorn) -> Usage:
+        rss, cpu = server.rss_kb(), server.cpu_s()
+        if rss is None or cpu is None:
+            raise BenchError("the server's worker is gone")
+        return cls(rss, cpu)
 
 
 @dataclass(frozen=True)
@@ -164,10 +180,13 @@ class Scenario:
     def run(self) -> dict:
         """Measure; on failure record the error (the run goes on with the next one)."""
         started = time.monotonic()
+        self.result["load_average"] = os.getloadavg()
         try:
             self.measure()
-        except Exception as exc:  # noqa: BLE001 - recorded, then the next scenario runs
-            self.result["error"] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            earlier = self.result["error"]  # e.g. refused connections, then this
+            self.result["error"] = f"{earlier}; then {error}" if earlier else error
             with open(self.log_path("orchestrator"), "a") as fh:
                 traceback.print_exc(file=fh)
         finally:
@@ -179,12 +198,19 @@ class Scenario:
         env = {**self.kind.env}
         if self.school is not None:
             env.update(self.school.server_env(self.n))
-        server = Gunicorn(self.kind.app, env, port, self.log_path("server"),
-                          worker_connections=self.n + 2000, pythonpath=self.kind.pythonpath)
+        server = Gunicorn(
+            self.kind.app,
+            env,
+            port,
+            self.log_path("server"),
+            worker_connections=self.n + 2000,
+            pythonpath=self.kind.pythonpath,
+        )
         self.servers.append(server)
         return server.start()
 
     def measure(self) -> None:
+        """Connect N, broadcast, and sample the worker's RSS and CPU around each phase."""
         if self.name == "schoolbell":
             step = time.monotonic()
             self.school = schoolbell.build(self.workdir, self.n)
@@ -192,52 +218,59 @@ class Scenario:
         server = self.start_server(free_port())
         self.loadgen = LoadGen(self.log_path("loadgen"), max_s=900).start()
         wait_idle(server)
-        rss_before, cpu_before = server.rss_kb(), server.cpu_s()
-        self.result["connect"] = self.loadgen.call(
-            "connect", timeout_s=connect_timeout_s(self.n) + 10, kind=self.kind.client,
-            url=ws_url(self.name, server.url), n=self.n, concurrency=self.options.concurrency,
-            wait_s=connect_timeout_s(self.n),
-            tokens_file=str(self.school.tokens_file) if self.school else None,
-        )
+        before = Usage.of(server)
+        with self.profiling(server, "connect"):
+            self.result["connect"] = connect = self.connect(server)
+        if connect["failed"]:  # the server could not hold N: say so, measure the rest
+            self.result["error"] = f"connected {connect['ready']}/{self.n}: {connect['errors']}"
         wait_idle(server)
         time.sleep(0.5)
-        rss_connected, cpu_connected = server.rss_kb(), server.cpu_s()
-        profiler = self.start_profiler(server)
-        try:
-            self.result["broadcasts"] = [
-                self.broadcast(server, seq) for seq in range(1, self.options.broadcasts + 1)
-            ]
-        finally:
-            self.stop_profiler(profiler)
+        connected = Usage.of(server)
+        casts = self.result["broadcasts"] = []  # kept as they come, should one fail
+        with self.profiling(server, "broadcasts"):
+            for seq in range(1, self.options.broadcasts + 1):
+                casts.append(self.broadcast(server, seq))
         wait_idle(server)
-        rss_after, cpu_after = server.rss_kb(), server.cpu_s()
-        ready = self.result["connect"]["ready"] or 1
+        after = Usage.of(server)
+        ready = connect["ready"] or 1
         self.result["memory"] = {
-            "rss_before_connect_kb": rss_before,
-            "rss_connected_kb": rss_connected,
-            "rss_after_broadcasts_kb": rss_after,
-            "kb_per_conn_connected": round((rss_connected - rss_before) / ready, 2),
-            "kb_per_conn_after_broadcasts": round((rss_after - rss_before) / ready, 2),
+            "rss_before_connect_kb": before.rss_kb,
+            "rss_connected_kb": connected.rss_kb,
+            "rss_after_broadcasts_kb": after.rss_kb,
+            "kb_per_conn_connected": round((connected.rss_kb - before.rss_kb) / ready, 2),
+            "kb_per_conn_after_broadcasts": round((after.rss_kb - before.rss_kb) / ready, 2),
         }
         self.result["cpu"] = {
-            "connect_s": round(cpu_connected - cpu_before, 2),
-            "broadcasts_s": round(cpu_after - cpu_connected, 2),
-            "total_s": round(cpu_after - cpu_before, 2),
+            "connect_s": round(connected.cpu_s - before.cpu_s, 2),
+            "broadcasts_s": round(after.cpu_s - connected.cpu_s, 2),
+            "total_s": round(after.cpu_s - before.cpu_s, 2),
         }
-        if self.result["connect"]["failed"]:
-            self.result["error"] = "connected {ready}/{n}: {errors}".format(
-                ready=self.result["connect"]["ready"], n=self.n,
-                errors=self.result["connect"]["errors"])
         if self.name == "schoolbell":
             self.schoolbell_extras(server)
+
+    def connect(self, server: Gunicorn) -> dict:
+        """Open N clients (at most --concurrency handshakes at once) until all are ready."""
+        return self.loadgen.call(
+            "connect",
+            timeout_s=connect_timeout_s(self.n) + 10,
+            wait_s=connect_timeout_s(self.n),
+            kind=self.kind.client,
+            url=ws_url(self.name, server.url),
+            n=self.n,
+            concurrency=self.options.concurrency,
+            tokens_file=str(self.school.tokens_file) if self.school else None,
+        )
 
     def broadcast(self, server: Gunicorn, seq: int, probes: list | None = None) -> dict:
         """One broadcast, timed by the load generator from the send request's start."""
         time.sleep(BROADCAST_GAP_S)
         reply = self.loadgen.call(
-            "broadcast", timeout_s=75, wait_s=60, seq=seq,
+            "broadcast",
+            timeout_s=75,
+            wait_s=60,
+            seq=seq,
             request=send_request(self.name, server.url, seq, self.school),
-            probes=probes or [], probe_gap_ms=5,
+            probes=probes or [],
         )
         if reply["status"] not in (200, 201):
             raise BenchError(f"broadcast {seq}: HTTP {reply['status']} {reply['response']}")
@@ -260,12 +293,17 @@ class Scenario:
             extra["reconnect"] = None
 
     def probe_during_broadcasts(self, server: Gunicorn) -> dict:
-        """Extra broadcasts with /healthz and the compose preview requested over and over
-        while each is in flight, until HEALTHZ_SAMPLES are taken."""
+        """Extra broadcasts with /healthz and the compose preview requested while each is
+        in flight, until HEALTHZ_SAMPLES are taken. A broadcast that does not reach every
+        client while they run is recorded as stalled."""
         cookie, csrf = schoolbell.sign_in(server.url, self.school.admin_password)
         probes = [
-            {"name": "healthz", "method": "GET", "url": server.url + "/healthz"},
-            schoolbell.preview_probe(server.url, cookie, csrf),
+            # a monitor or load balancer: every 10 ms, at most 5 at once
+            {"name": "healthz", "method": "GET", "url": server.url + "/healthz"}
+            | {"interval_ms": 10, "max_in_flight": 5, "max_s": 10},
+            # a person typing in the compose form: one preview at a time
+            schoolbell.preview_probe(server.url, cookie, csrf)
+            | {"interval_ms": 25, "max_in_flight": 1, "max_s": 10},
         ]
         casts, samples = [], {"healthz": [], "preview": []}
         seq = self.options.broadcasts
@@ -277,19 +315,35 @@ class Scenario:
                 samples[name] += reply["probes"][name]["latencies"]
                 if reply["probes"][name]["bad"]:
                     raise BenchError(f"{name} probe failed: {reply['probes'][name]['bad']}")
-        return {name: _stats(values) for name, values in samples.items()} | {"broadcasts": casts}
+            if reply["received"] < reply["expected"]:
+                break  # stalled: recorded below; more of the same would only cost time
+        stalled = [c["seq"] for c in casts if c["received"] < c["expected"]]
+        return {name: _stats(values) for name, values in samples.items()} | {
+            "broadcasts": casts,
+            "stalled": stalled,
+        }
 
     def receipts(self, server: Gunicorn, ids: list[int]) -> dict:
         """All clients ack `delivered` for `ids` at once; poll the API every 50 ms until
         each shows N delivered."""
         reply = self.loadgen.call(
-            "ack", timeout_s=70, wait_s=60, ids=ids, state="delivered", expect=self.n,
-            interval_ms=50, poll_url=server.url + "/api/v1/notifications/{id}",
+            "ack",
+            timeout_s=70,
+            wait_s=60,
+            ids=ids,
+            state="delivered",
+            expect=self.n,
+            interval_ms=50,
+            poll_url=server.url + "/api/v1/notifications/{id}",
             headers=self.school.api_headers(),
         )
         first = reply["results"][str(ids[0])]
-        return {"acks": reply["acks_sent"], "recorded_ms": first["recorded_ms"],
-                "all_ok": all(r["ok"] for r in reply["results"].values()), "raw": reply}
+        return {
+            "acks": reply["acks_sent"],
+            "recorded_ms": first["recorded_ms"],
+            "all_ok": all(r["ok"] for r in reply["results"].values()),
+            "raw": reply,
+        }
 
     def restart_and_catch_up(self, server: Gunicorn) -> dict:
         """SIGTERM the server (sockets close with 1001), send an announcement while it is
@@ -309,35 +363,36 @@ class Scenario:
         return reply
 
     # Profiling (optional) -------------------------------------------------------------
-    def start_profiler(self, server: Gunicorn) -> subprocess.Popen | None:
-        """py-spy on the worker during the broadcasts, when asked for (--profile NAME)."""
-        if self.name not in self.options.profile:
-            return None
+    @contextlib.contextmanager
+    def profiling(self, server: Gunicorn, phase: str):
+        """py-spy on the worker during a phase, when asked for (--profile NAME): a flame
+        graph (or BENCH_PYSPY_FORMAT=raw|speedscope) in the logs folder."""
         py_spy = ROOT / ".venv" / "bin" / "py-spy"
-        if not py_spy.exists():
-            print("  (py-spy is not installed: no profile)", file=sys.stderr)
-            return None
-        out = self.logdir / f"{self.name}-{self.n}-broadcasts.svg"
-        return subprocess.Popen(
-            ["taskset", "-c", LOADGEN_CPU, str(py_spy), "record", "--nonblocking", "-r", "200",
-             "-o", str(out), "-p", str(server.worker_pid)],
-            stdout=subprocess.DEVNULL, stderr=open(self.log_path("py-spy"), "ab"),  # noqa: SIM115
-        )
-
-    def stop_profiler(self, profiler: subprocess.Popen | None) -> None:
-        if profiler is not None:
-            from processes import stop_pid
-
-            stop_pid(profiler, signal.SIGINT, 30)
+        if self.name not in self.options.profile or not py_spy.exists():
+            yield
+            return
+        fmt = os.environ.get("BENCH_PYSPY_FORMAT", "flamegraph")
+        suffix = {"flamegraph": "svg", "raw": "folded", "speedscope": "json"}.get(fmt, fmt)
+        out = self.logdir / f"{self.name}-{self.n}-{phase}.{suffix}"
+        command = ["taskset", "-c", LOADGEN_CPU, str(py_spy), "record", "--nonblocking"]
+        command += ["-r", "200", "-f", fmt, "-o", str(out), "-p", str(server.worker_pid)]
+        with open(self.log_path("py-spy"), "ab") as log:
+            profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            yield
+        finally:
+            stop_pid(profiler, signal.SIGINT, 30)  # py-spy writes its output on SIGINT
 
     def cleanup(self) -> None:
-        """Stop clients, servers and the load generator (by PID), remove the database."""
+        """Stop servers, clients and the load generator (by PID), remove the database."""
+        # Servers first: the server side then closes, and holds the TIME_WAIT states, so
+        # the next scenario's clients find free ephemeral ports.
+        for server in self.servers:
+            server.stop(signal.SIGQUIT, timeout_s=20)
         if self.loadgen is not None:
             with contextlib.suppress(Exception):
                 self.loadgen.call("close", timeout_s=30)
             self.loadgen.stop()
-        for server in self.servers:
-            server.stop(signal.SIGTERM, timeout_s=20)
         if self.school is not None:
             with contextlib.suppress(Exception):
                 self.school.app.extensions["schoolbell.db"].kw["bind"].dispose()
@@ -359,28 +414,46 @@ def _stats(values: list[float]) -> dict:
 # Command line -------------------------------------------------------------------------
 def parse_options(argv: list[str]) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", default=os.environ.get("BENCH_N") or "1000,5000,10000",
-                        help="client counts, comma-separated (env BENCH_N)")
-    parser.add_argument("--broadcasts", type=int,
-                        default=int(os.environ.get("BENCH_BROADCASTS") or 5))
-    parser.add_argument("--servers", default=",".join(SERVERS),
-                        help=f"which of {', '.join(SERVERS)}")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: N=500, 2 broadcasts, no restart")
+    parser.add_argument(
+        "--n",
+        default=os.environ.get("BENCH_N") or "1000,5000,10000",
+        help="client counts, comma-separated (env BENCH_N)",
+    )
+    parser.add_argument(
+        "--broadcasts",
+        type=int,
+        default=int(os.environ.get("BENCH_BROADCASTS") or 5),
+        help="measured broadcasts per server and N (env BENCH_BROADCASTS)",
+    )
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS), help=f"which of {', '.join(SERVERS)}"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: N=500, 2 broadcasts, no restart"
+    )
     parser.add_argument("--no-reconnect", action="store_true", help="skip the restart test")
-    parser.add_argument("--concurrency", type=int, default=100,
-                        help="handshakes in flight while connecting")
-    parser.add_argument("--profile", default="",
-                        help="servers to profile with py-spy during the broadcasts")
+    parser.add_argument(
+        "--concurrency", type=int, default=100, help="handshakes in flight while connecting"
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="servers to profile with py-spy while connecting and broadcasting",
+    )
     args = parser.parse_args(argv)
     ns = [int(x.replace("_", "")) for x in str(args.n).replace(" ", ",").split(",") if x.strip()]
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = set(servers) - set(SERVERS)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
-    options = Options(ns=ns, broadcasts=args.broadcasts, servers=servers,
-                      reconnect=not args.no_reconnect, concurrency=args.concurrency,
-                      profile={s for s in args.profile.split(",") if s})
+    options = Options(
+        ns=ns,
+        broadcasts=args.broadcasts,
+        servers=servers,
+        reconnect=not args.no_reconnect,
+        concurrency=args.concurrency,
+        profile={s for s in args.profile.split(",") if s},
+    )
     if args.quick:
         options.ns, options.broadcasts, options.reconnect = [500], 2, False
     return options
@@ -394,12 +467,13 @@ def check_tools() -> None:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed and not on PATH.")
     if (os.cpu_count() or 1) < 2:
-        print("warning: fewer than 2 CPUs: server and load generator share a core",
-              file=sys.stderr)
+        print("warning: fewer than 2 CPUs: server and load generator share a core", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
     options = parse_options(argv)
+    # On SIGTERM too, unwind through every `finally`, so no child outlives the run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     check_tools()
     fd_limit = raise_fd_limit(max(65536, 2 * max(options.ns) + 4096))
     with contextlib.suppress(OSError):
@@ -410,16 +484,28 @@ def main(argv: list[str]) -> int:
     json_path = options.out / f"{stamp}.json"
     results = {
         "started": dt.datetime.now(dt.UTC).isoformat(),
-        "settings": {"n": options.ns, "broadcasts": options.broadcasts,
-                     "servers": options.servers, "reconnect": options.reconnect,
-                     "concurrency": options.concurrency, "fd_limit": fd_limit},
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "node": subprocess.run(["node", "--version"], capture_output=True,
-                                           text=True).stdout.strip()},
+        "settings": {
+            "n": options.ns,
+            "broadcasts": options.broadcasts,
+            "servers": options.servers,
+            "reconnect": options.reconnect,
+            "concurrency": options.concurrency,
+            "fd_limit": fd_limit,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "node": subprocess.run(
+                ["node", "--version"], capture_output=True, text=True
+            ).stdout.strip(),
+        },
         "runs": [],
     }
-    print(f"bench: N={options.ns}, {options.broadcasts} broadcasts, servers "
-          f"{', '.join(options.servers)}; logs in {logdir.relative_to(ROOT)}", flush=True)
+    print(
+        f"bench: N={options.ns}, {options.broadcasts} broadcasts, servers "
+        f"{', '.join(options.servers)}; logs in {logdir.relative_to(ROOT)}",
+        flush=True,
+    )
     try:
         for n in options.ns:
             for name in options.servers:
@@ -427,8 +513,11 @@ def main(argv: list[str]) -> int:
                 result = Scenario(name, n, options, logdir).run()
                 results["runs"].append(result)
                 report.write_json(results, json_path)
-                print(f"{result['duration_s']} s" + (f"  FAILED: {result['error']}"
-                                                      if result["error"] else ""), flush=True)
+                print(
+                    f"{result['duration_s']} s"
+                    + (f"  FAILED: {result['error']}" if result["error"] else ""),
+                    flush=True,
+                )
     except KeyboardInterrupt:
         print("\ninterrupted: reporting what was measured", file=sys.stderr)
     finally:

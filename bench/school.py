@@ -79,11 +79,27 @@ def build(workdir: Path, n: int) -> School:
     with app.app_context(), session_scope(app) as session:
         session.execute(
             insert(User),
-            [{"email": ADMIN_EMAIL, "name": "Bench Admin", "role": Role.ADMIN,
-              "password_hash": hash_password(admin_password), "active": True, "session_epoch": 0}]
-            + [{"email": f"student{i}@school.test", "name": f"Student {i}", "role": Role.STUDENT,
-                "password_hash": shared_hash, "active": True, "session_epoch": 0}
-               for i in range(n)],
+            [
+                {
+                    "email": ADMIN_EMAIL,
+                    "name": "Bench Admin",
+                    "role": Role.ADMIN,
+                    "password_hash": hash_password(admin_password),
+                    "active": True,
+                    "session_epoch": 0,
+                }
+            ]
+            + [
+                {
+                    "email": f"student{i}@school.test",
+                    "name": f"Student {i}",
+                    "role": Role.STUDENT,
+                    "password_hash": shared_hash,
+                    "active": True,
+                    "session_epoch": 0,
+                }
+                for i in range(n)
+            ],
         )
         session.commit()
         admin = session.scalar(select(User).where(User.email == ADMIN_EMAIL))
@@ -94,8 +110,17 @@ def build(workdir: Path, n: int) -> School:
         admin_id = admin.id
     tokens_file = workdir / "tokens.json"
     mint_tokens(app, student_ids, tokens_file)
-    return School(app, database_url, secret_key, jwt_secret, api_token, admin_id,
-                  admin_password, student_ids, tokens_file)
+    return School(
+        app,
+        database_url,
+        secret_key,
+        jwt_secret,
+        api_token,
+        admin_id,
+        admin_password,
+        student_ids,
+        tokens_file,
+    )
 
 
 def mint_tokens(app, user_ids: list[int], path: Path) -> None:
@@ -104,8 +129,13 @@ def mint_tokens(app, user_ids: list[int], path: Path) -> None:
 
     config = app.config
     tokens = [
-        issue_client_token(uid, secret=config["JWT_SECRET"], issuer=config["JWT_ISSUER"],
-                           audience=config["JWT_AUDIENCE"], ttl_s=JWT_TTL_S).token
+        issue_client_token(
+            uid,
+            secret=config["JWT_SECRET"],
+            issuer=config["JWT_ISSUER"],
+            audience=config["JWT_AUDIENCE"],
+            ttl_s=JWT_TTL_S,
+        ).token
         for uid in user_ids
     ]
     path.write_text(json.dumps(tokens))
@@ -114,8 +144,12 @@ def mint_tokens(app, user_ids: list[int], path: Path) -> None:
 def send_request(base_url: str, school: School, seq: int) -> dict:
     """The real send path: POST /api/v1/notifications to everyone."""
     body = {"title": f"bench #{seq}", "body": BODY, "targets": {"everyone": True}}
-    return {"method": "POST", "url": base_url + "/api/v1/notifications",
-            "headers": school.api_headers(), "body": json.dumps(body)}
+    return {
+        "method": "POST",
+        "url": base_url + "/api/v1/notifications",
+        "headers": school.api_headers(),
+        "body": json.dumps(body),
+    }
 
 
 def send_while_down(school: School) -> int:
@@ -127,8 +161,9 @@ def send_while_down(school: School) -> int:
 
     with school.app.app_context(), session_scope(school.app) as session:
         admin = session.get(User, school.admin_id)
-        draft = notifications.Draft(title="bench catch-up", body=BODY,
-                                    audience=audience.AudienceSpec(everyone=True))
+        draft = notifications.Draft(
+            title="bench catch-up", body=BODY, audience=audience.AudienceSpec(everyone=True)
+        )
         return notifications.send(session, admin, draft).notification.id
 
 
@@ -156,7 +191,15 @@ def sign_in(base_url: str, password: str) -> tuple[str, str]:
 def preview_probe(base_url: str, cookie: str, csrf: str) -> dict:
     """The compose page's live preview (with the recipient count of the whole school)."""
     form = {"title": "Preview", "body": BODY, "priority": "normal", "everyone": "1"}
-    return {"name": "preview", "method": "POST", "url": base_url + "/notifications/preview",
-            "headers": {"Cookie": cookie, "X-CSRFToken": csrf, "HX-Request": "true",
-                        "Content-Type": "application/x-www-form-urlencoded"},
-            "body": urllib.parse.urlencode(form)}
+    return {
+        "name": "preview",
+        "method": "POST",
+        "url": base_url + "/notifications/preview",
+        "headers": {
+            "Cookie": cookie,
+            "X-CSRFToken": csrf,
+            "HX-Request": "true",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        "body": urllib.parse.urlencode(form),
+    }

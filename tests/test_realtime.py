@@ -565,3 +565,25 @@ def test_reading_in_one_tab_tells_the_others(live_school: LiveSchool):
     assert first.expect("receipt", timeout=3)["id"] == sent["id"]
     with pytest.raises((AssertionError, websocket.WebSocketTimeoutException)):
         other_user.expect("receipt", timeout=0.7)
+
+
+def test_sockets_over_the_cap_are_refused_before_the_handshake(
+    app, database_url, live_server_factory
+):
+    from .school import build_school
+    from .test_server import Browserish
+
+    school = build_school(app)
+    server = live_server_factory(database_url, WS_MAX_CONNECTIONS="2")
+    live = LiveSchool(school, server)
+    try:
+        live.tab("s7b_1")
+        live.tab("s7b_2")
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            live.tab("s7b_3")
+        assert refused.value.status_code == 503
+        assert refused.value.resp_headers.get("retry-after") == "5"
+        status, _, _ = Browserish(server.url).request("/healthz")
+        assert status == 200  # pages and health checks still answer
+    finally:
+        live.close()

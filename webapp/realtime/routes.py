@@ -13,7 +13,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, current_app, g, make_response, request
 from flask_login import current_user
 
 from .. import tokens
@@ -102,9 +102,10 @@ def gate():
 
 
 def _refuse(status: int, code: str, message: str):
-    response, status = error_response(status, code, message)
+    """An HTTP refusal before the handshake, asking the client to come back later."""
+    response = make_response(error_response(status, code, message))
     response.headers["Retry-After"] = "5"
-    return response, status
+    return response
 
 
 @sock.route("/ws", bp=bp)

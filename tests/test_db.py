@@ -3,10 +3,11 @@
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.orm import Session
 
 from webapp import migrate
-from webapp.db import Base, make_engine
+from webapp.db import Base, integer_rows, make_engine
 from webapp.models import User
 
 
@@ -50,8 +51,6 @@ def test_sqlite_uses_wal_busy_timeout_and_foreign_keys(database_url):
 
 def test_timestamps_come_back_timezone_aware(any_database_url):
     engine = make_engine(any_database_url)
-    from sqlalchemy.orm import Session
-
     with Session(engine) as session:
         user = User(email="tz@school.test", name="Tz", role="student")
         session.add(user)
@@ -105,3 +104,15 @@ def test_a_duplicate_inserted_meanwhile_is_a_conflict_not_a_crash(
         assert refused.value.code == f"duplicate_{'email' if kind == 'user' else 'class'}"
         session.rollback()
     app.extensions["schoolbell.db"].kw["bind"].dispose()
+
+
+def test_integer_rows_carries_a_whole_school_in_one_parameter(any_database_url):
+    """The id list behind INSERT ... SELECT: more ids than SQLite's parameter limit,
+    in order, as integers."""
+    engine = make_engine(any_database_url)
+    ids = list(range(1, 40_001))
+    with Session(engine) as session:
+        rows = integer_rows(session, ids)
+        got = session.execute(select(rows.c.value)).scalars().all()
+    engine.dispose()
+    assert [int(x) for x in got] == ids

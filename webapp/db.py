@@ -7,14 +7,17 @@ ends, so no connection stays pinned to a long-lived socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, Integer, MetaData, bindparam, create_engine, event, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.expression import TableValuedAlias
 from sqlalchemy.types import TypeDecorator
 from werkzeug.routing import IntegerConverter
 
@@ -60,6 +63,16 @@ def utcnow() -> datetime:
 
 
 LIKE_ESCAPE = "\\"
+
+
+def integer_rows(session: Session, ids: Sequence[int]) -> TableValuedAlias:
+    """`ids` as a table with one integer column `value`, sent as one parameter (a JSON
+    array for SQLite, an array for PostgreSQL): lets INSERT ... SELECT write thousands of
+    rows in one statement, with no per-row work in Python."""
+    if session.get_bind().dialect.name == "postgresql":
+        values = bindparam("ids", list(ids), type_=ARRAY(Integer))
+        return func.unnest(values).table_valued("value").render_derived()
+    return func.json_each(json.dumps(list(ids))).table_valued("value")
 
 
 def contains_pattern(text: str) -> str:

@@ -89,6 +89,12 @@ def require_sender(actor: User) -> None:
         raise Forbidden("Only school staff can send announcements.", code="not_a_sender")
 
 
+def id_set(session: Session, statement) -> set[int]:
+    """The ids a one-column SELECT returns. Run through Core: for tens of thousands of
+    plain integers the ORM's row loading costs several times the query."""
+    return set(session.connection().scalars(statement).all())
+
+
 def taught_class_ids(session: Session, teacher_id: int) -> set[int]:
     """The classes a teacher teaches."""
     return set(
@@ -107,27 +113,25 @@ def class_member_ids(session: Session, class_ids: set[int], audience: frozenset[
     ids: set[int] = set()
     for member_role, wanted in ((MemberRole.STUDENT, "students"), (MemberRole.TEACHER, "teachers")):
         if wanted in audience:
-            ids |= set(
-                session.scalars(
-                    select(Membership.user_id)
-                    .join(User, User.id == Membership.user_id)
-                    .where(
-                        Membership.class_id.in_(class_ids),
-                        Membership.role == member_role,
-                        User.active.is_(True),
-                    )
-                )
+            ids |= id_set(
+                session,
+                select(Membership.user_id)
+                .join(User, User.id == Membership.user_id)
+                .where(
+                    Membership.class_id.in_(class_ids),
+                    Membership.role == member_role,
+                    User.active.is_(True),
+                ),
             )
     if "guardians" in audience:
         students = select(Membership.user_id).where(
             Membership.class_id.in_(class_ids), Membership.role == MemberRole.STUDENT
         )
-        ids |= set(
-            session.scalars(
-                select(Guardianship.guardian_id)
-                .join(User, User.id == Guardianship.guardian_id)
-                .where(Guardianship.student_id.in_(students), User.active.is_(True))
-            )
+        ids |= id_set(
+            session,
+            select(Guardianship.guardian_id)
+            .join(User, User.id == Guardianship.guardian_id)
+            .where(Guardianship.student_id.in_(students), User.active.is_(True)),
         )
     return ids
 
@@ -155,15 +159,13 @@ def resolve(session: Session, actor: User, spec: AudienceSpec) -> Resolved:
         )
     resolved = Resolved()
     if spec.everyone:
-        _add(
-            resolved, "everyone", set(session.scalars(select(User.id).where(User.active.is_(True))))
-        )
+        _add(resolved, "everyone", id_set(session, select(User.id).where(User.active.is_(True))))
         resolved.targets.append(Target(kind=TargetKind.EVERYONE))
     for role in spec.roles:
         _add(
             resolved,
             f"all {role.value}s",
-            set(session.scalars(select(User.id).where(User.role == role, User.active.is_(True)))),
+            id_set(session, select(User.id).where(User.role == role, User.active.is_(True))),
         )
         resolved.targets.append(Target(kind=TargetKind.ROLE, role=role))
     taught = None if is_admin else taught_class_ids(session, actor.id)

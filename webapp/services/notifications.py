@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, insert, or_, select, true
+from sqlalchemy import Integer, cast, func, insert, literal, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import LIKE_ESCAPE, contains_pattern, utcnow
+from ..db import LIKE_ESCAPE, contains_pattern, integer_rows, utcnow
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..markup import render_markdown
 from ..models import (
@@ -35,6 +35,7 @@ from ..models import (
 from . import audience, audit
 
 MAX_TITLE_CHARS = 200
+_deliveries = Delivery.__table__
 MAX_BODY_CHARS = 20_000
 MAX_LINK_CHARS = 2048
 
@@ -187,19 +188,19 @@ def send(
             raise
         return _replayed(session, earlier, request_hash)
     recipient_ids = sorted(resolved.user_ids)
-    # One executemany through Core (the table, not the class: insert(Delivery) would take
-    # SQLAlchemy's ORM bulk path, about two thirds of a 10,000-recipient send).
+    # One INSERT ... SELECT over the ids sent as a single parameter: no per-row work in
+    # Python (an executemany of 10,000 rows spent most of its time building parameters).
+    ids = integer_rows(session, recipient_ids)
     session.execute(
-        insert(Delivery.__table__),
-        [
-            {
-                "notification_id": notification.id,
-                "user_id": uid,
-                "state": DeliveryState.PENDING,
-                "created_at": now,
-            }
-            for uid in recipient_ids
-        ],
+        insert(_deliveries).from_select(
+            ["notification_id", "user_id", "state", "created_at"],
+            select(
+                literal(notification.id, _deliveries.c.notification_id.type),
+                cast(ids.c.value, Integer),
+                literal(DeliveryState.PENDING, _deliveries.c.state.type),
+                literal(now, _deliveries.c.created_at.type),
+            ),
+        )
     )
     audit.record(
         session,

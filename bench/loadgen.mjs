@@ -129,7 +129,9 @@ class Client {
       if (this.options.kind === "schoolbell") this.send({ type: "auth", token: this.options.token });
       else this.becameReady();
     });
-    ws.on("message", (data) => this.onMessage(data.toString()));
+    // The arrival time is taken first, before decoding and parsing: the measure is the
+    // server's, not this process's JSON work.
+    ws.on("message", (data) => this.onMessage(data.toString(), now()));
     ws.on("error", (err) => {
       this.lastError = /Unexpected server response: (\d+)/.exec(err.message)?.[0] || err.code || err.message;
     });
@@ -148,7 +150,7 @@ class Client {
       this.open = true;
       this.becameReady();
     });
-    socket.on("alert", (payload) => this.onPayload(payload));
+    socket.on("alert", (payload) => this.onPayload(payload, now()));
     socket.on("connect_error", (err) => {
       this.lastError = `connect_error ${err.message}`;
       this.onClose(1006, "");
@@ -179,7 +181,7 @@ class Client {
     }
   }
 
-  onMessage(text) {
+  onMessage(text, at) {
     let message;
     try {
       message = JSON.parse(text);
@@ -200,16 +202,16 @@ class Client {
         }
       }
     }
-    this.onPayload(message);
+    this.onPayload(message, at);
   }
 
   /** Record the arrival of the broadcast being measured. */
-  onPayload(message) {
+  onPayload(message, at) {
     const m = state.measuring;
     if (m === null) return;
     const seq = seqOf(message);
     if (seq !== m.seq || !Number.isNaN(m.arrivals[this.index])) return;
-    m.arrivals[this.index] = now() - m.t0;
+    m.arrivals[this.index] = at - m.t0;
     m.received += 1;
     if (m.received >= m.expected) m.done();
   }

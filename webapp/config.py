@@ -62,6 +62,10 @@ class Defaults:
     WS_MESSAGES_PER_SECOND = 30  # client messages per socket before they are refused
     RECEIPT_FLUSH_INTERVAL_MS = 100
     STATUS_PUSH_INTERVAL_MS = 500  # live dashboard fragments: at most twice a second
+    # Garbage collection in the server's workers (realtime/heap.py): freeze long-lived
+    # objects, and sweep them once this many sockets (or a quarter of those open) closed.
+    GC_FREEZE = True
+    GC_SWEEP_AFTER_CLOSES = 1000
     # The school's time zone: how people read and enter times (storage is always UTC).
     TIMEZONE = "UTC"
     # Sending to more people than this (or an emergency) asks "are you sure?" first.

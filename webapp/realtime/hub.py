@@ -207,6 +207,8 @@ class Hub:
         self.by_address: dict[str, int] = {}
         self.by_topic: dict[str, set[Connection]] = {}
         self.count = 0
+        self.closed_total = 0  # sockets closed since start (the heap keeper's clock)
+        self.last_broadcast = 0.0  # time.monotonic() of the last fan-out
         self.shutting_down = False
         self._heartbeat: gevent.Greenlet | None = None
 
@@ -233,6 +235,7 @@ class Hub:
             return
         conns.discard(conn)
         self.count -= 1
+        self.closed_total += 1
         remaining = self.by_address.get(conn.address, 1) - 1
         if remaining:
             self.by_address[conn.address] = remaining
@@ -271,9 +274,14 @@ class Hub:
     def watched_topics(self) -> list[str]:
         return list(self.by_topic)
 
+    def quiet_for(self) -> float:
+        """Seconds since the last broadcast began."""
+        return time.monotonic() - self.last_broadcast
+
     # Fan-out ---------------------------------------------------------------------------
     def deliver(self, user_ids: Iterable[int], notification_id: int, message: dict) -> int:
         """Send one notification to every local socket of these users; return how many."""
+        self.last_broadcast = time.monotonic()
         frame = text_frame(protocol.encode(message))  # encoded once for all sockets
         sent = 0
         for user_id in user_ids:

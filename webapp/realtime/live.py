@@ -19,6 +19,7 @@ from ..models import DeliveryState, Installation, Notification
 from ..services import deliveries
 from . import protocol, topics
 from .broker import make_broker
+from .heap import HeapKeeper
 from .hub import Hub
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class Live:
         self.broker = make_broker(config["BROKER_URL"])
         self.receipts = ReceiptWriter(app, on_written=self.receipts_recorded)
         self.status = StatusPusher(app, self.hub)
+        self.heap = HeapKeeper(self.hub, sweep_after_closes=config["GC_SWEEP_AFTER_CLOSES"])
         self._epoch: str | None = None
         self.broker.start(self.handle)
 
@@ -187,6 +189,12 @@ class Live:
         self.status.mark_online()
 
     # Process life ----------------------------------------------------------------------
+    def serve(self) -> None:
+        """This process is a server worker (not a test or a CLI command): tune its
+        garbage collection for thousands of long-lived sockets."""
+        if self.app.config["GC_FREEZE"]:
+            self.heap.start()
+
     def epoch(self) -> str:
         """This database's epoch (read once): clients compare it to notice a reset."""
         if self._epoch is None:
@@ -197,6 +205,7 @@ class Live:
     def shutdown(self) -> int:
         """Close every socket with 1001 at once and write pending receipts."""
         closed = self.hub.close_all(protocol.CLOSE_GOING_AWAY, "server restarting")
+        self.heap.stop()
         self.receipts.flush()
         self.broker.stop()
         return closed

@@ -21,6 +21,8 @@ from sqlalchemy.sql.expression import TableValuedAlias
 from sqlalchemy.types import TypeDecorator
 from werkzeug.routing import IntegerConverter
 
+MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns: larger numbers cannot name anything
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -123,7 +125,7 @@ class IdConverter(IntegerConverter):
     here instead of an "integer out of range" error from PostgreSQL."""
 
     def __init__(self, url_map, *args, **kwargs):
-        super().__init__(url_map, min=1, max=2**31 - 1)
+        super().__init__(url_map, min=1, max=MAX_ID)
 
 
 def init_app(app: Flask) -> None:

@@ -14,7 +14,7 @@ from datetime import date
 from flask import make_response, render_template, request
 from flask_login import current_user
 
-from ..db import get_session
+from ..db import MAX_ID, get_session
 from ..models import Priority
 from ..services import notifications
 from ..services.notifications import HistoryFilters
@@ -22,7 +22,6 @@ from . import bp
 
 PER_PAGE = 25
 MAX_SEARCH_CHARS = 200
-MAX_ID = 2**31 - 1  # ids are 32-bit columns: larger numbers cannot name anything
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 

@@ -8,10 +8,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..db import MAX_ID
+
 LEGACY_PING = "ping"  # the old design's plain-text keep-alive, answered with "pong"
 LEGACY_PONG = "pong"
 ACK_STATES = ("delivered", "read", "acknowledged")
-MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns; larger ones cannot exist
 
 # Close codes (RFC 6455 and the registered 4xxx range for the app).
 CLOSE_GOING_AWAY = 1001  # server shutting down: reconnect (with jitter)

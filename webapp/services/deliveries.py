@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from math import ceil
 
-from sqlalchemy import and_, bindparam, case, distinct, func, or_, select, union, update
+from sqlalchemy import Row, and_, bindparam, case, distinct, func, or_, select, union, update
 from sqlalchemy.orm import Session, aliased
 
-from ..db import LIKE_ESCAPE, contains_pattern, utcnow
+from ..db import LIKE_ESCAPE, MAX_ID, contains_pattern, utcnow
 from ..errors import NotFound, ValidationFailed
 from ..models import (
     Delivery,
@@ -50,34 +50,69 @@ class Receipt:
     at: datetime
 
 
+def _replay_statement():
+    """Built once: every (re)connecting socket runs it, and building a select with an
+    aliased join (and its cache key) cost more than running it."""
+    notifications, deliveries, authors = (
+        Notification.__table__,
+        Delivery.__table__,
+        User.__table__.alias("author"),
+    )
+    wanted = or_(
+        deliveries.c.state == DeliveryState.PENDING,
+        and_(
+            notifications.c.require_ack.is_(True),
+            deliveries.c.state != DeliveryState.ACKNOWLEDGED,
+        ),
+        notifications.c.id > bindparam("last_id"),
+    )
+    return (
+        select(
+            notifications.c.id,
+            notifications.c.title,
+            notifications.c.body_html,
+            notifications.c.priority,
+            notifications.c.require_ack,
+            notifications.c.created_at,
+            notifications.c.expires_at,
+            notifications.c.link,
+            authors.c.name.label("author"),
+        )
+        .join(deliveries, deliveries.c.notification_id == notifications.c.id)
+        .outerjoin(authors, authors.c.id == notifications.c.author_id)
+        .where(
+            deliveries.c.user_id == bindparam("user_id"),
+            notifications.c.retracted_at.is_(None),
+            or_(
+                notifications.c.expires_at.is_(None), notifications.c.expires_at > bindparam("now")
+            ),
+            wanted,
+        )
+        .order_by(notifications.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+_REPLAY = _replay_statement()
+
+
 def replay_for(
     session: Session, user_id: int, last_id: int | None, now: datetime | None = None
-) -> list[tuple[Notification, str | None]]:
+) -> list[tuple[Row, str | None]]:
     """What a (re)connecting client must get, oldest first, with author names: anything
     still pending, anything newer than `last_id`, and anything awaiting confirmation;
-    never expired or retracted ones."""
-    now = now or utcnow()
-    author = aliased(User)
-    wanted = [
-        Delivery.state == DeliveryState.PENDING,
-        and_(Notification.require_ack.is_(True), Delivery.state != DeliveryState.ACKNOWLEDGED),
-    ]
-    if last_id is not None:
-        wanted.append(Notification.id > last_id)
-    rows = session.execute(
-        select(Notification, author.name)
-        .join(Delivery, Delivery.notification_id == Notification.id)
-        .outerjoin(author, author.id == Notification.author_id)
-        .where(
-            Delivery.user_id == user_id,
-            Notification.retracted_at.is_(None),
-            or_(Notification.expires_at.is_(None), Notification.expires_at > now),
-            or_(*wanted),
-        )
-        .order_by(Notification.id)
-        .limit(REPLAY_LIMIT)
+    never expired or retracted ones. Rows carry a notification's message fields."""
+    rows = session.connection().execute(
+        _REPLAY,
+        {
+            "user_id": user_id,
+            # No last id: nothing counts as newer (no id exceeds MAX_ID).
+            "last_id": MAX_ID if last_id is None else last_id,
+            "now": now or utcnow(),
+            "limit": REPLAY_LIMIT,
+        },
     )
-    return [(n, name) for n, name in rows]
+    return [(row, row.author) for row in rows]
 
 
 def is_recipient(session: Session, user_id: int, notification_id: int) -> bool:

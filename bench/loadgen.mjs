@@ -114,6 +114,7 @@ class Client {
     this.lastId = null; // highest notification id received (Schoolbell)
     this.ids = []; // notification ids received (Schoolbell), for receipts
     this.attempt = 0; // reconnect attempts since the last hello
+    this.restarting = false; // closed with 1001: the server is coming back soon
     this.closing = false;
     this.onSettle = null; // set by connectAll: called once with (ok, reason)
   }
@@ -173,6 +174,7 @@ class Client {
   becameReady() {
     this.ready = true;
     this.attempt = 0;
+    this.restarting = false;
     if (state.reconnect) state.reconnect.helloAt[this.index] = now();
     if (this.onSettle) {
       const settle = this.onSettle;
@@ -237,11 +239,14 @@ class Client {
     }
   }
 
-  /** As static/js/schoolbell.js: after a server restart (1001) a random 0.5-3 s, then
-   * exponential backoff with full jitter (1 s doubling, at most 30 s). */
+  /** As static/js/schoolbell.js: after a server restart (1001), every 0.5-5 s (at
+   * random) for 12 attempts; otherwise exponential backoff with
+   * full jitter (1 s doubling, at most 30 s). */
   scheduleReconnect(serverRestarting) {
-    const ceiling = Math.min(30000, 1000 * 2 ** this.attempt);
-    const delay = serverRestarting && this.attempt === 0 ? 500 + Math.random() * 2500 : Math.random() * ceiling;
+    if (serverRestarting) this.restarting = true;
+    let ceiling = Math.min(30000, 1000 * 2 ** this.attempt);
+    if (this.restarting && this.attempt < 12) ceiling = 5000;
+    const delay = this.restarting ? 500 + Math.random() * (ceiling - 500) : Math.random() * ceiling;
     this.attempt += 1;
     state.reconnect.attempts += 1;
     this.timer = setTimeout(() => {

@@ -150,7 +150,7 @@ class Harness:
         if small_buffers:  # as the route caps it: a stalled reader shows after KBs
             server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
-        conn = Connection(self.hub, FakeWs(server), user_id, address, watch_only=watch_only)
+        conn = SpiedConnection(self.hub, FakeWs(server), user_id, address, watch_only=watch_only)
         if register:
             self.hub.register(conn)
         return conn, Peer(client)
@@ -202,6 +202,10 @@ def note(notification_id: int, body: str = "Body", **fields) -> dict:
         "body_html": f"<p>{body}</p>",
         **fields,
     }
+
+
+class SpiedConnection(Connection):
+    """A Connection with a __dict__ (the real one has __slots__), so a test can spy on it."""
 
 
 def spy_on_abort(conn: Connection) -> list[tuple[str, int]]:

@@ -24,9 +24,12 @@
     toasts: script.dataset.toasts !== "off"
   };
   var BACKOFF_MIN_MS = 1000, BACKOFF_MAX_MS = 30000, SILENCE_MS = 75000, PING_MS = 30000;
+  // After a restart (1001) the server is back within seconds: retry every 0.5-5 s
+  // (spread at random) for about half a minute before backing off further.
+  var RESTART_MAX_MS = 5000, RESTART_ATTEMPTS = 12;
   var SEEN_LIMIT = 300;
 
-  var socket = null, attempt = 0, stopped = false, userId = null;
+  var socket = null, attempt = 0, stopped = false, userId = null, restarting = false;
   // Ids this page has handled, plus those any page of this user had handled when this one
   // (re)connected. Not the shared list itself: another open tab writes to it first, and
   // every open tab must still show a live announcement.
@@ -97,9 +100,11 @@
   function scheduleReconnect(serverRestarting) {
     if (stopped) return;
     banner("Reconnecting\u2026");
+    if (serverRestarting) restarting = true;
     // Full jitter: spread thousands of tabs over the window instead of a thundering herd.
     var ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, attempt));
-    var delay = serverRestarting && attempt === 0 ? 500 + Math.random() * 2500 : Math.random() * ceiling;
+    if (restarting && attempt < RESTART_ATTEMPTS) ceiling = RESTART_MAX_MS;
+    var delay = restarting ? 500 + Math.random() * (ceiling - 500) : Math.random() * ceiling;
     attempt += 1;
     reconnectTimer = setTimeout(connect, delay);
   }
@@ -107,6 +112,7 @@
   function onHello(message) {
     userId = message.user.id;
     attempt = 0;
+    restarting = false;
     banner(null);
     // A new epoch means the database was reset: ids we hold mean nothing any more.
     if (store(key("epoch")) !== message.epoch) {

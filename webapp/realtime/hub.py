@@ -47,6 +47,28 @@ def close_frame(code: int, reason: str) -> bytes:
 class Connection:
     """One open socket of one user (a recipient's tab, or a dashboard watching topics)."""
 
+    # Thousands live at once: no per-instance __dict__, and the outbox and topic set are
+    # only created when needed (an empty deque alone is about 600 bytes).
+    __slots__ = (
+        "address",
+        "close_after_drain",
+        "closed",
+        "connected_at",
+        "fd",
+        "held",
+        "held_bytes",
+        "hub",
+        "outbox",
+        "outbox_bytes",
+        "sent_ids",
+        "sock",
+        "topics",
+        "user_id",
+        "watch_only",
+        "writer",
+        "ws",
+    )
+
     def __init__(self, hub: Hub, ws, user_id: int, address: str, *, watch_only: bool = False):
         self.hub = hub
         self.ws = ws  # simple_websocket.Server; its own greenlet reads the socket
@@ -58,7 +80,7 @@ class Connection:
         # notifications and does not count towards presence.
         self.watch_only = watch_only
         self.connected_at = time.time()
-        self.outbox: deque[bytes | memoryview] = deque()
+        self.outbox: deque[bytes | memoryview] | None = None  # only while backed up
         self.outbox_bytes = 0
         self.writer: gevent.Greenlet | None = None
         self.closed = False
@@ -66,7 +88,7 @@ class Connection:
         self.sent_ids: set[int] = set()  # notification ids sent on this socket
         self.held: list[tuple[int, bytes]] | None = None  # live frames held during replay
         self.held_bytes = 0
-        self.topics: set[str] = set()
+        self.topics: set[str] | None = None  # watch-only sockets: what they watch
 
     def __repr__(self) -> str:
         return f"<Connection user={self.user_id} fd={self.fd} queued={self.outbox_bytes}>"
@@ -90,6 +112,8 @@ class Connection:
         if self.outbox_bytes + len(frame) > self.hub.max_outbox_bytes:
             self.abort("too slow: outbox full")
             return
+        if self.outbox is None:
+            self.outbox = deque()
         self.outbox.append(frame)
         self.outbox_bytes += len(frame)
         if self.writer is None:
@@ -139,6 +163,8 @@ class Connection:
             self.abort("socket error")
         finally:
             self.writer = None
+            if not self.outbox:
+                self.outbox = None
 
     # Holding live messages while replaying ---------------------------------------------
     def hold(self) -> None:
@@ -173,7 +199,7 @@ class Connection:
 
     def _shut(self, reason: str) -> None:
         self.closed = True
-        self.outbox.clear()
+        self.outbox = None
         self.outbox_bytes = 0
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -241,7 +267,7 @@ class Hub:
             self.by_address[conn.address] = remaining
         else:
             self.by_address.pop(conn.address, None)
-        for topic in list(conn.topics):
+        for topic in list(conn.topics or ()):
             self.unwatch(conn, topic)
         if not conn.watch_only and not conns:
             del self.by_user[conn.user_id]
@@ -251,6 +277,8 @@ class Hub:
     def watch(self, conn: Connection, topic: str) -> None:
         """Send this connection the updates published on `topic`."""
         self.by_topic.setdefault(topic, set()).add(conn)
+        if conn.topics is None:
+            conn.topics = set()
         conn.topics.add(topic)
 
     def unwatch(self, conn: Connection, topic: str) -> None:
@@ -259,7 +287,8 @@ class Hub:
             watchers.discard(conn)
             if not watchers:
                 del self.by_topic[topic]
-        conn.topics.discard(topic)
+        if conn.topics:
+            conn.topics.discard(topic)
 
     def connections_of(self, user_id: int) -> int:
         return len(self.by_user.get(user_id, ()))

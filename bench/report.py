@@ -115,7 +115,8 @@ def main_table(runs: list[dict]) -> str:
 
 
 def broadcast_table(runs: list[dict]) -> str:
-    """End-to-end p99 (ms) and count received of each broadcast, in order."""
+    """End-to-end p99 (ms) and count received of each broadcast, in order; for
+    Schoolbell also the hub's own time to write it to every socket (from its log)."""
     width = max((len(run.get("broadcasts", [])) for run in runs), default=0)
     header = ["server", "N"] + [f"#{i + 1} p99 / received" for i in range(width)]
     lines = []
@@ -123,7 +124,8 @@ def broadcast_table(runs: list[dict]) -> str:
         cells = [run["server"], f"{run['n']:,}"]
         for cast in run.get("broadcasts", []):
             mark = "" if cast["received"] == run["n"] else " !"
-            cells.append(f"{_fmt(cast['e2e']['p99_ms'], 1)} / {cast['received']}{mark}")
+            hub = f" (hub {cast['hub_ms']:.0f})" if cast.get("hub_ms") is not None else ""
+            cells.append(f"{_fmt(cast['e2e']['p99_ms'], 1)} / {cast['received']}{mark}{hub}")
         lines.append(cells + [""] * (len(header) - len(cells)))
     return _align(header, lines)
 

@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,6 +122,20 @@ def wait_idle(server: Gunicorn, timeout_s: float = 15.0) -> float:
             break
         before = now
     return time.monotonic() - start
+
+
+def hub_ms(server: Gunicorn, notification_id: int) -> float | None:
+    """How long Schoolbell's hub took to write a notification to every socket, as its
+    log says: the server's own fan-out time, whatever the load generator's pace."""
+    pattern = re.compile(
+        rf"notification {notification_id}: written to \d+ sockets here in ([\d.]+) ms"
+    )
+    for _ in range(20):
+        found = pattern.findall(server.log_path.read_text(errors="replace"))
+        if found:
+            return float(found[-1])
+        time.sleep(0.05)
+    return None
 
 
 # Broadcast requests -------------------------------------------------------------------
@@ -274,6 +289,8 @@ class Scenario:
         )
         if reply["status"] not in (200, 201):
             raise BenchError(f"broadcast {seq}: HTTP {reply['status']} {reply['response']}")
+        if self.name == "schoolbell":
+            reply["hub_ms"] = hub_ms(server, reply["response"]["id"])
         return reply
 
     # Schoolbell only ------------------------------------------------------------------

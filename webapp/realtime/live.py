@@ -7,6 +7,7 @@ every event back to every process's `handle()`, which drives the local hub.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import gevent
@@ -162,7 +163,14 @@ class Live:
     def handle(self, event: dict) -> None:
         kind = event.get("type")
         if kind == "notification":
-            self.hub.deliver(event["user_ids"], event["id"], event["message"])
+            started = time.perf_counter()
+            sockets = self.hub.deliver(event["user_ids"], event["id"], event["message"])
+            log.info(
+                "notification %d: written to %d sockets here in %.1f ms",
+                event["id"],
+                sockets,
+                (time.perf_counter() - started) * 1000,
+            )
         elif kind == "receipts":
             for notification_id in event["ids"]:
                 self.status.mark(topics.notification_topic(notification_id))

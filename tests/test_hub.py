@@ -710,6 +710,24 @@ def test_the_heartbeat_drops_a_silent_peer_and_keeps_a_talking_one(make_hub):
     answering.kill()
 
 
+def test_the_heartbeat_spreads_its_pings_over_the_interval(make_hub):
+    """10,000 pongs at once would stall the worker: each socket is pinged once per
+    interval, at its own moment."""
+    net = make_hub(ping_interval_s=1.0, pong_timeout_s=0.5)
+    peers = [net.connect(user_id)[1] for user_id in range(1, 21)]
+    start = time.monotonic()
+
+    def first_ping(peer) -> float:
+        assert peer.frame(timeout=3)[0] == OP_PING
+        return time.monotonic() - start
+
+    readers = [gevent.spawn(first_ping, peer) for peer in peers]
+    gevent.joinall(readers, raise_error=True)
+    times = sorted(reader.value for reader in readers)
+    assert times[-1] <= 1.5  # everyone within about one interval
+    assert times[-1] - times[0] >= 0.5  # but not all at once
+
+
 # Counting sockets ---------------------------------------------------------------------------------
 
 

@@ -45,6 +45,7 @@ class HeapKeeper:
         self.closes_at_sweep = 0
         self.sweeps = 0
         self.sweeping = False
+        self.stopped = False
         self.worker: gevent.Greenlet | None = None
 
     def start(self) -> None:
@@ -56,6 +57,8 @@ class HeapKeeper:
         self.worker = gevent.spawn(self._run)
 
     def stop(self) -> None:
+        """Stop freezing and sweeping (shutdown: the sockets closing now need no sweep)."""
+        self.stopped = True
         if self._after_collection in gc.callbacks:
             gc.callbacks.remove(self._after_collection)
         if self.worker is not None:
@@ -75,6 +78,8 @@ class HeapKeeper:
     def _run(self) -> None:
         while True:
             gevent.sleep(self.check_every_s)
+            if self.stopped:
+                return
             if self.sweep_due() and self.hub.quiet_for() >= self.quiet_s:
                 self.sweep()
 

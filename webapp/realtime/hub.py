@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -364,19 +365,33 @@ class Hub:
 
     # Keep-alive ------------------------------------------------------------------------
     def _ping_forever(self) -> None:
-        """Each interval: ping every socket, then drop those silent past the timeout."""
+        """Ping every socket once per interval, spread over it in small slices (so the
+        pongs of 10,000 sockets never arrive, and are read, all at once), and drop a
+        slice's silent sockets one pong timeout after pinging it."""
+        tick = min(1.0, self.ping_interval_s / 10)
+        awaiting: deque[tuple[float, list[Connection]]] = deque()
+        todo: list[Connection] = []
+        per_tick = 1
         while True:
-            gevent.sleep(max(self.ping_interval_s - self.pong_timeout_s, 0.01))
-            pinged = self.ping_all()
-            gevent.sleep(self.pong_timeout_s)
-            self.drop_silent(pinged)
+            gevent.sleep(tick)
+            now = time.monotonic()
+            while awaiting and awaiting[0][0] <= now:
+                self.drop_silent(awaiting.popleft()[1])
+            if not todo:  # a new round: whoever is connected now
+                todo = self._all_connections()
+                per_tick = max(1, math.ceil(len(todo) * tick / self.ping_interval_s))
+            batch, todo = todo[-per_tick:], todo[:-per_tick]
+            awaiting.append((now + self.pong_timeout_s, self.ping(batch)))
 
     def _all_connections(self) -> list[Connection]:
         return [*(c for conns in self.by_user.values() for c in conns), *self.watchers]
 
     def ping_all(self) -> list[Connection]:
         """Send a ping frame to every socket; return them."""
-        conns = self._all_connections()
+        return self.ping(self._all_connections())
+
+    def ping(self, conns: list[Connection]) -> list[Connection]:
+        """Send a ping frame to these sockets; return them."""
         for n, conn in enumerate(conns, 1):
             conn.ws.pong_received = False  # set again by simple-websocket on a pong
             conn.send_frame(PING_FRAME)

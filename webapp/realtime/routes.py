@@ -8,11 +8,13 @@ Checks that must refuse before the 101 response (Origin, capacity) run in
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import socket
 import time
 from dataclasses import dataclass
 
+import gevent
 from flask import Blueprint, current_app, g, make_response, request
 from flask_login import current_user
 from sqlalchemy import bindparam, select
@@ -57,6 +59,28 @@ def origin_allowed(origin: str) -> bool:
 _SOCKET_USER = select(User.id, User.name, User.role, User.active).where(User.id == bindparam("id"))
 
 
+def shallow(function, *args):
+    """Run `function` in a short-lived greenlet of its own and return what it returns
+    (or raise what it raises).
+
+    A socket's greenlet lives as long as the socket, and keeps the frame-stack memory its
+    deepest call ever touched (CPython 3.11 gives each greenlet its own 16 KB data stack
+    chunk): SQLAlchemy queries run on it would cost every idle socket several KB."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, function(*args)))
+        except BaseException as exc:  # handed to the caller, not gevent's error printer
+            outcome.append((False, exc))
+
+    gevent.spawn(contextvars.copy_context().run, run).join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 def user_from_token(token: str) -> SocketUser:
     """Verify a client JWT and load its (active) user, or raise InvalidToken."""
     config = current_app.config
@@ -96,15 +120,20 @@ def gate():
     token = request.args.get("token")  # the old design's way; discouraged, never logged
     if token:
         try:
-            g.ws_user = user_from_token(token)
+            g.ws_user = shallow(user_from_token, token)
         except tokens.InvalidToken as exc:
             g.ws_refusal = str(exc)
-    elif current_user.is_authenticated:
-        g.ws_user = SocketUser.of(current_user)
+    else:
+        g.ws_user = shallow(cookie_user)
     if g.ws_user and hub.connections_of(g.ws_user.id) >= config["WS_MAX_PER_USER"]:
         return _refuse(429, "too_many_connections", "Too many open tabs for this user.")
     release_session()  # the socket must not hold a database connection
     return None
+
+
+def cookie_user() -> SocketUser | None:
+    """The signed-in user of the session cookie, if any (loads the user: deep work)."""
+    return SocketUser.of(current_user) if current_user.is_authenticated else None
 
 
 def _refuse(status: int, code: str, message: str):
@@ -155,7 +184,7 @@ def await_auth(ws) -> SocketUser | None:
         message = protocol.parse_client(raw)
         if not isinstance(message, protocol.Auth):
             raise protocol.ProtocolError("auth_required", "authentication required")
-        return user_from_token(message.token)
+        return shallow(user_from_token, message.token)
     except (protocol.ProtocolError, tokens.InvalidToken) as exc:
         ws.close(protocol.CLOSE_POLICY, str(exc)[:120])
         return None
@@ -164,19 +193,24 @@ def await_auth(ws) -> SocketUser | None:
 def start_watching(conn: Connection, user: SocketUser, spec: str) -> None:
     """Subscribe a staff socket to its topics and send each one's current fragment."""
     try:
-        with session_scope() as session:
-            account = session.get(User, user.id)
-            names = [topics.authorize(session, account, name) for name in topics.parse(spec)]
-            # Watch first, then render: a change in between is pushed, never missed.
-            for name in names:
-                live().hub.watch(conn, name)
-            first = [topics.render(session, name, live().hub) for name in names]
+        first = shallow(watch_topics, conn, user, spec)
     except DomainError as exc:
         conn.close(protocol.CLOSE_POLICY, exc.message[:120])
         return
     for html in first:
         if html:
             conn.send_text(html)
+
+
+def watch_topics(conn: Connection, user: SocketUser, spec: str) -> list[str | None]:
+    """Check and subscribe each topic; return each one's current fragment."""
+    with session_scope() as session:
+        account = session.get(User, user.id)
+        names = [topics.authorize(session, account, name) for name in topics.parse(spec)]
+        # Watch first, then render: a change in between is pushed, never missed.
+        for name in names:
+            live().hub.watch(conn, name)
+        return [topics.render(session, name, live().hub) for name in names]
 
 
 class MessageBudget:
@@ -244,28 +278,34 @@ def replay(conn: Connection, last_id: int | None) -> None:
     registered already, so anything sent meanwhile is held back and follows in order."""
     conn.hold()
     try:
-        with session_scope() as session:
-            rows = deliveries.replay_for(session, conn.user_id, last_id)
-            frames = [
-                (n.id, text_frame(protocol.encode(protocol.notification(n, author))))
-                for n, author in rows
-            ]
-        for notification_id, frame in frames:
+        for notification_id, frame in shallow(replay_frames, conn.user_id, last_id):
             conn.send_replayed(notification_id, frame)
     finally:
         conn.release()
 
 
+def replay_frames(user_id: int, last_id: int | None) -> list[tuple[int, bytes]]:
+    """The encoded notification frames a (re)connecting socket of this user must get."""
+    with session_scope() as session:
+        rows = deliveries.replay_for(session, user_id, last_id)
+        return [
+            (n.id, text_frame(protocol.encode(protocol.notification(n, author))))
+            for n, author in rows
+        ]
+
+
+def is_recipient(user_id: int, notification_id: int) -> bool:
+    with session_scope() as session:
+        return deliveries.is_recipient(session, user_id, notification_id)
+
+
 def accept_receipt(conn: Connection, ack: protocol.Ack) -> None:
     """Queue a receipt for the batch writer; refuse ids this user never received."""
-    if ack.id not in conn.sent_ids:
-        with session_scope() as session:
-            known = deliveries.is_recipient(session, conn.user_id, ack.id)
-        if not known:
-            conn.send_message(
-                protocol.error("unknown_notification", f"notification {ack.id} was not sent to you")
-            )
-            return
+    if ack.id not in conn.sent_ids and not shallow(is_recipient, conn.user_id, ack.id):
+        conn.send_message(
+            protocol.error("unknown_notification", f"notification {ack.id} was not sent to you")
+        )
+        return
     live().receipts.add(conn.user_id, ack.id, ack.state)
 
 

@@ -16,6 +16,7 @@ BENCH_NAIVE_MODE selects what the handshake negotiates:
 from __future__ import annotations
 
 import os
+import time
 
 from flask import Flask, jsonify, request
 from flask_sock import Sock
@@ -55,13 +56,15 @@ def broadcast():
     """Send the body to every socket, one after the other."""
     msg = request.get_data(as_text=True)
     sent = failed = 0
+    started = time.perf_counter()
     for ws in list(sockets):
         try:
             ws.send(msg)
             sent += 1
         except Exception:  # a broken socket must not stop the loop
             failed += 1
-    return jsonify({"sent": sent, "failed": failed})
+    loop_ms = (time.perf_counter() - started) * 1000  # the server's own write time
+    return jsonify({"sent": sent, "failed": failed, "loop_ms": round(loop_ms, 1)})
 
 
 @app.get("/healthz")

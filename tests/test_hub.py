@@ -311,6 +311,16 @@ def test_deliver_sends_each_notification_once_per_socket(net):
     assert late.nothing()
 
 
+def test_an_older_id_arriving_late_is_sent_once_too(net):
+    """Ids usually grow, but two senders' events can arrive out of order."""
+    conn, peer = net.connect(1)
+    for notification_id in (7, 3, 9, 3, 7, 5, 9, 5):
+        net.hub.deliver([1], notification_id, note(notification_id))
+    assert [peer.message()["id"] for _ in range(4)] == [7, 3, 9, 5]
+    assert peer.nothing()
+    assert [conn.has_sent(i) for i in (3, 4, 5, 7, 9, 10)] == [True, False, True, True, True, False]
+
+
 def test_a_big_broadcast_lets_other_greenlets_run(make_hub):
     net = make_hub(yield_every=2)
     peers = [net.connect(uid)[1] for uid in range(1, 6)]

@@ -7,6 +7,8 @@ import json
 import signal
 import socket
 import time
+import urllib.error
+import urllib.request
 from datetime import timedelta
 
 import jwt
@@ -343,6 +345,17 @@ def test_cross_site_websocket_hijacking_is_refused_before_the_handshake(live_sch
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         WSClient(url, cookie=cookie, origin="https://evil.example").connect()
     assert refused.value.status_code == 403
+
+
+def test_a_plain_http_request_to_the_socket_address_gets_a_clear_400(live_school: LiveSchool):
+    request = urllib.request.Request(
+        live_school.server.url + "/ws?token=secret", headers={"Accept": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read())["error"]["code"] == "websocket_required"
+    assert "secret" not in live_school.server.log()
 
 
 def test_allowed_origins_may_embed_the_client(app, database_url, live_server_factory):

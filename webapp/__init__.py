@@ -25,19 +25,19 @@ def create_app(config: dict | None = None) -> Flask:
     settings.finalise(app.config, Path(app.instance_path))
 
     from . import cli, db, errors, logs, security
-    from .extensions import csrf, limiter, login_manager, sock
-    from .realtime import live
+    from .extensions import csrf, limiter, login_manager
+    from .realtime import live, routes
 
     logs.init_app(app)
     db.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)
-    sock.init_app(app)
     security.init_app(app)
     errors.register_handlers(app)
     cli.init_app(app)
     live.init_app(app)
+    routes.init_app(app)  # /ws, in front of Flask
     if app.config["PROXY_COUNT"]:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app,
@@ -51,7 +51,6 @@ def create_app(config: dict | None = None) -> Flask:
     from .dashboard import bp as dashboard_bp
     from .health import bp as health_bp
     from .inbox import bp as inbox_bp
-    from .realtime.routes import bp as realtime_bp
     from .roster import bp as roster_bp
 
     app.register_blueprint(auth_bp)
@@ -60,5 +59,4 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(roster_bp, url_prefix="/roster")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(health_bp)
-    app.register_blueprint(realtime_bp)
     return app

@@ -3,7 +3,6 @@
 from flask import request
 from flask_limiter import Limiter
 from flask_login import LoginManager
-from flask_sock import Sock
 from flask_wtf.csrf import CSRFProtect
 
 
@@ -13,7 +12,6 @@ def client_address() -> str:
 
 
 csrf = CSRFProtect()
-sock = Sock()  # routes are declared on the realtime blueprint
 login_manager = LoginManager()
 login_manager.login_view = "auth.signin"
 login_manager.login_message = "Please sign in to see that page."

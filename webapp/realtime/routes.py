@@ -7,7 +7,8 @@ long as the socket, so every idle socket kept a whole request alive (Request, se
 URL adapter, the extensions' per-request state, the frames of Flask's dispatch): about
 3.5 KB a socket, measured. Here the checks that must refuse before the 101 response
 (Origin, capacity, who it is) run in a request context that is closed before the
-handshake; the socket then lives in an app context only.
+handshake; the socket then lives without any Flask context, and what needs one (database
+work, templates) runs in a short-lived greenlet that has one (`shallow`).
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ def origin_allowed(origin: str) -> bool:
 _SOCKET_USER = select(User.id, User.name, User.role, User.active).where(User.id == bindparam("id"))
 
 
-def shallow(function, *args):
+def shallow(function, *args, app: Flask | None = None):
     """Run `function` in a short-lived greenlet of its own and return what it returns
-    (or raise what it raises).
+    (or raise what it raises); in an app context of `app` when given (a socket's own
+    greenlet has none).
 
     A socket's greenlet lives as long as the socket, and keeps the frame-stack memory its
     deepest call ever touched (CPython 3.11 gives each greenlet its own 16 KB data stack
@@ -76,7 +78,11 @@ def shallow(function, *args):
 
     def run() -> None:
         try:
-            outcome.append((True, function(*args)))
+            if app is None:
+                outcome.append((True, function(*args)))
+            else:
+                with app.app_context():
+                    outcome.append((True, function(*args)))
         except BaseException as exc:  # handed to the caller, not gevent's error printer
             outcome.append((False, exc))
 
@@ -185,12 +191,13 @@ class SocketEndpoint:
                 )
             if isinstance(admission, Response):
                 return admission(environ, start_response)
-        with self.app.app_context():
-            ws = Server(environ, **self.app.config["SOCK_SERVER_OPTIONS"])
-            with contextlib.suppress(ConnectionClosed):
-                serve(ws, admission)
-            with contextlib.suppress(Exception):  # already closed, or the peer is gone
-                ws.close()
+        # The socket's life: no request, not even an app context (each is memory kept by
+        # every idle socket); what needs Flask runs in shallow(..., app=app).
+        ws = Server(environ, **self.app.config["SOCK_SERVER_OPTIONS"])
+        with contextlib.suppress(ConnectionClosed):
+            serve(self.app, ws, admission)
+        with contextlib.suppress(Exception):  # already closed, or the peer is gone
+            ws.close()
         if ws.mode == "gunicorn":
             raise StopIteration  # gunicorn: the connection is over; no HTTP response follows
         return []
@@ -201,39 +208,37 @@ def init_app(app: Flask) -> None:
     app.wsgi_app = SocketEndpoint(app, app.wsgi_app)  # type: ignore[method-assign]
 
 
-def serve(ws: Server, admission: Admission) -> None:
+def serve(app: Flask, ws: Server, admission: Admission) -> None:
     """One socket: a recipient's tab, or (with ?watch=) a dashboard's live fragments."""
     if admission.refusal:
         ws.close(protocol.CLOSE_POLICY, admission.refusal)
         return
-    user = admission.user or await_auth(ws)
+    user = admission.user or await_auth(app, ws)
     if user is None:
         return
-    watch = admission.watch
-    conn = Connection(live().hub, ws, user.id, admission.address, watch_only=bool(watch))
-    _cap_send_buffer(ws.sock)
-    live().hub.register(conn)
+    watch, runtime = admission.watch, app.extensions["schoolbell.live"]
+    conn = Connection(runtime.hub, ws, user.id, admission.address, watch_only=bool(watch))
+    _cap_send_buffer(ws.sock, app.config["WS_SEND_BUFFER_BYTES"])
+    runtime.hub.register(conn)
     try:
         if watch:
-            start_watching(conn, user, watch)
+            start_watching(app, conn, user, watch)
         else:
-            conn.send_message(protocol.hello(user.id, user.name, utcnow(), live().epoch()))
-        receive_loop(conn, user)
+            conn.send_message(protocol.hello(user.id, user.name, utcnow(), runtime.epoch()))
+        receive_loop(app, conn, user)
     finally:
-        live().hub.unregister(conn)
+        runtime.hub.unregister(conn)
 
 
-def _cap_send_buffer(sock: socket.socket) -> None:
+def _cap_send_buffer(sock: socket.socket, size: int) -> None:
     """A small kernel buffer makes a stalled reader visible after KBs, not MBs."""
     with contextlib.suppress(OSError):
-        sock.setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDBUF, current_app.config["WS_SEND_BUFFER_BYTES"]
-        )
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
-def await_auth(ws) -> SocketUser | None:
+def await_auth(app: Flask, ws) -> SocketUser | None:
     """Without cookie or ?token, the first message must be {"type":"auth"} in time."""
-    raw = ws.receive(timeout=current_app.config["WS_AUTH_TIMEOUT_S"])
+    raw = ws.receive(timeout=app.config["WS_AUTH_TIMEOUT_S"])
     if raw is None:
         ws.close(protocol.CLOSE_POLICY, "authentication timeout")
         return None
@@ -241,16 +246,16 @@ def await_auth(ws) -> SocketUser | None:
         message = protocol.parse_client(raw)
         if not isinstance(message, protocol.Auth):
             raise protocol.ProtocolError("auth_required", "authentication required")
-        return shallow(user_from_token, message.token)
+        return shallow(user_from_token, message.token, app=app)
     except (protocol.ProtocolError, tokens.InvalidToken) as exc:
         ws.close(protocol.CLOSE_POLICY, str(exc)[:120])
         return None
 
 
-def start_watching(conn: Connection, user: SocketUser, spec: str) -> None:
+def start_watching(app: Flask, conn: Connection, user: SocketUser, spec: str) -> None:
     """Subscribe a staff socket to its topics and send each one's current fragment."""
     try:
-        first = shallow(watch_topics, conn, user, spec)
+        first = shallow(watch_topics, conn, user, spec, app=app)
     except DomainError as exc:
         conn.close(protocol.CLOSE_POLICY, exc.message[:120])
         return
@@ -292,16 +297,16 @@ class MessageBudget:
         return self.used <= self.per_second
 
 
-def receive_loop(conn: Connection, user: SocketUser) -> None:
+def receive_loop(app: Flask, conn: Connection, user: SocketUser) -> None:
     """Answer pings, replay on resume, queue receipts; refuse garbage and floods."""
-    ws, budget = conn.ws, MessageBudget(current_app.config["WS_MESSAGES_PER_SECOND"])
+    ws, budget = conn.ws, MessageBudget(app.config["WS_MESSAGES_PER_SECOND"])
     replayed, refused = conn.watch_only, 0
     while not conn.closed:
         # A client that does not say `resume` within a second still gets what is pending.
         raw = ws.receive(timeout=None if replayed else 1.0)
         if raw is None:
             if not replayed:
-                replay(conn, None)
+                replay(app, conn, None)
                 replayed = True
             continue
         if not budget.take():
@@ -322,22 +327,22 @@ def receive_loop(conn: Connection, user: SocketUser) -> None:
             else:
                 conn.send_message(protocol.pong())
         elif isinstance(message, protocol.Resume):
-            replay(conn, message.last_id)
+            replay(app, conn, message.last_id)
             replayed = True
         elif isinstance(message, protocol.Ack):
-            accept_receipt(conn, message)
+            accept_receipt(app, conn, message)
         else:
             conn.send_message(
                 protocol.error("already_authenticated", "this socket is already authenticated")
             )
 
 
-def replay(conn: Connection, last_id: int | None) -> None:
+def replay(app: Flask, conn: Connection, last_id: int | None) -> None:
     """Send from the database what this user is missing, oldest first. The socket is
     registered already, so anything sent meanwhile is held back and follows in order."""
     conn.hold()
     try:
-        for notification_id, frame in shallow(replay_frames, conn.user_id, last_id):
+        for notification_id, frame in shallow(replay_frames, conn.user_id, last_id, app=app):
             conn.send_replayed(notification_id, frame)
     finally:
         conn.release()
@@ -358,11 +363,11 @@ def is_recipient(user_id: int, notification_id: int) -> bool:
         return deliveries.is_recipient(session, user_id, notification_id)
 
 
-def accept_receipt(conn: Connection, ack: protocol.Ack) -> None:
+def accept_receipt(app: Flask, conn: Connection, ack: protocol.Ack) -> None:
     """Queue a receipt for the batch writer; refuse ids this user never received."""
-    if not conn.has_sent(ack.id) and not shallow(is_recipient, conn.user_id, ack.id):
+    if not conn.has_sent(ack.id) and not shallow(is_recipient, conn.user_id, ack.id, app=app):
         conn.send_message(
             protocol.error("unknown_notification", f"notification {ack.id} was not sent to you")
         )
         return
-    live().receipts.add(conn.user_id, ack.id, ack.state)
+    app.extensions["schoolbell.live"].receipts.add(conn.user_id, ack.id, ack.state)

@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import logging
 import socket
+import sys
 import time
 from dataclasses import dataclass
 
@@ -135,7 +136,7 @@ def admit() -> Admission | Response:
         return make_response(
             error_response(403, "origin_forbidden", "This origin may not open a socket.")
         )
-    address = client_address()
+    address = sys.intern(client_address())  # one string for all sockets behind a NAT
     if hub.shutting_down:
         return _refuse(503, "shutting_down", "The server is restarting; retry shortly.")
     if hub.count >= config["WS_MAX_CONNECTIONS"]:

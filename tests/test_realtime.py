@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import signal
 import socket
@@ -356,6 +357,20 @@ def test_a_plain_http_request_to_the_socket_address_gets_a_clear_400(live_school
     assert refused.value.code == 400
     assert json.loads(refused.value.read())["error"]["code"] == "websocket_required"
     assert "secret" not in live_school.server.log()
+
+
+def test_a_malformed_handshake_gets_a_clear_400(live_school: LiveSchool):
+    host, port = live_school.server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection.request(
+        "GET",
+        "/ws",
+        headers={"Upgrade": "websocket", "Connection": "Upgrade", "Accept": "application/json"},
+    )  # no Sec-WebSocket-Key, no version
+    response = connection.getresponse()
+    assert response.status == 400
+    assert json.loads(response.read())["error"]["code"] == "bad_handshake"
+    connection.close()
 
 
 def test_allowed_origins_may_embed_the_client(app, database_url, live_server_factory):

@@ -194,14 +194,22 @@ class SocketEndpoint:
                 return admission(environ, start_response)
         # The socket's life: no request, not even an app context (each is memory kept by
         # every idle socket); what needs Flask runs in shallow(..., app=app).
-        ws = Server(environ, **self.app.config["SOCK_SERVER_OPTIONS"])
+        try:
+            ws = Server(environ, **self.app.config["SOCK_SERVER_OPTIONS"])
+        except Exception as exc:  # a malformed upgrade request; nothing was sent yet
+            log.warning("refused a malformed WebSocket handshake: %s", exc)
+            with self.app.request_context(environ):
+                response = make_response(
+                    error_response(400, "bad_handshake", "Not a valid WebSocket handshake.")
+                )
+            return response(environ, start_response)
         with contextlib.suppress(ConnectionClosed):
             serve(self.app, ws, admission)
         with contextlib.suppress(Exception):  # already closed, or the peer is gone
             ws.close()
         if ws.mode == "gunicorn":
             raise StopIteration  # gunicorn: the connection is over; no HTTP response follows
-        return []
+        return Response()(environ, start_response)  # as flask-sock does elsewhere
 
 
 def init_app(app: Flask) -> None:

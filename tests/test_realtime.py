@@ -356,6 +356,7 @@ def test_a_plain_http_request_to_the_socket_address_gets_a_clear_400(live_school
         urllib.request.urlopen(request, timeout=5)
     assert refused.value.code == 400
     assert json.loads(refused.value.read())["error"]["code"] == "websocket_required"
+    assert refused.value.headers["X-Content-Type-Options"] == "nosniff"  # as every page
     assert "secret" not in live_school.server.log()
 
 
@@ -369,6 +370,7 @@ def test_a_malformed_handshake_gets_a_clear_400(live_school: LiveSchool):
     )  # no Sec-WebSocket-Key, no version
     response = connection.getresponse()
     assert response.status == 400
+    assert response.getheader("Content-Security-Policy")
     assert json.loads(response.read())["error"]["code"] == "bad_handshake"
     connection.close()
 

@@ -190,8 +190,8 @@ class SocketEndpoint:
                 admission = make_response(
                     error_response(500, "internal_error", "Something went wrong on our side.")
                 )
-            if isinstance(admission, Response):
-                return admission(environ, start_response)
+            if isinstance(admission, Response):  # with the app's security headers
+                return self.app.process_response(admission)(environ, start_response)
         # The socket's life: no request, not even an app context (each is memory kept by
         # every idle socket); what needs Flask runs in shallow(..., app=app).
         try:
@@ -199,8 +199,10 @@ class SocketEndpoint:
         except Exception as exc:  # a malformed upgrade request; nothing was sent yet
             log.warning("refused a malformed WebSocket handshake: %s", exc)
             with self.app.request_context(environ):
-                response = make_response(
-                    error_response(400, "bad_handshake", "Not a valid WebSocket handshake.")
+                response = self.app.process_response(
+                    make_response(
+                        error_response(400, "bad_handshake", "Not a valid WebSocket handshake.")
+                    )
                 )
             return response(environ, start_response)
         with contextlib.suppress(ConnectionClosed):

@@ -124,7 +124,7 @@ def wait_idle(server: Gunicorn, timeout_s: float = 15.0) -> float:
     return time.monotonic() - start
 
 
-def hub_ms(server: Gunicorn, notification_id: int) -> float | None:
+def logged_write_ms(server: Gunicorn, notification_id: int) -> float | None:
     """How long Schoolbell's hub took to write a notification to every socket, as its
     log says: the server's own fan-out time, whatever the load generator's pace."""
     pattern = re.compile(
@@ -292,7 +292,7 @@ class Scenario:
         # The server's own time to write the message to every socket, whatever the load
         # generator's pace: Schoolbell's hub logs it, the naive loop returns it.
         if self.name == "schoolbell":
-            reply["write_ms"] = hub_ms(server, reply["response"]["id"])
+            reply["write_ms"] = logged_write_ms(server, reply["response"]["id"])
         elif isinstance(reply["response"], dict):
             reply["write_ms"] = reply["response"].get("loop_ms")
         return reply

@@ -18,7 +18,7 @@ from webapp.services.audience import AudienceSpec, ClassTarget
 from webapp.services.deliveries import Receipt
 
 from .browser import Sockets, sign_in
-from .conftest import PASSWORD
+from .helpers import session_cookie, signed_in
 from .school import build_school
 from .wsclient import WSClient
 
@@ -253,20 +253,6 @@ def test_a_student_without_a_guardian_is_not_covered(app, client, auth, school, 
     assert "(1 without a guardian among the recipients)" in status
 
 
-def signed_in(server_url: str, email: str):
-    """A cookie-keeping HTTP client signed in through the real form on a live server."""
-    from .helpers import csrf_token_from
-    from .test_server import Browserish
-
-    browser = Browserish(server_url)
-    _, _, page = browser.request("/signin")
-    status, _, _ = browser.request(
-        "/signin", {"csrf_token": csrf_token_from(page), "email": email, "password": PASSWORD}
-    )
-    assert status == 302
-    return browser
-
-
 def test_the_push_is_the_same_component_as_the_page_and_fragment(live_school):
     """What the socket really pushes, byte for byte what the fragment endpoint returns
     and what the page includes (a push rendered differently, e.g. with request-bound
@@ -276,8 +262,9 @@ def test_the_push_is_the_same_component_as_the_page_and_fragment(live_school):
     )["id"]
     url = live_school.server.url
     browser = signed_in(url, live_school.school.emails["admin"])
-    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.jar)
-    dashboard = WSClient(url, cookie=cookie, origin=url, query=f"watch=notification:{nid}")
+    dashboard = WSClient(
+        url, cookie=session_cookie(browser), origin=url, query=f"watch=notification:{nid}"
+    )
     first = dashboard.connect().recv()
     assert f'id="delivery-status-{nid}"' in first and 'data-state="read">0<' in first
 

@@ -108,8 +108,8 @@ class StatusPusher:
 
     def push(self, topic: str) -> None:
         try:
-            with self.app.test_request_context(), session_scope(self.app) as session:
-                html = topics.render(session, topic, self.hub)
+            with topics.rendering_context(self.app), session_scope(self.app) as session:
+                html = topics.render(session, topic)
         except Exception:
             log.exception("rendering %s failed", topic)
             return

@@ -195,7 +195,7 @@ class SocketEndpoint:
         # The socket's life: no request, not even an app context (each is memory kept by
         # every idle socket); what needs Flask runs in shallow(..., app=app).
         try:
-            ws = Server(environ, **self.app.config["SOCK_SERVER_OPTIONS"])
+            ws = Server(environ, **self.app.config["WS_SERVER_OPTIONS"])
         except Exception as exc:  # a malformed upgrade request; nothing was sent yet
             log.warning("refused a malformed WebSocket handshake: %s", exc)
             with self.app.request_context(environ):

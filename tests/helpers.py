@@ -1,4 +1,5 @@
-"""Small helpers shared by the tests: CSRF tokens from pages, form posts."""
+"""Small helpers shared by the tests: CSRF tokens from pages, form posts, signing in to a
+live server."""
 
 from __future__ import annotations
 
@@ -19,3 +20,23 @@ def post_form(client, url: str, data: dict, *, page: str | None = None, **kwargs
     """GET `page` (default `url`) for its CSRF token, then POST `data` to `url`."""
     token = csrf_token_from(client.get(page or url).get_data(as_text=True))
     return client.post(url, data={"csrf_token": token, **data}, **kwargs)
+
+
+def signed_in(server_url: str, email: str):
+    """A cookie-keeping HTTP client (test_server.Browserish) signed in on a live server
+    through the real form."""
+    from .conftest import PASSWORD
+    from .test_server import Browserish
+
+    browser = Browserish(server_url)
+    _, _, page = browser.request("/signin")
+    status, _, _ = browser.request(
+        "/signin", {"csrf_token": csrf_token_from(page), "email": email, "password": PASSWORD}
+    )
+    assert status == 302, status
+    return browser
+
+
+def session_cookie(browser) -> str:
+    """The Cookie header a signed-in Browserish would send."""
+    return "; ".join(f"{c.name}={c.value}" for c in browser.jar)

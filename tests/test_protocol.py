@@ -314,7 +314,6 @@ def test_notification_optional_fields_are_null():
 
 
 def test_server_message_shapes():
-    assert protocol.retract(5) == {"type": "retract", "id": 5}
     assert protocol.pong() == {"type": "pong"}
     assert protocol.error("rate_limited", "too many") == {
         "type": "error",

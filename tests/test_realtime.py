@@ -321,16 +321,9 @@ def test_first_message_must_be_auth(live_school: LiveSchool):
 
 
 def signed_in_cookie(server_url: str, email: str) -> str:
-    from .conftest import PASSWORD
-    from .helpers import csrf_token_from
-    from .test_server import Browserish
+    from .helpers import session_cookie, signed_in
 
-    browser = Browserish(server_url)
-    _, _, page = browser.request("/signin")
-    browser.request(
-        "/signin", {"csrf_token": csrf_token_from(page), "email": email, "password": PASSWORD}
-    )
-    return "; ".join(f"{c.name}={c.value}" for c in browser.jar)
+    return session_cookie(signed_in(server_url, email))
 
 
 def test_session_cookie_works_from_the_same_origin(live_school: LiveSchool):
@@ -550,6 +543,31 @@ def test_presence_is_pushed_as_people_come_and_go(live_school: LiveSchool):
     assert 'data-online-count="1"' in update and "S7B_2" in update
     tab.close()
     assert 'data-online-count="0"' in dashboard.recv(timeout=3)
+
+
+def test_a_teacher_is_pushed_their_own_online_panel_as_the_dashboard_shows_it(
+    live_school: LiveSchool,
+):
+    from .helpers import session_cookie, signed_in
+
+    url = live_school.server.url
+    teacher = signed_in(url, live_school.school.emails["t7b"])
+    dashboard = WSClient(
+        url, cookie=session_cookie(teacher), origin=url, query="watch=online"
+    ).connect()
+    assert 'data-online-count="0"' in dashboard.recv()
+    live_school.tab("s7a_1")  # not in the teacher's classes: never shown to them
+    live_school.tab("s7b_2")
+    pushed = dashboard.recv(timeout=3)
+    while "S7B_2" not in pushed:
+        pushed = dashboard.recv(timeout=3)
+
+    assert 'data-online-count="1"' in pushed and "S7A_1" not in pushed
+    assert '<li data-class="7b">' in pushed and 'data-class="7a"' not in pushed
+    status, _, panel = teacher.request("/dashboard/online")
+    assert status == 200 and panel == pushed
+    status, _, page = teacher.request("/dashboard")
+    assert status == 200 and pushed.strip() in page
 
 
 def test_deactivating_a_user_closes_their_open_tabs(live_school: LiveSchool):

@@ -13,13 +13,14 @@ from playwright.sync_api import Page, expect
 
 from webapp.db import session_scope, utcnow
 from webapp.models import DeliveryState, Notification, Role, User
-from webapp.realtime import topics
 from webapp.services import classes, deliveries, notifications, users
 from webapp.services.audience import AudienceSpec, ClassTarget
 from webapp.services.deliveries import Receipt
 
 from .browser import Sockets, sign_in
+from .helpers import session_cookie, signed_in
 from .school import build_school
+from .wsclient import WSClient
 
 FAMILIES = ("students", "guardians")
 
@@ -252,16 +253,30 @@ def test_a_student_without_a_guardian_is_not_covered(app, client, auth, school, 
     assert "(1 without a guardian among the recipients)" in status
 
 
-def test_the_push_renders_the_same_component_as_the_page_and_fragment(app, client, auth, school):
-    nid = send(app, school, require_ack=True)
-    receipts(app, school, nid, s7b_1="read", g7b_2="acknowledged")
-    with app.test_request_context(), session_scope(app) as session:
-        pushed = topics.render_delivery_status(session, nid)
-    assert 'data-state="read">1<' in pushed and 'data-state="acknowledged">1<' in pushed
-    auth.signin(school.emails["admin"])
-    assert fragment(client, f"/notifications/{nid}/status") == pushed
-    page = client.get(f"/notifications/{nid}").get_data(as_text=True)
-    assert pushed.strip() in page
+def test_the_push_is_the_same_component_as_the_page_and_fragment(live_school):
+    """What the socket really pushes, byte for byte what the fragment endpoint returns
+    and what the page includes (a push rendered differently, e.g. with request-bound
+    globals missing, would fail here)."""
+    nid = live_school.api.send(
+        "Trip", targets={"classes": [{"name": "7b", "audience": list(FAMILIES)}]}, require_ack=True
+    )["id"]
+    url = live_school.server.url
+    browser = signed_in(url, live_school.school.emails["admin"])
+    dashboard = WSClient(
+        url, cookie=session_cookie(browser), origin=url, query=f"watch=notification:{nid}"
+    )
+    first = dashboard.connect().recv()
+    assert f'id="delivery-status-{nid}"' in first and 'data-state="read">0<' in first
+
+    tab = live_school.tab("s7b_1")
+    tab.ack(tab.expect("notification")["id"], "read")
+    pushed = dashboard.recv(timeout=5)
+
+    assert 'data-state="read">1<' in pushed and 'data-state="pending">5<' in pushed
+    status, _, endpoint = browser.request(f"/notifications/{nid}/status")
+    assert status == 200 and endpoint == pushed
+    status, _, page = browser.request(f"/notifications/{nid}")
+    assert status == 200 and pushed.strip() in page
 
 
 def test_the_service_on_both_backends_in_a_few_queries(any_database_url, tmp_path):

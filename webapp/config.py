@@ -155,8 +155,9 @@ def finalise(config: dict, instance_path: Path) -> None:
             "(use a name like Europe/Berlin)."
         ) from None
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"]
-    # simple-websocket closes frames over this size with 1009; pings are the hub's job.
-    config["SOCK_SERVER_OPTIONS"] = {
+    # simple_websocket.Server options for /ws: frames over this size close with 1009;
+    # pings are the hub's job.
+    config["WS_SERVER_OPTIONS"] = {
         "max_message_size": config["WS_MAX_MESSAGE_BYTES"],
         "ping_interval": None,
     }

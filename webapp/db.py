@@ -1,8 +1,11 @@
-"""Database plumbing: the declarative Base, the engine, and a session per request.
+"""Database plumbing: the declarative Base, the engine, and sessions.
 
-Services receive a `Session` and own their transaction; views get it from `get_session()`.
-A session opened in a request (or a WebSocket message) is closed when the app context
-ends, so no connection stays pinned to a long-lived socket.
+Services receive a `Session` and own their transaction. Views get the request's from
+`get_session()`, closed when the app context ends. Everything else opens a short-lived
+`session_scope()` of its own: a socket's database work (user lookup, replay, receipt
+checks, watched topics), which runs in short-lived greenlets with an app context of their
+own (`realtime/routes.py: shallow`), the receipt writer's batches, status pushes. So an
+idle socket holds no session and no connection.
 """
 
 from __future__ import annotations
@@ -148,14 +151,10 @@ def get_session() -> Session:
     return g.db_session
 
 
-def release_session() -> None:
-    """Close the request's session now (a WebSocket must not pin a connection)."""
-    _close_session(None)
-
-
 @contextmanager
 def session_scope(app: Flask | None = None) -> Iterator[Session]:
-    """A short-lived session of its own (per WebSocket message, per batch), always closed."""
+    """A short-lived session of its own (a socket's database work, a receipt batch, a
+    status push), always closed."""
     factory = (app or current_app).extensions["schoolbell.db"]
     session = factory()
     try:

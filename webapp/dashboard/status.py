@@ -1,9 +1,10 @@
 """An announcement's status page: what was sent, live delivery progress, and who got it.
 
 The page includes two components, each also returned alone by its endpoint:
-`_delivery_status.html` (also pushed over /ws to the page's `notification:<id>` socket,
-rendered by realtime.topics from the same service) and `_recipients.html` (re-fetched by
-the page's filters, its pagination and after each live push).
+`_delivery_status.html` (also pushed over /ws to the page's `notification:<id>` socket;
+the endpoint and the push share one renderer, components.render_delivery_status) and
+`_recipients.html` (re-fetched by the page's filters, its pagination and after each live
+push).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from flask_login import current_user
 from ..db import get_session
 from ..realtime import topics
 from ..services import deliveries
-from . import bp
+from . import bp, components
 
 
 def _recipients_filters() -> dict:
@@ -45,7 +46,7 @@ def notification_delivery_status(notification_id: int):
     """The status component alone, exactly as the socket pushes it."""
     session = get_session()
     deliveries.viewable(session, current_user, notification_id)
-    return topics.render_delivery_status(session, notification_id)
+    return components.render_delivery_status(session, notification_id)
 
 
 @bp.get("/notifications/<id:notification_id>/recipients")

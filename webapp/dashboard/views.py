@@ -5,10 +5,8 @@ from flask_login import current_user, login_required
 
 from ..db import get_session
 from ..errors import Forbidden
-from ..models import Role
-from ..realtime.live import live
-from ..services import classes, presence
-from . import bp
+from ..services import classes
+from . import bp, components
 
 
 @bp.before_request
@@ -19,18 +17,12 @@ def _staff_only():
         raise Forbidden("The dashboard is for school staff.")
 
 
-def _online_summary():
-    """Presence as the current user may see it (admins: everyone; teachers: their classes)."""
-    viewer = None if current_user.role is Role.ADMIN else current_user
-    return presence.summary(get_session(), viewer, live().presence())
-
-
 @bp.get("/dashboard")
 def home():
     """The staff landing page; the online panel updates itself over /ws."""
     return render_template(
         "dashboard/home.html",
-        online=_online_summary(),
+        online=components.online_summary(get_session(), components.online_viewer(current_user)),
         my_classes=classes.classes_of(get_session(), current_user.id),
     )
 
@@ -38,4 +30,4 @@ def home():
 @bp.get("/dashboard/online")
 def online():
     """The online panel alone."""
-    return render_template("dashboard/_online.html", online=_online_summary())
+    return components.render_online(get_session(), components.online_viewer(current_user))

@@ -2,8 +2,10 @@
 events to every process's hub quickly. A lost event costs latency, never a message:
 clients catch up by replay when they (re)connect.
 
-`memory://` (default) serves one process. A Redis broker for many workers plugs in here
-behind the same two calls: `start(handler)` and `publish(event)`.
+Events are typed values (`events.py`). `memory://` (default) serves one process and
+hands them over as they are, never encoded. A Redis broker for many workers plugs in
+here behind the same two calls, `start(handler)` and `publish(event)`, and puts
+`event.encode()` on the wire and `events.decode()` behind it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Callable
 import gevent
 from gevent.queue import Queue
 
+from .events import Event
+
 log = logging.getLogger(__name__)
 
-Event = dict
 Handler = Callable[[Event], None]
 
 
@@ -31,10 +34,6 @@ class Broker:
 
     def stop(self) -> None:
         pass
-
-    def status(self) -> str:
-        """'ok', or a word saying why delivery between processes is degraded."""
-        return "ok"
 
 
 class InProcessBroker(Broker):
@@ -62,7 +61,7 @@ class InProcessBroker(Broker):
             try:
                 self._handler(event)
             except Exception:  # one bad event must not stop delivery of the next
-                log.exception("broker handler failed on %s event", event.get("type"))
+                log.exception("broker handler failed on %s event", event.TYPE)
 
     def stop(self) -> None:
         if self._dispatcher is not None:

@@ -1,19 +1,23 @@
 """Garbage collection for a process that holds thousands of long-lived sockets.
 
-Each open socket keeps about 135 objects the cyclic collector tracks (the WSGI request,
-Flask's context, simple-websocket's reader, our Connection). With 10,000 sockets that
-is about 1.4 million objects, and CPython's full collection, which runs whenever the
-old generation has grown by a quarter, scans them all: measured here, 0.7 s with the
-whole worker stopped, several times while clients connect and now and then during a
-broadcast.
+Every open socket keeps objects that CPython's cyclic collector tracks (simple-websocket's
+Server and its reader, the WSGI environ, our Connection). At 10,000 sockets a worker holds
+about 1.4 million of them, and a full collection, which runs whenever the old generation
+has grown by a quarter, scans them all: measured, about 0.7 s with the whole worker
+stopped, several times while clients connect and now and then during a broadcast.
 
-So the heap keeper:
-- freezes what start-up created (`gc.freeze()`: never scanned again);
-- after every full collection freezes the survivors too, so the next full collection
-  scans only what is newer: pauses follow the recent allocation, not the heap size;
-- sweeps the frozen objects (unfreeze, collect, freeze) only when sockets have closed:
-  a closed socket leaves about 66 objects in reference cycles that only a collection
-  of the frozen objects frees. The sweep waits for a moment without broadcasts.
+So the heap keeper (started by `Live.serve()`, in server workers only; the collector's
+thresholds stay as they are):
+- at start, collects once and freezes what start-up created (`gc.freeze()`: never
+  scanned again);
+- after every full collection (a `gc.callbacks` hook) freezes the survivors too, so the
+  next full collection scans only what is newer: pauses follow recent allocation, not
+  the number of sockets;
+- sweeps the frozen objects (unfreeze, collect, freeze) once enough sockets have closed
+  since the last sweep (`sweep_after_closes`, or a quarter of those open if more): a
+  closed socket leaves objects in reference cycles that only a collection of the frozen
+  objects frees. A greenlet checks every `check_every_s` and sweeps only when no
+  broadcast has started for `quiet_s`.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ class HeapKeeper:
         self.worker: gevent.Greenlet | None = None
 
     def start(self) -> None:
-        """Freeze start-up's objects and take over from the collector's default rhythm."""
+        """Freeze start-up's objects, freeze survivors after each full collection from
+        now on, and start checking whether a sweep is due."""
         gc.collect()
         gc.freeze()
         self.closes_at_sweep = self.hub.closed_total

@@ -1,7 +1,8 @@
 """The realtime runtime of one process: hub + broker + receipt writer + status pusher.
 
 Views call it after they commit (`live().notification_sent(...)`); the broker brings
-every event back to every process's `handle()`, which drives the local hub.
+every event (a typed value, see events.py) back to every process's `handle()`, which
+gives it to the handler of its type, which drives the local hub.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..models import DeliveryState, Installation, Notification
 from ..services import deliveries
 from . import protocol, topics
 from .broker import make_broker
+from .events import CloseUser, Event, NotificationSent, ReceiptsRecorded
 from .heap import HeapKeeper
 from .hub import Hub
 
@@ -108,8 +110,8 @@ class StatusPusher:
 
     def push(self, topic: str) -> None:
         try:
-            with self.app.test_request_context(), session_scope(self.app) as session:
-                html = topics.render(session, topic, self.hub)
+            with topics.rendering_context(self.app), session_scope(self.app) as session:
+                html = topics.render(session, topic)
         except Exception:
             log.exception("rendering %s failed", topic)
             return
@@ -135,6 +137,11 @@ class Live:
         self.status = StatusPusher(app, self.hub)
         self.heap = HeapKeeper(self.hub, sweep_after_closes=config["GC_SWEEP_AFTER_CLOSES"])
         self._epoch: str | None = None
+        self.handlers: dict[type[Event], Callable] = {
+            NotificationSent: self.on_notification_sent,
+            ReceiptsRecorded: self.on_receipts_recorded,
+            CloseUser: self.on_close_user,
+        }
         self.broker.start(self.handle)
 
     # Called by views and services' callers, after commit -------------------------------
@@ -142,55 +149,61 @@ class Live:
         self, notification: Notification, author_name: str | None, recipient_ids: list[int]
     ) -> None:
         self.broker.publish(
-            {
-                "type": "notification",
-                "id": notification.id,
-                "user_ids": recipient_ids,
-                "message": protocol.notification(notification, author_name),
-            }
+            NotificationSent(
+                notification.id,
+                tuple(recipient_ids),
+                protocol.notification(notification, author_name),
+            )
         )
 
     def user_disabled(self, user_id: int) -> None:
-        self.broker.publish(
-            {"type": "close_user", "user_id": user_id, "reason": "account disabled"}
-        )
+        self.broker.publish(CloseUser(user_id, "account disabled"))
 
     def presence(self) -> dict[int, list[float]]:
         """Who is online: user id -> connect times of their open tabs."""
         return self.hub.presence()
 
     # Events from the broker ------------------------------------------------------------
-    def handle(self, event: dict) -> None:
-        kind = event.get("type")
-        if kind == "notification":
-            started = time.perf_counter()
-            sockets = self.hub.deliver(event["user_ids"], event["id"], event["message"])
-            log.info(
-                "notification %d: written to %d sockets here in %.1f ms",
-                event["id"],
-                sockets,
-                (time.perf_counter() - started) * 1000,
-            )
-        elif kind == "receipts":
-            for notification_id in event["ids"]:
-                self.status.mark(topics.notification_topic(notification_id))
-            for user_id, notification_id, state in event.get("seen", ()):
-                self.hub.send_to_user(user_id, protocol.receipt(notification_id, state))
-        elif kind == "close_user":
-            self.hub.close_user(event["user_id"], protocol.CLOSE_POLICY, event["reason"])
-        else:
-            log.warning("unknown broker event %r", kind)
+    def handle(self, event: Event) -> None:
+        """Give an event to the handler of its type."""
+        handler = self.handlers.get(type(event))
+        if handler is None:
+            log.warning("unknown broker event %r", event)
+            return
+        handler(event)
+
+    def on_notification_sent(self, event: NotificationSent) -> None:
+        """Write the announcement to every local socket of its recipients."""
+        started = time.perf_counter()
+        sockets = self.hub.deliver(event.user_ids, event.id, event.message)
+        log.info(
+            "notification %d: written to %d sockets here in %.1f ms",
+            event.id,
+            sockets,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def on_receipts_recorded(self, event: ReceiptsRecorded) -> None:
+        """Refresh the watched status of these announcements; tell the readers' other
+        tabs what was seen."""
+        for notification_id in event.notification_ids:
+            self.status.mark(topics.notification_topic(notification_id))
+        for user_id, notification_id, state in event.seen:
+            self.hub.send_to_user(user_id, protocol.receipt(notification_id, state))
+
+    def on_close_user(self, event: CloseUser) -> None:
+        self.hub.close_user(event.user_id, protocol.CLOSE_POLICY, event.reason)
 
     def receipts_recorded(self, receipts: list[deliveries.Receipt]) -> None:
         """Receipts were committed: every process refreshes the status of these
         announcements, and the recipient's other tabs drop what was read there."""
-        seen = [
-            [r.user_id, r.notification_id, r.state.value]
+        seen = tuple(
+            (r.user_id, r.notification_id, r.state.value)
             for r in receipts
             if r.state.rank >= DeliveryState.READ.rank
-        ]
+        )
         self.broker.publish(
-            {"type": "receipts", "ids": sorted({r.notification_id for r in receipts}), "seen": seen}
+            ReceiptsRecorded(tuple(sorted({r.notification_id for r in receipts})), seen)
         )
 
     def _presence_changed(self, _user_id: int, _online: bool) -> None:

@@ -130,10 +130,6 @@ def notification(n, author_name: str | None) -> dict:
     }
 
 
-def retract(notification_id: int) -> dict:
-    return {"type": "retract", "id": notification_id}
-
-
 def receipt(notification_id: int, state: str) -> dict:
     """This user read or confirmed an announcement (in some tab): the others drop it."""
     return {"type": "receipt", "id": notification_id, "state": state}

@@ -195,7 +195,7 @@ class SocketEndpoint:
         # The socket's life: no request, not even an app context (each is memory kept by
         # every idle socket); what needs Flask runs in shallow(..., app=app).
         try:
-            ws = Server(environ, **self.app.config["SOCK_SERVER_OPTIONS"])
+            ws = Server(environ, **self.app.config["WS_SERVER_OPTIONS"])
         except Exception as exc:  # a malformed upgrade request; nothing was sent yet
             log.warning("refused a malformed WebSocket handshake: %s", exc)
             with self.app.request_context(environ):
@@ -266,24 +266,13 @@ def await_auth(app: Flask, ws) -> SocketUser | None:
 def start_watching(app: Flask, conn: Connection, user: SocketUser, spec: str) -> None:
     """Subscribe a staff socket to its topics and send each one's current fragment."""
     try:
-        first = shallow(watch_topics, conn, user, spec, app=app)
+        first = shallow(topics.watch, conn, spec, app=app)
     except DomainError as exc:
         conn.close(protocol.CLOSE_POLICY, exc.message[:120])
         return
     for html in first:
         if html:
             conn.send_text(html)
-
-
-def watch_topics(conn: Connection, user: SocketUser, spec: str) -> list[str | None]:
-    """Check and subscribe each topic; return each one's current fragment."""
-    with current_app.test_request_context(), session_scope() as session:
-        account = session.get(User, user.id)
-        names = [topics.authorize(session, account, name) for name in topics.parse(spec)]
-        # Watch first, then render: a change in between is pushed, never missed.
-        for name in names:
-            live().hub.watch(conn, name)
-        return [topics.render(session, name, live().hub) for name in names]
 
 
 class MessageBudget:

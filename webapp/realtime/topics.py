@@ -1,20 +1,52 @@
-"""What a dashboard socket may watch (`/ws?watch=...`), and the fragment each topic
-pushes. Fragments are the same partials the pages include, swapped by element id.
+"""What a dashboard socket may watch (`/ws?watch=...`): topic names, parsed and
+validated here, and a registry from a topic's kind to what it was given for that kind
+(who may watch it, and how to render its fragment).
+
+Realtime knows no templates: the blueprint that owns a fragment registers it at app
+set-up (the dashboard: `dashboard/components.py`), so the fragment a socket gets is
+the very component its page includes and its fragment endpoint returns.
 """
 
 from __future__ import annotations
 
-from flask import render_template
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from ..errors import Forbidden, ValidationFailed
-from ..models import Role, User
-from ..services import deliveries
-from ..services import presence as presence_service
+from ..db import session_scope
+from ..errors import ValidationFailed
+from ..models import User
+from .hub import Connection
 
 ONLINE = "online"
 NOTIFICATION = "notification"
 MAX_TOPICS = 10
+
+# authorize(session, user, arg) -> the topic this user gets for `<kind>[:<arg>]`, or
+# raises a DomainError (Forbidden, NotFound) saying why not.
+Authorize = Callable[[Session, User, str], str]
+# render(session, arg) -> the current HTML fragment of the topic `<kind>[:<arg>]`.
+Render = Callable[[Session, str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What the owner of a topic kind registered for it."""
+
+    authorize: Authorize
+    render: Render
+
+
+def register(app: Flask, kind: str, *, authorize: Authorize, render: Render) -> None:
+    """Serve topics of this kind with these functions (called by blueprints at set-up)."""
+    app.extensions.setdefault("schoolbell.topics", {})[kind] = Kind(authorize, render)
+
+
+def _kinds() -> dict[str, Kind]:
+    return current_app.extensions.get("schoolbell.topics", {})
 
 
 def notification_topic(notification_id: int) -> str:
@@ -34,44 +66,41 @@ def parse(spec: str) -> list[str]:
 
 
 def authorize(session: Session, user: User, name: str) -> str:
-    """The topic this user gets for `name` (teachers get their own 'online' view), or
-    Forbidden / NotFound."""
-    if not user.role.is_staff:
-        raise Forbidden("Only staff can watch live status.", code="watch_forbidden")
+    """The topic this user gets for `name`, as its kind's owner decides, or the
+    DomainError it raised."""
     kind, _, arg = name.partition(":")
-    if kind == ONLINE:
-        return ONLINE if user.role is Role.ADMIN else f"{ONLINE}:{user.id}"
-    deliveries.viewable(session, user, int(arg))
-    return notification_topic(int(arg))
+    registered = _kinds().get(kind)
+    if registered is None:
+        raise ValidationFailed(f"Unknown topic {name!r}.", code="bad_watch")
+    return registered.authorize(session, user, arg)
 
 
-def render(session: Session, topic: str, hub) -> str | None:
-    """The current HTML fragment for a topic."""
+def render(session: Session, topic: str) -> str | None:
+    """The current HTML fragment of a topic (None for a kind nobody registered).
+    Call it in `rendering_context(app)` when there is no request."""
     kind, _, arg = topic.partition(":")
-    if kind == NOTIFICATION:
-        return render_delivery_status(session, int(arg))
-    if kind == ONLINE:
-        return render_online(session, hub.presence(), int(arg) if arg else None)
-    return None
+    registered = _kinds().get(kind)
+    return registered.render(session, arg) if registered is not None else None
 
 
-def render_delivery_status(session: Session, notification_id: int) -> str:
-    """An announcement's status component, exactly as its page includes it."""
-    from ..services import notifications
+def rendering_context(app: Flask) -> AbstractContextManager:
+    """A request context to render fragments in when no request is being served.
 
-    notification = notifications.get(session, notification_id)
-    return render_template(
-        "dashboard/_delivery_status.html",
-        notification=notification,
-        report=deliveries.status_report(session, notification),
-    )
+    Fragments are the pages' own templates, and templates call `url_for` and use
+    request-bound globals (`request`, `current_user`, `g`), which need a request
+    context. A push has none: it is triggered by a receipt batch or a presence change,
+    and the first fragment of a new watcher is rendered in the socket's own greenlet,
+    long after its admission's request was closed."""
+    return app.test_request_context()
 
 
-def render_online(
-    session: Session, presence: dict[int, list[float]], teacher_id: int | None
-) -> str:
-    """Who is online: the whole school, or for a teacher within their classes."""
-    viewer = session.get(User, teacher_id) if teacher_id is not None else None
-    return render_template(
-        "dashboard/_online.html", online=presence_service.summary(session, viewer, presence)
-    )
+def watch(conn: Connection, spec: str) -> list[str | None]:
+    """Check and subscribe each topic of `?watch=spec` for the socket's user; return
+    each one's current fragment. Runs in an app context (a socket's `shallow` greenlet)."""
+    with rendering_context(current_app), session_scope() as session:
+        account = session.get(User, conn.user_id)
+        names = [authorize(session, account, name) for name in parse(spec)]
+        # Watch first, then render: a change in between is pushed, never missed.
+        for name in names:
+            conn.hub.watch(conn, name)
+        return [render(session, name) for name in names]

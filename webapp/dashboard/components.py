@@ -1,0 +1,85 @@
+"""The dashboard's live components, one renderer each, used by the pages, their fragment
+endpoints and the /ws push alike, so all three show the very same HTML:
+
+- `_delivery_status.html` (#delivery-status-<id>), topic `notification:<id>`;
+- `_online.html` (#online-panel), topic `online` (a teacher's own: `online:<their id>`).
+
+At app set-up they are registered with realtime's topic registry, with who may watch them.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, render_template
+from sqlalchemy.orm import Session
+
+from ..errors import Forbidden
+from ..models import Role, User
+from ..realtime import topics
+from ..realtime.live import live
+from ..services import deliveries, notifications
+from ..services import presence as presence_service
+
+
+def render_delivery_status(session: Session, notification_id: int) -> str:
+    """An announcement's status component, exactly as its page includes it."""
+    notification = notifications.get(session, notification_id)
+    return render_template(
+        "dashboard/_delivery_status.html",
+        notification=notification,
+        report=deliveries.status_report(session, notification),
+    )
+
+
+def online_viewer(user: User) -> User | None:
+    """Whose view of presence `user` gets: None (the whole school) for admins, else their own."""
+    return None if user.role is Role.ADMIN else user
+
+
+def online_summary(session: Session, viewer: User | None) -> presence_service.OnlineSummary:
+    """Who is online, as `viewer` may see it (None: the whole school)."""
+    return presence_service.summary(session, viewer, live().presence())
+
+
+def render_online(session: Session, viewer: User | None) -> str:
+    """The online panel: the whole school (viewer None), or a teacher's classes."""
+    return render_template("dashboard/_online.html", online=online_summary(session, viewer))
+
+
+# Watching over /ws -------------------------------------------------------------------------
+
+
+def _staff_only(user: User) -> None:
+    if not user.role.is_staff:
+        raise Forbidden("Only staff can watch live status.", code="watch_forbidden")
+
+
+def authorize_delivery_status(session: Session, user: User, notification_id: str) -> str:
+    """Staff who may see the announcement watch its status (else Forbidden / NotFound)."""
+    _staff_only(user)
+    deliveries.viewable(session, user, int(notification_id))
+    return topics.notification_topic(int(notification_id))
+
+
+def authorize_online(session: Session, user: User, _arg: str) -> str:
+    """Admins watch the whole school's presence; a teacher their own view of it."""
+    _staff_only(user)
+    return topics.ONLINE if online_viewer(user) is None else f"{topics.ONLINE}:{user.id}"
+
+
+def push_delivery_status(session: Session, notification_id: str) -> str:
+    return render_delivery_status(session, int(notification_id))
+
+
+def push_online(session: Session, teacher_id: str) -> str:
+    return render_online(session, session.get(User, int(teacher_id)) if teacher_id else None)
+
+
+def register(app: Flask) -> None:
+    """Serve the dashboard's components to watching sockets."""
+    topics.register(
+        app,
+        topics.NOTIFICATION,
+        authorize=authorize_delivery_status,
+        render=push_delivery_status,
+    )
+    topics.register(app, topics.ONLINE, authorize=authorize_online, render=push_online)

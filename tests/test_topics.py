@@ -103,3 +103,15 @@ def test_realtime_renders_no_templates_and_imports_no_blueprint():
                 assert not (node.level == 2 and names & blueprints), path.name
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert not node.value.endswith(".html"), f"{path.name} names {node.value}"
+
+
+def test_a_teachers_online_panel_shows_nothing_once_their_account_is_gone(app, make_user):
+    """Never the whole school's panel instead (the topic names a teacher who left)."""
+    from webapp.dashboard import components
+    from webapp.db import session_scope
+
+    teacher = make_user("teacher")
+    with topics.rendering_context(app), session_scope(app) as session:
+        assert "online-panel" in components.push_online(session, str(teacher.id))
+        assert components.push_online(session, "999999") is None
+        assert "online-panel" in components.push_online(session, "")

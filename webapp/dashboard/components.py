@@ -70,8 +70,13 @@ def push_delivery_status(session: Session, notification_id: str) -> str:
     return render_delivery_status(session, int(notification_id))
 
 
-def push_online(session: Session, teacher_id: str) -> str:
-    return render_online(session, session.get(User, int(teacher_id)) if teacher_id else None)
+def push_online(session: Session, teacher_id: str) -> str | None:
+    """The school's panel (no id), or a teacher's own; nothing once that account is gone
+    (never the whole school's instead)."""
+    if not teacher_id:
+        return render_online(session, None)
+    teacher = session.get(User, int(teacher_id))
+    return render_online(session, teacher) if teacher is not None else None
 
 
 def register(app: Flask) -> None:

@@ -28,8 +28,9 @@ MAX_TOPICS = 10
 # authorize(session, user, arg) -> the topic this user gets for `<kind>[:<arg>]`, or
 # raises a DomainError (Forbidden, NotFound) saying why not.
 Authorize = Callable[[Session, User, str], str]
-# render(session, arg) -> the current HTML fragment of the topic `<kind>[:<arg>]`.
-Render = Callable[[Session, str], str]
+# render(session, arg) -> the current HTML fragment of the topic `<kind>[:<arg>]`, or None
+# when there is nothing to show (the socket then gets nothing).
+Render = Callable[[Session, str], str | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,11 +62,10 @@ def build(workdir: Path, n: int) -> School:
     """Create, migrate and fill a fresh database in `workdir`; mint N client tokens."""
     from sqlalchemy import insert, select
 
-    from webapp import create_app, migrate
+    from webapp import create_app, migrate, passwords
     from webapp.db import session_scope
     from webapp.models import Role, User
     from webapp.services import api_tokens
-    from webapp.services.users import hash_password
 
     database_url = f"sqlite:///{workdir / 'bench.db'}"
     secret_key, jwt_secret = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
@@ -75,8 +74,8 @@ def build(workdir: Path, n: int) -> School:
     )
     migrate.upgrade(database_url)
     admin_password = secrets.token_urlsafe(16)
-    shared_hash = hash_password(secrets.token_urlsafe(16))
     with app.app_context(), session_scope(app) as session:
+        shared_hash = passwords.hash(secrets.token_urlsafe(16))
         session.execute(
             insert(User),
             [
@@ -84,7 +83,7 @@ def build(workdir: Path, n: int) -> School:
                     "email": ADMIN_EMAIL,
                     "name": "Bench Admin",
                     "role": Role.ADMIN,
-                    "password_hash": hash_password(admin_password),
+                    "password_hash": passwords.hash(admin_password),
                     "active": True,
                     "session_epoch": 0,
                 }

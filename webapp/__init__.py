@@ -24,7 +24,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config or {})
     settings.finalise(app.config, Path(app.instance_path))
 
-    from . import cli, db, errors, logs, security
+    from . import cli, db, errors, logs, passwords, security
     from .extensions import csrf, limiter, login_manager
     from .realtime import live, routes
 
@@ -34,6 +34,7 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     limiter.init_app(app)
     security.init_app(app)
+    passwords.init_app(app)
     errors.register_handlers(app)
     cli.init_app(app)
     live.init_app(app)

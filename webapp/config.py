@@ -47,6 +47,12 @@ class Defaults:
     MAX_UPLOAD_BYTES = 2 * 1024 * 1024
     SIGNIN_LIMIT_PER_ACCOUNT = "5 per 5 minutes"
     SIGNIN_LIMIT_PER_ADDRESS = "30 per 5 minutes"
+    # Password hashing runs on native threads (webapp/passwords.py): how many (0: one per
+    # CPU, at most 4; each Argon2id hash holds 64 MiB while it runs), how many callers may
+    # wait for one, and how long each waits before a 503 with Retry-After.
+    PASSWORD_HASH_THREADS = 0
+    PASSWORD_QUEUE_LIMIT = 200
+    PASSWORD_QUEUE_TIMEOUT_S = 5
     # WebSockets (/ws). gunicorn's worker_connections must stay above WS_MAX_CONNECTIONS
     # so pages and /healthz still answer when every socket slot is taken.
     WS_MAX_CONNECTIONS = 15000

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from . import passwords
 from .errors import Conflict
 from .models import Guardianship, MemberRole, Membership, Role, SchoolClass, User
 from .services import audit
-from .services.users import hash_password
 
 SEED = 20250901
 DOMAIN = "school.test"
@@ -304,7 +304,7 @@ def _insert(session: Session, school: Plan) -> None:
     """Bulk-insert the plan's rows (Core executemany, not one ORM object per row)."""
     # Argon2 costs ~50 ms a hash, so each public demo password is hashed once and every
     # user of that role shares the hash: acceptable only because the passwords are public.
-    hashes = {role: hash_password(password) for role, password in PASSWORDS.items()}
+    hashes = {role: passwords.hash(pw, wait=False) for role, pw in PASSWORDS.items()}
     session.execute(
         insert(User),
         [

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -44,6 +46,17 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status, code = 409, "conflict"
+
+
+class Busy(DomainError):
+    """Too much of a bounded resource is in use right now; the client should come back
+    after `retry_after_s` (sent as Retry-After)."""
+
+    status, code = 503, "busy"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: int = 5):
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
 
 
 # Stable codes for HTTP errors raised by Flask/Werkzeug itself.
@@ -96,7 +109,10 @@ def register_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError):
         _rollback()
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = make_response(error_response(exc.status, exc.code, exc.message, exc.details))
+        if isinstance(exc, Busy):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):
@@ -108,8 +124,13 @@ def register_handlers(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def _limited(exc: RateLimitExceeded):
-        # Flask-Limiter adds Retry-After and the X-RateLimit-* headers after this.
-        return error_response(429, "rate_limited", FRIENDLY[429])
+        from .extensions import limiter
+
+        response = make_response(error_response(429, "rate_limited", FRIENDLY[429]))
+        breached = limiter.current_limit  # the limit this request ran into
+        wait_s = math.ceil(breached.reset_at - time.time()) if breached else 60
+        response.headers["Retry-After"] = str(max(1, wait_s))
+        return response
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -17,4 +17,6 @@ login_manager.login_view = "auth.signin"
 login_manager.login_message = "Please sign in to see that page."
 login_manager.login_message_category = "info"
 # Flask-Limiter keeps its counters in RATELIMIT_STORAGE_URI (memory:// or redis://).
-limiter = Limiter(key_func=client_address, headers_enabled=True, retry_after="delta-seconds")
+# Its own headers are off: it would rewrite every Retry-After of a limited route (our
+# 503s too), rounded down, often to 0; errors.py sets Retry-After on a 429 itself.
+limiter = Limiter(key_func=client_address, headers_enabled=False)

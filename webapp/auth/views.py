@@ -8,7 +8,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..db import get_session
-from ..errors import NotAuthenticated
+from ..errors import Busy, NotAuthenticated
 from ..extensions import client_address, limiter
 from ..services import audit, users
 from . import bp
@@ -68,6 +68,10 @@ def signin():
     except NotAuthenticated as exc:
         form.password.errors.append(exc.message)
         return render_template("auth/signin.html", form=form), 401
+    except Busy as exc:  # the form again, email kept, with when to come back
+        form.password.errors.append(exc.message)
+        page = render_template("auth/signin.html", form=form)
+        return page, exc.status, {"Retry-After": str(exc.retry_after_s)}
     session.clear()  # a fresh session at sign-in: nothing carries over from before
     login_user(user)
     return redirect(safe_next(form.next.data) or home_for(user))

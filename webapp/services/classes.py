@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session, selectinload
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..models import Guardianship, MemberRole, Membership, Role, SchoolClass, User
 from . import audit, users
-from .users import UserInput, build_user, get_by_email, insert_unique, require_admin
+from .users import (
+    UserInput,
+    build_user,
+    get_by_email,
+    insert_unique,
+    new_password_hash,
+    require_admin,
+)
 from .users import get as get_user
 
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,63}$")
@@ -292,8 +299,9 @@ def create_with_links(
     """
     if actor is not None:
         require_admin(actor)
+    password_hash = new_password_hash(session, data.password) if data.password else None
     try:
-        user = build_user(session, data)
+        user = build_user(session, data, password_hash)
         joined = [get_by_name(session, name) for name in class_names]
         for school_class in joined:
             ensure_member(session, school_class, user)

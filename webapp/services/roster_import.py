@@ -311,6 +311,7 @@ def _apply(
 ) -> RowError | None:
     """Write every row and commit, counting into `report`; or the error that stopped it."""
     existing = users.by_emails(session, [row.person.email for row in rows])
+    hashes = _password_hashes(session, rows, existing)
     saved: dict[str, User] = {}
     known: dict[str, SchoolClass] = {}
     line = 1
@@ -318,7 +319,7 @@ def _apply(
         for row in rows:
             line = row.line
             user = saved[row.person.email] = _save_user(
-                session, row.person, existing.get(row.person.email), report
+                session, row.person, existing.get(row.person.email), hashes.get(row.line), report
             )
             for name in row.classes:
                 school_class = _class_named(session, name, known, report)
@@ -354,17 +355,41 @@ def _apply(
     return None
 
 
+def _password_hashes(
+    session: Session, rows: list[_Row], existing: dict[str, User]
+) -> dict[int, str | None]:
+    """Line -> the hash of the password it sets, made before anything is written:
+    hashing runs on the password threads and yields, which must never happen while the
+    import holds the database's write lock. None: the same password as now, no change
+    (so it does not sign them out everywhere). An import waits its turn for the threads
+    without the sign-in queue's deadline."""
+    users.end_read_transaction(session)
+    hashes: dict[int, str | None] = {}
+    for row in rows:
+        password, user = row.person.password, existing.get(row.person.email)
+        if not password:
+            continue
+        if user is not None and users.password_matches(user, password, wait=False):
+            hashes[row.line] = None
+        else:
+            hashes[row.line] = users.new_password_hash(session, password, wait=False)
+    return hashes
+
+
 def _save_user(
-    session: Session, person: users.UserInput, user: User | None, report: ImportReport
+    session: Session,
+    person: users.UserInput,
+    user: User | None,
+    password_hash: str | None,
+    report: ImportReport,
 ) -> User:
     """Create the user, or update the one with this email; counted in `report`."""
     if user is None:
         report.users_created += 1
-        return users.build_user(session, person)
-    if person.password and users.password_matches(user, person.password):
-        # The same password again is no change: do not sign them out everywhere.
+        return users.build_user(session, person, password_hash)
+    if person.password and password_hash is None:  # the same password as now
         person = dataclasses.replace(person, password=None)
-    if users.apply_changes(user, person, session):
+    if users.apply_changes(user, person, session, password_hash):
         report.users_updated += 1
     return user
 

@@ -4,31 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import passwords
 from ..db import LIKE_ESCAPE, contains_pattern
 from ..errors import Conflict, Forbidden, NotAuthenticated, NotFound, ValidationFailed
 from ..models import Role, User
 from . import audit
 
-# Argon2id with argon2-cffi's RFC 9106 "low memory" profile: about 50 ms per hash here.
-# Hashing blocks the gevent worker while it runs, so it happens only at sign-in and on
-# password changes, never on the WebSocket path.
-_hasher = PasswordHasher()
 MIN_PASSWORD_LENGTH = 8
-# Verified when the email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a real password")
 LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pl", "tr", "uk", "ar")
 
 
-def hash_password(password: str) -> str:
-    """Hash a password with Argon2id."""
-    return _hasher.hash(password)
+def end_read_transaction(session: Session) -> None:
+    """Before waiting for a password hash (about 100 ms, while other greenlets run), end
+    what this session has only read so far. On SQLite every transaction takes the write
+    lock up front (BEGIN IMMEDIATE), and another greenlet's write would then wait for it
+    in SQLite's busy handler, which sleeps in C and stalls the whole event loop."""
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.commit()
+
+
+def new_password_hash(session: Session, password: str, *, wait: bool = True) -> str:
+    """Check a new password's strength and hash it (off the event loop; may raise Busy)."""
+    check_password_strength(password)
+    end_read_transaction(session)
+    return passwords.hash(password, wait=wait)
 
 
 def check_password_strength(password: str) -> None:
@@ -146,8 +150,10 @@ class UserInput:
     language: str | None = None
 
 
-def build_user(session: Session, data: UserInput) -> User:
-    """Validate and add a new user to the session (no commit, no audit)."""
+def build_user(session: Session, data: UserInput, password_hash: str | None = None) -> User:
+    """Validate and add a new user to the session (no commit, no audit). A password in
+    `data` is set from `password_hash`, made beforehand (`new_password_hash`): hashing
+    yields to other greenlets, which must not happen inside a write transaction."""
     email = normalise_email(data.email)
     if by_email(session, email) is not None:
         raise Conflict(f"A user with email {email} already exists.", code="duplicate_email")
@@ -160,8 +166,7 @@ def build_user(session: Session, data: UserInput) -> User:
         session_epoch=0,
     )
     if data.password:
-        check_password_strength(data.password)
-        user.password_hash = hash_password(data.password)
+        user.password_hash = _required(password_hash)
     insert_unique(
         session,
         user,
@@ -181,8 +186,11 @@ def insert_unique(session: Session, row, duplicate: Conflict) -> None:
         raise duplicate from None
 
 
-def apply_changes(user: User, data: UserInput, session: Session) -> list[str]:
-    """Update a user's fields from `data`; return the names of what changed."""
+def apply_changes(
+    user: User, data: UserInput, session: Session, password_hash: str | None = None
+) -> list[str]:
+    """Update a user's fields from `data` (a new password from `password_hash`, made
+    beforehand as for build_user); return the names of what changed."""
     changed = []
     email = normalise_email(data.email)
     if email != user.email:
@@ -201,8 +209,7 @@ def apply_changes(user: User, data: UserInput, session: Session) -> list[str]:
         if language != user.language:
             user.language, changed = language, [*changed, "language"]
     if data.password:
-        check_password_strength(data.password)
-        user.password_hash = hash_password(data.password)
+        user.password_hash = _required(password_hash)
         user.session_epoch += 1  # a new password signs every other session out
         changed.append("password")
     return changed
@@ -214,7 +221,8 @@ def create(
     """Create a user (admins only; `actor` None means the command line) and commit."""
     if actor is not None:
         require_admin(actor)
-    user = build_user(session, data)
+    password_hash = new_password_hash(session, data.password) if data.password else None
+    user = build_user(session, data, password_hash)
     audit.record(
         session,
         "user.created",
@@ -237,7 +245,8 @@ def update(
         raise ValidationFailed(
             "You cannot remove your own administrator role.", code="self_demotion"
         )
-    changed = apply_changes(user, data, session)
+    password_hash = new_password_hash(session, data.password) if data.password else None
+    changed = apply_changes(user, data, session, password_hash)
     if changed:
         audit.record(
             session,
@@ -280,13 +289,9 @@ def authenticate(session: Session, email: str, password: str, address: str | Non
     sign-in does not reveal which accounts exist.
     """
     user = by_email(session, email)
-    ok = False
-    try:
-        ok = _hasher.verify(
-            user.password_hash if user and user.password_hash else _DUMMY_HASH, password or ""
-        )
-    except (VerificationError, InvalidHashError):
-        ok = False
+    end_read_transaction(session)
+    stored = user.password_hash if user and user.password_hash else passwords.DUMMY_HASH
+    ok = passwords.verify(stored, password or "")
     if user is None or not user.password_hash or not ok or not user.active:
         reason = (
             "unknown_email"
@@ -310,8 +315,8 @@ def authenticate(session: Session, email: str, password: str, address: str | Non
                 code="account_disabled",
             )
         raise NotAuthenticated("Wrong email or password.", code="signin_failed")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
     audit.record(
         session, "signin.succeeded", actor=user, subject=f"user:{user.email}", address=address
     )
@@ -362,11 +367,13 @@ def by_emails(session: Session, emails: list[str], chunk: int = 1000) -> dict[st
     return found
 
 
-def password_matches(user: User, password: str) -> bool:
-    """True if `password` is this user's current password (so setting it again is no change)."""
-    if not user.password_hash:
-        return False
-    try:
-        return _hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+def password_matches(user: User, password: str, *, wait: bool = True) -> bool:
+    """True if `password` is this user's current password (so setting it again is no
+    change). Verifies off the event loop: call it outside a write transaction."""
+    return bool(user.password_hash) and passwords.verify(user.password_hash, password, wait=wait)
+
+
+def _required(password_hash: str | None) -> str:
+    if password_hash is None:  # a caller's mistake, never a user's
+        raise ValueError("a new password needs its hash, made with new_password_hash()")
+    return password_hash

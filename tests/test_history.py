@@ -14,10 +14,10 @@ from sqlalchemy import event, select, update
 
 from webapp.db import get_session
 from webapp.models import DeliveryState, Notification, Priority, SchoolClass, User
-from webapp.services import deliveries, notifications
+from webapp.services import notifications, visibility
 from webapp.services.audience import AudienceSpec, ClassTarget
-from webapp.services.deliveries import Receipt, record_receipts
 from webapp.services.notifications import Draft, HistoryFilters
+from webapp.services.receipts import Receipt, record_receipts
 
 from . import school as school_module
 from .browser import sign_in
@@ -172,7 +172,7 @@ def service(shared):
 
 @pytest.mark.parametrize("handle", ["admin", "t7a", "t7b", "s7b_1", "g7b_1"])
 def test_visibility_is_the_rule_of_the_status_page(shared, handle):
-    """One query gives exactly what deliveries.can_view_status allows, row by row."""
+    """One query gives exactly what visibility.can_view_status allows, row by row."""
     app, school, ids = shared
     with app.app_context():
         session = get_session()
@@ -184,7 +184,7 @@ def test_visibility_is_the_rule_of_the_status_page(shared, handle):
         allowed = {
             i
             for i in ids.values()
-            if deliveries.can_view_status(session, viewer, session.get(Notification, i))
+            if visibility.can_view_status(session, viewer, session.get(Notification, i))
         }
     assert shown == allowed
 

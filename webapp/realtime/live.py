@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import session_scope, utcnow
 from ..models import DeliveryState, Installation, Notification
-from ..services import deliveries
+from ..services.receipts import Receipt, record_receipts
 from . import protocol, topics
 from .broker import make_broker
 from .heap import HeapKeeper
@@ -31,12 +31,12 @@ class ReceiptWriter:
     """Collects receipts from every socket here and writes them in batches, so a burst
     of thousands per second costs a few transactions, not thousands."""
 
-    def __init__(self, app: Flask, on_written: Callable[[list[deliveries.Receipt]], None]):
+    def __init__(self, app: Flask, on_written: Callable[[list[Receipt]], None]):
         self.app = app
         self.on_written = on_written
         self.interval_s = app.config["RECEIPT_FLUSH_INTERVAL_MS"] / 1000
         # (user, notification) -> the furthest state asked for, and when.
-        self.pending: dict[tuple[int, int], deliveries.Receipt] = {}
+        self.pending: dict[tuple[int, int], Receipt] = {}
         self.worker: gevent.Greenlet | None = None
 
     def add(self, user_id: int, notification_id: int, state: str) -> None:
@@ -47,7 +47,7 @@ class ReceiptWriter:
             if len(self.pending) >= MAX_PENDING_RECEIPTS and known is None:
                 log.error("receipt backlog full; dropping a receipt for %s", key)
                 return
-            self.pending[key] = deliveries.Receipt(user_id, notification_id, state, utcnow())
+            self.pending[key] = Receipt(user_id, notification_id, state, utcnow())
         if self.worker is None or self.worker.dead:
             self.worker = gevent.spawn(self._run)
 
@@ -64,7 +64,7 @@ class ReceiptWriter:
         batch, self.pending = self.pending, {}
         try:
             with session_scope(self.app) as session:
-                deliveries.record_receipts(session, batch.values())
+                record_receipts(session, batch.values())
         except SQLAlchemyError:
             log.exception("writing %d receipts failed; will retry", len(batch))
             for key, receipt in batch.items():  # newer receipts that arrived meanwhile win
@@ -181,7 +181,7 @@ class Live:
         else:
             log.warning("unknown broker event %r", kind)
 
-    def receipts_recorded(self, receipts: list[deliveries.Receipt]) -> None:
+    def receipts_recorded(self, receipts: list[Receipt]) -> None:
         """Receipts were committed: every process refreshes the status of these
         announcements, and the recipient's other tabs drop what was read there."""
         seen = [

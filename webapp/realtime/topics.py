@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import Forbidden, ValidationFailed
 from ..models import Role, User
-from ..services import deliveries
 from ..services import presence as presence_service
+from ..services import status, visibility
 
 ONLINE = "online"
 NOTIFICATION = "notification"
@@ -41,7 +41,7 @@ def authorize(session: Session, user: User, name: str) -> str:
     kind, _, arg = name.partition(":")
     if kind == ONLINE:
         return ONLINE if user.role is Role.ADMIN else f"{ONLINE}:{user.id}"
-    deliveries.viewable(session, user, int(arg))
+    visibility.viewable(session, user, int(arg))
     return notification_topic(int(arg))
 
 
@@ -63,7 +63,7 @@ def render_delivery_status(session: Session, notification_id: int) -> str:
     return render_template(
         "dashboard/_delivery_status.html",
         notification=notification,
-        report=deliveries.status_report(session, notification),
+        report=status.status_report(session, notification),
     )
 
 

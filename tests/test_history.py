@@ -14,9 +14,10 @@ from sqlalchemy import event, select, update
 
 from webapp.db import get_session
 from webapp.models import DeliveryState, Notification, Priority, SchoolClass, User
-from webapp.services import notifications, visibility
+from webapp.services import history, notifications, visibility
 from webapp.services.audience import AudienceSpec, ClassTarget
-from webapp.services.notifications import Draft, HistoryFilters
+from webapp.services.history import HistoryFilters
+from webapp.services.notifications import Draft
 from webapp.services.receipts import Receipt, record_receipts
 
 from . import school as school_module
@@ -160,7 +161,7 @@ def service(shared):
                 filters["class_id"] = classes[filters.pop("class_name")]
             if "author" in filters:
                 filters["author_id"] = school.ids[filters.pop("author")]
-            result = notifications.history(
+            result = history.history(
                 session, session.get(User, school.ids[handle]), HistoryFilters(**filters)
             )
             shown = [row.notification.title for row in result.rows]
@@ -178,8 +179,7 @@ def test_visibility_is_the_rule_of_the_status_page(shared, handle):
         session = get_session()
         viewer = session.get(User, school.ids[handle])
         shown = {
-            row.notification.id
-            for row in notifications.history(session, viewer, HistoryFilters()).rows
+            row.notification.id for row in history.history(session, viewer, HistoryFilters()).rows
         }
         allowed = {
             i
@@ -231,7 +231,7 @@ def test_a_teacher_cannot_filter_by_another_class(shared, service):
     with app.app_context():
         session = get_session()
         seven_a = session.scalar(select(SchoolClass.id).where(SchoolClass.name == "7a"))
-        result = notifications.history(
+        result = history.history(
             session, session.get(User, school.ids["t7b"]), HistoryFilters(class_id=seven_a)
         )
         assert result.filters.class_id is None
@@ -253,10 +253,10 @@ def test_a_page_costs_the_same_few_queries_however_many_rows(shared):
             session = get_session()
             admin = session.get(User, school.ids["admin"])
             statements.clear()
-            notifications.history(session, admin, HistoryFilters(), per_page=1)
+            history.history(session, admin, HistoryFilters(), per_page=1)
             one_row = len(statements)
             statements.clear()
-            result = notifications.history(session, admin, HistoryFilters(), per_page=25)
+            result = history.history(session, admin, HistoryFilters(), per_page=25)
             [row.notification.title for row in result.rows]
             all_rows = len(statements)
             session.rollback()

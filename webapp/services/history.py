@@ -6,23 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, or_, select, true
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..db import LIKE_ESCAPE, contains_pattern
-from ..models import (
-    Delivery,
-    DeliveryState,
-    MemberRole,
-    Membership,
-    Notification,
-    Priority,
-    Role,
-    SchoolClass,
-    Target,
-    TargetKind,
-    User,
-)
+from ..models import Delivery, DeliveryState, Notification, Priority, Role, SchoolClass, User
+from . import visibility
 
 
 @dataclass(frozen=True)
@@ -67,9 +56,10 @@ class HistoryPage:
 def history(
     session: Session, viewer: User, filters: HistoryFilters, page: int = 1, per_page: int = 25
 ) -> HistoryPage:
-    """The announcements `viewer` may see, newest first, filtered, one page of them with
-    read / confirmed counts. Five queries whatever the page size."""
-    visible = _visible_to(viewer)
+    """The announcements `viewer` may see (the rule of services.visibility), newest
+    first, filtered, one page of them with read / confirmed counts. Five queries
+    whatever the page size."""
+    visible = visibility.visible_to(viewer)
     authors = [
         (i, name)
         for i, name in session.execute(
@@ -80,7 +70,7 @@ def history(
     ]
     class_stmt = select(SchoolClass.id, SchoolClass.name).order_by(SchoolClass.name)
     if viewer.role is not Role.ADMIN:
-        class_stmt = class_stmt.where(SchoolClass.id.in_(_taught_by(viewer.id)))
+        class_stmt = class_stmt.where(SchoolClass.id.in_(visibility.taught_by(viewer.id)))
     class_options = [(i, name) for i, name in session.execute(class_stmt)]
     # An author or class the form does not offer is dropped (the returned filters say
     # so): the list never depends on a choice the viewer cannot see or make.
@@ -115,37 +105,6 @@ def history(
     )
 
 
-def _taught_by(teacher_id: int):
-    """audience.taught_class_ids as a subquery, so visibility stays one query."""
-    return select(Membership.class_id).where(
-        Membership.user_id == teacher_id, Membership.role == MemberRole.TEACHER
-    )
-
-
-def _targets_class(class_ids):
-    """The notification has a class target among `class_ids` (a value list or subquery)."""
-    return (
-        select(Target.id)
-        .where(
-            Target.notification_id == Notification.id,
-            Target.kind == TargetKind.CLASS,
-            Target.class_id.in_(class_ids),
-        )
-        .exists()
-    )
-
-
-def _visible_to(viewer: User):
-    """visibility.can_view_status as a WHERE clause: admins see everything; others what
-    they wrote, and teachers also what targeted a class they teach."""
-    if viewer.role is Role.ADMIN:
-        return true()
-    mine = Notification.author_id == viewer.id
-    if viewer.role is not Role.TEACHER:
-        return mine
-    return or_(mine, _targets_class(_taught_by(viewer.id)))
-
-
 def _history_conditions(filters: HistoryFilters) -> list:
     """The WHERE clauses of the filters that are set."""
     conditions = []
@@ -160,7 +119,7 @@ def _history_conditions(filters: HistoryFilters) -> list:
     if filters.author_id is not None:
         conditions.append(Notification.author_id == filters.author_id)
     if filters.class_id is not None:
-        conditions.append(_targets_class([filters.class_id]))
+        conditions.append(visibility.targets_class([filters.class_id]))
     if filters.priority is not None:
         conditions.append(Notification.priority == filters.priority)
     if filters.sent_from is not None:

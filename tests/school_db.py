@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from webapp.db import get_session
 from webapp.models import Delivery, DeliveryState, Notification, User
 from webapp.services.audience import AudienceSpec, ClassTarget
-from webapp.services.notifications import Draft, send
+from webapp.services.notifications import Draft, prepare, send
 from webapp.services.receipts import Receipt, record_receipts
 from webapp.services.replay import replay_for
 
@@ -58,7 +58,7 @@ class SchoolDb:
             ),
             **fields,
         )
-        return send(self.session, self.user(by), draft).notification.id
+        return send(self.session, prepare(self.session, self.user(by), draft)).notification.id
 
     def delivery(self, notification_id: int, handle: str) -> Delivery:
         """The delivery row as stored now."""

@@ -101,7 +101,8 @@ def send_as(
             require_ack=require_ack,
             audience=audience or audience_of("7b"),
         )
-        notification_id = notifications.send(session, author, draft).notification.id
+        prepared = notifications.prepare(session, author, draft)
+        notification_id = notifications.send(session, prepared).notification.id
         if sent_at is not None:
             session.execute(
                 update(Notification)

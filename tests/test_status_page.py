@@ -50,7 +50,8 @@ def send(
         draft = notifications.Draft(
             title=title, body=fields.pop("body", "Bring **lunch**."), audience=spec, **fields
         )
-        result = notifications.send(session, session.get(User, school.ids[by]), draft)
+        prepared = notifications.prepare(session, session.get(User, school.ids[by]), draft)
+        result = notifications.send(session, prepared)
         return result.notification.id
 
 
@@ -404,13 +405,11 @@ def test_the_recipients_table_is_paginated_by_100(app, client, auth, school):
     in_session(app, pupils)
     with app.app_context(), session_scope(app) as session:
         admin = session.get(User, school.ids["admin"])
-        nid = notifications.send(
-            session,
-            admin,
-            notifications.Draft(
-                title="All pupils", body="Hi", audience=AudienceSpec(roles=(Role.STUDENT,))
-            ),
-        ).notification.id
+        draft = notifications.Draft(
+            title="All pupils", body="Hi", audience=AudienceSpec(roles=(Role.STUDENT,))
+        )
+        result = notifications.send(session, notifications.prepare(session, admin, draft))
+        nid = result.notification.id
     auth.signin(school.emails["admin"])
     base = f"/notifications/{nid}/recipients"
 

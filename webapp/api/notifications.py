@@ -17,18 +17,12 @@ def send_notification():
     """Send an announcement; 201 {id, recipient_count}. The same `Idempotency-Key`
     (per sender) returns the first result again instead of sending twice."""
     draft = schemas.notification_draft(schemas.json_body(schemas.NOTIFICATION_FIELDS))
-    result = notifications.send(
-        get_session(),
-        api_user(),
-        draft,
-        idempotency_key=request.headers.get("Idempotency-Key"),
-        address=client_address(),
+    session = get_session()
+    prepared = notifications.prepare(
+        session, api_user(), draft, idempotency_key=request.headers.get("Idempotency-Key")
     )
-    if result.created:
-        author = result.notification.author
-        live().notification_sent(
-            result.notification, author.name if author else None, result.recipient_ids
-        )
+    result = notifications.send(session, prepared, address=client_address())
+    live().publish_sent(result)
     headers = {"Location": url_for(".notification_status", notification_id=result.notification.id)}
     if not result.created:
         headers["Idempotent-Replayed"] = "true"

@@ -1,6 +1,6 @@
 """The realtime runtime of one process: hub + broker + receipt writer + status pusher.
 
-Views call it after they commit (`live().notification_sent(...)`); the broker brings
+Views call it after they commit (`live().publish_sent(result)`); the broker brings
 every event back to every process's `handle()`, which drives the local hub.
 """
 
@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import session_scope, utcnow
 from ..models import DeliveryState, Installation, Notification
+from ..services.notifications import SendResult
 from ..services.receipts import Receipt, record_receipts
 from . import protocol, topics
 from .broker import make_broker
@@ -138,6 +139,12 @@ class Live:
         self.broker.start(self.handle)
 
     # Called by views and services' callers, after commit -------------------------------
+    def publish_sent(self, result: SendResult) -> None:
+        """A send was committed: hand a new announcement to every process (a repeat of
+        an earlier send was published the first time)."""
+        if result.created:
+            self.notification_sent(result.notification, result.author_name, result.recipient_ids)
+
     def notification_sent(
         self, notification: Notification, author_name: str | None, recipient_ids: list[int]
     ) -> None:

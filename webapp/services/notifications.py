@@ -1,4 +1,5 @@
-"""Announcements: validate a draft, freeze its audience into deliveries, and commit.
+"""Announcements: validate a draft and resolve its audience (prepare), then freeze the
+audience into deliveries and commit (send).
 
 Publishing to live sockets is not done here: the caller does it after commit, at the
 edge (`realtime.live`), so a crash between the two loses nothing (clients replay).
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -41,11 +42,35 @@ class Draft:
     audience: audience.AudienceSpec = field(default_factory=audience.AudienceSpec)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A draft checked for sending: its cleaned content, its audience resolved once, and
+    whether the sender must confirm first. A repeat (an Idempotency-Key this sender
+    already used for the same request) carries the earlier announcement instead of an
+    audience: sending it sends nothing new."""
+
+    actor: User
+    title: str
+    body: str
+    priority: Priority
+    require_ack: bool
+    link: str | None
+    expires_at: datetime | None
+    idempotency_key: str | None
+    request_hash: str
+    resolved: audience.Resolved | None  # None for a repeat
+    earlier: Notification | None = None  # the announcement a repeat repeats
+    needs_confirmation: bool = False
+
+
 @dataclass
 class SendResult:
+    """What a send did, and what the broadcast after commit needs."""
+
     notification: Notification
     recipient_ids: list[int]
     created: bool  # False when an Idempotency-Key matched an earlier send
+    author_name: str | None  # for the broadcast after commit
 
 
 def clean_title(title: str) -> str:
@@ -122,30 +147,69 @@ def validate(draft: Draft) -> tuple[str, str, Priority, str | None, datetime | N
     )
 
 
-def send(
+def prepare(
     session: Session,
     actor: User,
     draft: Draft,
     *,
+    confirm_above: int | None = None,
     idempotency_key: str | None = None,
-    address: str | None = None,
-) -> SendResult:
-    """Check, freeze the audience into one pending delivery per recipient, and commit."""
+) -> Prepared:
+    """Check a draft and resolve its audience, once per request: everything send()
+    needs. Emergencies, and audiences of more than `confirm_above` people, need the
+    sender's confirmation first (None: nobody is asked, as over the API). A repeat of an
+    earlier send is recognised before the audience is resolved, so a retry is answered
+    with the first result even if that audience could no longer be reached."""
     audience.require_sender(actor)
     title, body, priority, link, expires_at = validate(draft)
-    request_hash = fingerprint(
-        title, body, priority, bool(draft.require_ack), link, expires_at, draft.audience
+    require_ack = bool(draft.require_ack)
+    prepared = Prepared(
+        actor=actor,
+        title=title,
+        body=body,
+        priority=priority,
+        require_ack=require_ack,
+        link=link,
+        expires_at=expires_at,
+        request_hash=fingerprint(
+            title, body, priority, require_ack, link, expires_at, draft.audience
+        ),
+        idempotency_key=clean_idempotency_key(idempotency_key),
+        resolved=None,
     )
-    if idempotency_key is not None:
-        idempotency_key = idempotency_key.strip()
-        if not idempotency_key or len(idempotency_key) > 255:
-            raise ValidationFailed(
-                "Idempotency-Key must be 1-255 characters.", code="invalid_idempotency_key"
-            )
-        earlier = _by_key(session, actor.id, idempotency_key)
+    if prepared.idempotency_key is not None:
+        earlier = _by_key(session, actor.id, prepared.idempotency_key)
         if earlier is not None:
-            return _replayed(session, earlier, request_hash)
+            _require_same_request(earlier, prepared.request_hash)
+            return replace(prepared, earlier=earlier)
     resolved = audience.resolve(session, actor, draft.audience)
+    return replace(
+        prepared,
+        resolved=resolved,
+        needs_confirmation=confirm_above is not None
+        and (priority is Priority.EMERGENCY or resolved.count > confirm_above),
+    )
+
+
+def clean_idempotency_key(key: str | None) -> str | None:
+    """An optional Idempotency-Key of 1-255 characters, surrounding blanks ignored."""
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 255:
+        raise ValidationFailed(
+            "Idempotency-Key must be 1-255 characters.", code="invalid_idempotency_key"
+        )
+    return key
+
+
+def send(session: Session, prepared: Prepared, *, address: str | None = None) -> SendResult:
+    """Freeze a prepared audience into one pending delivery per recipient, and commit;
+    a repeat returns the earlier send instead."""
+    actor, key = prepared.actor, prepared.idempotency_key
+    if prepared.earlier is not None:
+        return _replayed(session, prepared.earlier, actor)
+    resolved = prepared.resolved
     if not resolved.user_ids:
         raise ValidationFailed(
             "Nobody is in that audience (no active recipients).", code="empty_audience"
@@ -153,15 +217,15 @@ def send(
     now = utcnow()
     notification = Notification(
         author_id=actor.id,
-        title=title,
-        body=body,
-        body_html=render_markdown(body),
-        priority=priority,
-        require_ack=bool(draft.require_ack),
-        link=link,
-        expires_at=expires_at,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
+        title=prepared.title,
+        body=prepared.body,
+        body_html=render_markdown(prepared.body),
+        priority=prepared.priority,
+        require_ack=prepared.require_ack,
+        link=prepared.link,
+        expires_at=prepared.expires_at,
+        idempotency_key=key,
+        request_hash=prepared.request_hash,
         recipient_count=resolved.count,
         created_at=now,
         targets=resolved.targets,
@@ -171,10 +235,11 @@ def send(
         session.flush()
     except IntegrityError:  # the same key, sent at the same moment by a retry
         session.rollback()
-        earlier = _by_key(session, actor.id, idempotency_key) if idempotency_key else None
+        earlier = _by_key(session, actor.id, key) if key else None
         if earlier is None:
             raise
-        return _replayed(session, earlier, request_hash)
+        _require_same_request(earlier, prepared.request_hash)
+        return _replayed(session, earlier, actor)
     recipient_ids = sorted(resolved.user_ids)
     # One INSERT ... SELECT over the ids sent as a single parameter: no per-row work in
     # Python (an executemany of 10,000 rows spent most of its time building parameters).
@@ -197,11 +262,11 @@ def send(
         subject=f"notification:{notification.id}",
         address=address,
         recipients=resolved.count,
-        priority=priority.value,
+        priority=prepared.priority.value,
         audience=[label for label, _ in resolved.breakdown],
     )
     session.commit()
-    return SendResult(notification, recipient_ids, created=True)
+    return SendResult(notification, recipient_ids, created=True, author_name=actor.name)
 
 
 def fingerprint(
@@ -239,13 +304,17 @@ def _by_key(session: Session, author_id: int, key: str) -> Notification | None:
     )
 
 
-def _replayed(session: Session, notification: Notification, request_hash: str) -> SendResult:
-    """The earlier send with this key; a key reused for another request is a client bug."""
-    if notification.request_hash != request_hash:
+def _require_same_request(earlier: Notification, request_hash: str) -> None:
+    """A key reused for another request is a client bug, not a retry."""
+    if earlier.request_hash != request_hash:
         raise Conflict(
             "This Idempotency-Key was already used for a different announcement.",
             code="idempotency_key_reused",
         )
+
+
+def _replayed(session: Session, notification: Notification, author: User) -> SendResult:
+    """The earlier send with this key (by this author), as it was sent."""
     recipient_ids = list(
         session.scalars(
             select(Delivery.user_id)
@@ -253,7 +322,7 @@ def _replayed(session: Session, notification: Notification, request_hash: str) -
             .order_by(Delivery.user_id)
         )
     )
-    return SendResult(notification, recipient_ids, created=False)
+    return SendResult(notification, recipient_ids, created=False, author_name=author.name)
 
 
 def get(session: Session, notification_id: int) -> Notification:

@@ -163,7 +163,8 @@ def send_while_down(school: School) -> int:
         draft = notifications.Draft(
             title="bench catch-up", body=BODY, audience=audience.AudienceSpec(everyone=True)
         )
-        return notifications.send(session, admin, draft).notification.id
+        prepared = notifications.prepare(session, admin, draft)
+        return notifications.send(session, prepared).notification.id
 
 
 def sign_in(base_url: str, password: str) -> tuple[str, str]:

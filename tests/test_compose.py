@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from webapp.db import get_session
 from webapp.models import Delivery, Notification
+from webapp.services import audience
 
 from .conftest import PASSWORD
 from .helpers import csrf_token_from, post_form
@@ -282,6 +283,35 @@ def test_big_audiences_ask_before_sending(app, client, signed_in):
         data={"csrf_token": token, "title": "Few", "body": "x", "user": "t7a@school.test"},
     )
     assert small.status_code == 302  # at or under the limit: no question asked
+
+
+def test_each_send_reads_its_audience_once(app, client, signed_in, monkeypatch):
+    """The "are you sure?" question and the send share one resolved audience: one
+    resolve per request, whether it asks, sends after asking, or sends straight away."""
+    real_resolve, resolved = audience.resolve, []
+
+    def counted(session, actor, spec):
+        resolved.append(spec)
+        return real_resolve(session, actor, spec)
+
+    monkeypatch.setattr(audience, "resolve", counted)
+    token = signed_in("admin")
+    alert = {
+        "csrf_token": token,
+        "title": "Lockdown",
+        "body": "Stay inside",
+        "priority": "emergency",
+        "class:7b": "students",
+        "key": "e2",
+    }
+    assert client.post("/notifications", data=alert).status_code == 200  # asks
+    assert len(resolved) == 1
+    assert client.post("/notifications", data={**alert, "confirmed": "1"}).status_code == 302
+    assert len(resolved) == 2
+    notice = {"csrf_token": token, "title": "Notice", "body": "x", "class:7b": "students"}
+    assert client.post("/notifications", data=notice).status_code == 302  # nothing to ask
+    assert len(resolved) == 3
+    assert count_rows(app, Notification) == 2
 
 
 def test_expiry_is_read_in_the_schools_time_zone(app, client, signed_in):

@@ -1,5 +1,5 @@
-"""Sending announcements: validation, one pending delivery per recipient, audit, and
-Idempotency-Key retries."""
+"""Sending announcements: validation, the audience resolved once and whether to confirm
+(prepare), one pending delivery per recipient, audit, and Idempotency-Key retries."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from webapp.models import (
     TargetKind,
     User,
 )
-from webapp.services import notifications
+from webapp.services import classes, notifications
 from webapp.services.audience import AudienceSpec, ClassTarget
-from webapp.services.notifications import Draft, send
+from webapp.services.notifications import Draft
 
 from . import school as school_module
 from .conftest import make_test_app
@@ -101,6 +101,12 @@ def shared(shared_school):
 def any_db(any_database_url, tmp_path, monkeypatch):
     """The school on SQLite and on PostgreSQL."""
     yield from open_school(any_database_url, tmp_path, monkeypatch)
+
+
+def send(session, actor: User, the_draft: Draft, *, idempotency_key=None, address=None):
+    """prepare() then send(), as the API does."""
+    prepared = notifications.prepare(session, actor, the_draft, idempotency_key=idempotency_key)
+    return notifications.send(session, prepared, address=address)
 
 
 def draft(**changes) -> Draft:
@@ -376,6 +382,43 @@ def test_a_body_at_the_limit_is_accepted(db):
     assert len(result.notification.body) == 20_000
 
 
+# Prepare: the audience resolved once, and whether to ask first ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("priority", "limit", "asks"),
+    [
+        ("normal", 6, False),  # 6 recipients: at the limit, not above it
+        ("normal", 5, True),
+        ("urgent", 5, True),
+        ("urgent", 100, False),
+        ("emergency", 100, True),
+        (" EMERGENCY ", 100, True),  # what it will be sent as counts, not how it was typed
+        ("emergency", None, False),  # None: nobody to ask (the API)
+    ],
+)
+def test_prepare_asks_first_for_emergencies_and_big_audiences(shared, priority, limit, asks):
+    before = shared.written()
+    prepared = notifications.prepare(
+        shared.session, shared.user("admin"), draft(priority=priority), confirm_above=limit
+    )
+    assert prepared.needs_confirmation is asks
+    assert prepared.resolved.count == 6
+    assert prepared.resolved.user_ids == set(shared.ids(RECIPIENTS_7B))
+    assert prepared.earlier is None
+    shared.session.rollback()
+    assert shared.written() == before  # preparing writes nothing
+
+
+def test_send_freezes_the_prepared_audience_and_names_the_author(db):
+    prepared = notifications.prepare(db.session, db.user("t7b"), draft(), confirm_above=100)
+    result = notifications.send(db.session, prepared)
+    assert result.created is True
+    assert result.recipient_ids == sorted(prepared.resolved.user_ids) == db.ids(RECIPIENTS_7B)
+    assert result.author_name == "T7B"  # what the broadcast shows as the author
+    assert db.written() == (1, 6, 1, 1)
+
+
 # Idempotency-Key ------------------------------------------------------------------------------
 
 
@@ -459,6 +502,24 @@ def test_a_concurrent_retry_that_loses_the_race_returns_the_winner(any_db, monke
     assert len(calls) == 2
     assert (loser.created, loser.notification.id) == (False, winner.notification.id)
     assert loser.recipient_ids == winner.recipient_ids
+    assert any_db.written() == (1, 6, 1, 1)
+
+
+def test_a_retry_is_answered_even_if_its_audience_can_no_longer_be_reached(any_db):
+    """The first send stands: a teacher's retry after leaving the class still gets it
+    back (and sends nothing), while a new send to that class is refused."""
+    first = send(any_db.session, any_db.user("t7b"), draft(), idempotency_key="retry-7b")
+    seventh_b = classes.get_by_name(any_db.session, "7b")
+    classes.remove_member(
+        any_db.session, any_db.user("admin"), seventh_b.id, any_db.school.ids["t7b"]
+    )
+    again = send(any_db.session, any_db.user("t7b"), draft(), idempotency_key="retry-7b")
+    assert (again.created, again.notification.id) == (False, first.notification.id)
+    assert again.recipient_ids == first.recipient_ids
+    assert again.author_name == "T7B"
+    with pytest.raises(Forbidden):
+        send(any_db.session, any_db.user("t7b"), draft(), idempotency_key="new-7b")
+    any_db.session.rollback()
     assert any_db.written() == (1, 6, 1, 1)
 
 

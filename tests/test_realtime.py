@@ -154,6 +154,43 @@ def test_the_same_idempotency_key_sends_once(live_school: LiveSchool):
     assert status == 409 and body["error"]["code"] == "idempotency_key_reused"
 
 
+def test_a_send_from_the_compose_page_reaches_the_tabs_once_with_its_author(
+    live_school: LiveSchool,
+):
+    """The dashboard publishes after commit like the API: the sender's name as author,
+    and a double submit (the same page's key) publishes nothing the second time."""
+    from .helpers import csrf_token_from
+    from .test_server import Browserish
+
+    tab = live_school.tab("s7b_1")
+    teacher = Browserish(live_school.server.url)
+    _, _, page = teacher.request("/signin")
+    teacher.request(
+        "/signin",
+        {
+            "csrf_token": csrf_token_from(page),
+            "email": live_school.school.emails["t7b"],
+            "password": PASSWORD,
+        },
+    )
+    _, _, page = teacher.request("/notifications/new")
+    form = {
+        "csrf_token": csrf_token_from(page),
+        "title": "From the dashboard",
+        "body": "Hello 7b",
+        "class:7b": "students",
+        "key": "compose-page-1",
+    }
+    first_status, first_headers, _ = teacher.request("/notifications", form)
+    again_status, again_headers, _ = teacher.request("/notifications", form)
+    assert first_status == again_status == 302
+    assert first_headers["Location"] == again_headers["Location"]
+    message = tab.expect("notification")
+    assert (message["title"], message["author"]) == ("From the dashboard", "T7B")
+    assert first_headers["Location"].endswith(f"/notifications/{message['id']}")
+    assert tab.nothing_within(0.5)
+
+
 # One bad client never slows the rest ------------------------------------------------------
 
 

@@ -13,9 +13,10 @@ from playwright.sync_api import Page, expect
 
 from webapp.db import session_scope, utcnow
 from webapp.models import DeliveryState, Notification, Role, User
-from webapp.services import classes, deliveries, notifications, users
+from webapp.services import classes, notifications, users
+from webapp.services import status as status_service
 from webapp.services.audience import AudienceSpec, ClassTarget
-from webapp.services.deliveries import Receipt
+from webapp.services.receipts import Receipt, record_receipts
 
 from .browser import Sockets, sign_in
 from .helpers import session_cookie, signed_in
@@ -50,14 +51,15 @@ def send(
         draft = notifications.Draft(
             title=title, body=fields.pop("body", "Bring **lunch**."), audience=spec, **fields
         )
-        result = notifications.send(session, session.get(User, school.ids[by]), draft)
+        prepared = notifications.prepare(session, session.get(User, school.ids[by]), draft)
+        result = notifications.send(session, prepared)
         return result.notification.id
 
 
 def receipts(app, school, notification_id: int, **states: str) -> None:
     """Record receipts, e.g. receipts(app, school, nid, s7b_1="read")."""
     with app.app_context(), session_scope(app) as session:
-        deliveries.record_receipts(
+        record_receipts(
             session,
             [
                 Receipt(school.ids[handle], notification_id, DeliveryState(state), utcnow())
@@ -299,15 +301,15 @@ def test_the_service_on_both_backends_in_a_few_queries(any_database_url, tmp_pat
         notification = session.get(Notification, nid)
         event.listen(session.get_bind(), "before_cursor_execute", count)
         try:
-            report = deliveries.status_report(session, notification)
-            recipients = deliveries.recipients_page(
+            report = status_service.status_report(session, notification)
+            recipients = status_service.recipients_page(
                 session, notification, state="unconfirmed", query="7B_"
             )
         finally:
             event.remove(session.get_bind(), "before_cursor_execute", count)
     app.extensions["schoolbell.db"].kw["bind"].dispose()
 
-    P = deliveries.Progress
+    P = status_service.Progress
     assert report.counts == {"pending": 11, "delivered": 1, "read": 1, "acknowledged": 1}
     assert report.progress == P(total=14, received=3, read=2, confirmed=1)
     assert [c.name for c in report.classes] == ["7a", "7b"]
@@ -318,8 +320,8 @@ def test_the_service_on_both_backends_in_a_few_queries(any_database_url, tmp_pat
         ("guardians", P(3, 1, 1, 1)),
         ("teachers", P(1)),
     ]
-    assert seventh_a.coverage == deliveries.Coverage(students=3, covered=0, unreached=0)
-    assert seventh_b.coverage == deliveries.Coverage(students=3, covered=1, unreached=0)
+    assert seventh_a.coverage == status_service.Coverage(students=3, covered=0, unreached=0)
+    assert seventh_b.coverage == status_service.Coverage(students=3, covered=1, unreached=0)
     assert [u.name for _, u, _ in recipients.rows] == ["G7B_2", "G7B_3", "S7B_1", "S7B_2", "S7B_3"]
     assert recipients.rows[0][2] == ["7b"]
     # counts, targets, members, guardians, coverage; then count, rows, class names
@@ -418,13 +420,11 @@ def test_the_recipients_table_is_paginated_by_100(app, client, auth, school):
     in_session(app, pupils)
     with app.app_context(), session_scope(app) as session:
         admin = session.get(User, school.ids["admin"])
-        nid = notifications.send(
-            session,
-            admin,
-            notifications.Draft(
-                title="All pupils", body="Hi", audience=AudienceSpec(roles=(Role.STUDENT,))
-            ),
-        ).notification.id
+        draft = notifications.Draft(
+            title="All pupils", body="Hi", audience=AudienceSpec(roles=(Role.STUDENT,))
+        )
+        result = notifications.send(session, notifications.prepare(session, admin, draft))
+        nid = result.notification.id
     auth.signin(school.emails["admin"])
     base = f"/notifications/{nid}/recipients"
 

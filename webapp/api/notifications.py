@@ -7,7 +7,7 @@ from flask import jsonify, request, url_for
 from ..db import get_session
 from ..extensions import client_address
 from ..realtime.live import live
-from ..services import deliveries, notifications
+from ..services import inbox, notifications, status, visibility
 from . import bp, schemas
 from .auth import api_user
 
@@ -17,18 +17,12 @@ def send_notification():
     """Send an announcement; 201 {id, recipient_count}. The same `Idempotency-Key`
     (per sender) returns the first result again instead of sending twice."""
     draft = schemas.notification_draft(schemas.json_body(schemas.NOTIFICATION_FIELDS))
-    result = notifications.send(
-        get_session(),
-        api_user(),
-        draft,
-        idempotency_key=request.headers.get("Idempotency-Key"),
-        address=client_address(),
+    session = get_session()
+    prepared = notifications.prepare(
+        session, api_user(), draft, idempotency_key=request.headers.get("Idempotency-Key")
     )
-    if result.created:
-        author = result.notification.author
-        live().notification_sent(
-            result.notification, author.name if author else None, result.recipient_ids
-        )
+    result = notifications.send(session, prepared, address=client_address())
+    live().publish_sent(result)
     headers = {"Location": url_for(".notification_status", notification_id=result.notification.id)}
     if not result.created:
         headers["Idempotent-Replayed"] = "true"
@@ -39,20 +33,18 @@ def send_notification():
 def notification_status(notification_id: int):
     """An announcement with its counts per receipt state."""
     session = get_session()
-    notification = deliveries.viewable(session, api_user(), notification_id)
-    return jsonify(
-        schemas.notification_json(notification, deliveries.counts(session, notification_id))
-    )
+    notification = visibility.viewable(session, api_user(), notification_id)
+    return jsonify(schemas.notification_json(notification, status.counts(session, notification_id)))
 
 
 @bp.get("/notifications/<id:notification_id>/deliveries")
 def notification_deliveries(notification_id: int):
     """Per-recipient delivery rows (optionally ?state=pending|delivered|read|acknowledged)."""
     session = get_session()
-    deliveries.viewable(session, api_user(), notification_id)
+    visibility.viewable(session, api_user(), notification_id)
     state = schemas.state_filter(request.args.get("state"))
     limit, offset = schemas.paging(request.args)
-    rows = deliveries.rows(session, notification_id, state=state, limit=limit, offset=offset)
+    rows = status.rows(session, notification_id, state=state, limit=limit, offset=offset)
     return jsonify(
         {
             "deliveries": [schemas.delivery_json(d, u) for d, u in rows],
@@ -67,5 +59,5 @@ def my_notifications():
     """The caller's own announcements (`?since=<id>`: newer ones, oldest first): a polling
     fallback for clients that cannot keep a socket open."""
     since = schemas.optional_int(request.args.get("since"), "since")
-    rows = deliveries.inbox(get_session(), api_user().id, since=since)
+    rows = inbox.inbox(get_session(), api_user().id, since=since)
     return jsonify({"notifications": [schemas.inbox_json(n, d, a) for n, d, a in rows]})

@@ -16,7 +16,7 @@ from ..errors import Forbidden
 from ..models import Role, User
 from ..realtime import topics
 from ..realtime.live import live
-from ..services import deliveries, notifications
+from ..services import notifications, status, visibility
 from ..services import presence as presence_service
 
 
@@ -26,7 +26,7 @@ def render_delivery_status(session: Session, notification_id: int) -> str:
     return render_template(
         "dashboard/_delivery_status.html",
         notification=notification,
-        report=deliveries.status_report(session, notification),
+        report=status.status_report(session, notification),
     )
 
 
@@ -56,7 +56,7 @@ def _staff_only(user: User) -> None:
 def authorize_delivery_status(session: Session, user: User, notification_id: str) -> str:
     """Staff who may see the announcement watch its status (else Forbidden / NotFound)."""
     _staff_only(user)
-    deliveries.viewable(session, user, int(notification_id))
+    visibility.viewable(session, user, int(notification_id))
     return topics.notification_topic(int(notification_id))
 
 

@@ -94,27 +94,19 @@ def send():
         return render_compose(data, status=400, error=EXPIRED_FORM)
     session = get_session()
     try:
-        draft = data.draft(current_app.config["TIMEZONE"])
-        if not data.confirmed:
-            notifications.validate(draft)
-            resolved = audience.resolve(session, current_user, draft.audience)
-            if needs_confirmation(draft, resolved):
-                return render_compose(data, confirm=resolved)
-        result = notifications.send(
-            session, current_user, draft, idempotency_key=data.key, address=client_address()
+        prepared = notifications.prepare(
+            session,
+            current_user,
+            data.draft(current_app.config["TIMEZONE"]),
+            confirm_above=current_app.config["CONFIRM_RECIPIENTS_ABOVE"],
+            idempotency_key=data.key,
         )
+        if prepared.needs_confirmation and not data.confirmed:
+            return render_compose(data, confirm=prepared.resolved)
+        result = notifications.send(session, prepared, address=client_address())
     except DomainError as exc:
         session.rollback()
         return render_compose(data, status=exc.status, error=exc.message)
-    if result.created:
-        live().notification_sent(result.notification, current_user.name, result.recipient_ids)
+    live().publish_sent(result)
     flash(f"Sent to {result.notification.recipient_count} people.", "success")
     return redirect(url_for(".notification_status", notification_id=result.notification.id))
-
-
-def needs_confirmation(draft: notifications.Draft, resolved: audience.Resolved) -> bool:
-    """Emergencies, and audiences above CONFIRM_RECIPIENTS_ABOVE, are confirmed first."""
-    return (
-        draft.priority == Priority.EMERGENCY.value
-        or resolved.count > current_app.config["CONFIRM_RECIPIENTS_ABOVE"]
-    )

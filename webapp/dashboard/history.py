@@ -16,8 +16,8 @@ from flask_login import current_user
 
 from ..db import MAX_ID, get_session
 from ..models import Priority
-from ..services import notifications
-from ..services.notifications import HistoryFilters
+from ..services import history as history_service
+from ..services.history import HistoryFilters, HistoryPage
 from . import bp
 
 PER_PAGE = 25
@@ -29,7 +29,7 @@ ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 def history():
     """Sent announcements, newest first; htmx gets the results component alone."""
     filters, page, notices = parse_filters(request.args)
-    result = notifications.history(get_session(), current_user, filters, page, PER_PAGE)
+    result = history_service.history(get_session(), current_user, filters, page, PER_PAGE)
     notices += _not_applied(filters, page, result)
     template = "dashboard/_history_rows.html" if _htmx_partial() else "dashboard/history.html"
     response = make_response(
@@ -117,7 +117,7 @@ def _whole_number(args: Mapping[str, str], name: str, notices: list[str], hint: 
     return None
 
 
-def _not_applied(asked: HistoryFilters, page: int, result: notifications.HistoryPage) -> list[str]:
+def _not_applied(asked: HistoryFilters, page: int, result: HistoryPage) -> list[str]:
     """Notices for what the service could not apply as asked."""
     notices = []
     if result.page != page:

@@ -14,7 +14,7 @@ from flask_login import current_user
 
 from ..db import get_session
 from ..realtime import topics
-from ..services import deliveries
+from ..services import status, visibility
 from . import bp, components
 
 
@@ -31,13 +31,13 @@ def _recipients_filters() -> dict:
 def notification_status(notification_id: int):
     """The announcement, its live delivery status and the filterable recipients table."""
     session = get_session()
-    notification = deliveries.viewable(session, current_user, notification_id)
+    notification = visibility.viewable(session, current_user, notification_id)
     return render_template(
         "dashboard/status.html",
         notification=notification,
         topic=topics.notification_topic(notification.id),
-        report=deliveries.status_report(session, notification),
-        recipients=deliveries.recipients_page(session, notification, **_recipients_filters()),
+        report=status.status_report(session, notification),
+        recipients=status.recipients_page(session, notification, **_recipients_filters()),
     )
 
 
@@ -45,7 +45,7 @@ def notification_status(notification_id: int):
 def notification_delivery_status(notification_id: int):
     """The status component alone, exactly as the socket pushes it."""
     session = get_session()
-    deliveries.viewable(session, current_user, notification_id)
+    visibility.viewable(session, current_user, notification_id)
     return components.render_delivery_status(session, notification_id)
 
 
@@ -53,9 +53,9 @@ def notification_delivery_status(notification_id: int):
 def notification_recipients(notification_id: int):
     """The recipients table alone (filters, pages, live refresh)."""
     session = get_session()
-    notification = deliveries.viewable(session, current_user, notification_id)
+    notification = visibility.viewable(session, current_user, notification_id)
     return render_template(
         "dashboard/_recipients.html",
         notification=notification,
-        recipients=deliveries.recipients_page(session, notification, **_recipients_filters()),
+        recipients=status.recipients_page(session, notification, **_recipients_filters()),
     )

@@ -5,7 +5,7 @@ from flask_login import current_user, login_required
 
 from ..db import get_session
 from ..realtime.live import live
-from ..services import deliveries
+from ..services import inbox, receipts
 from . import bp
 
 
@@ -18,14 +18,14 @@ def _signed_in():
 @bp.get("/inbox")
 def home():
     """The page: the newest announcements; new ones arrive live (schoolbell.js)."""
-    items = deliveries.inbox(get_session(), current_user.id)
+    items = inbox.inbox(get_session(), current_user.id)
     return render_template("inbox/home.html", items=items)
 
 
 @bp.get("/inbox/list")
 def list_fragment():
     """The list alone, re-fetched by htmx when the socket brings something new."""
-    items = deliveries.inbox(get_session(), current_user.id)
+    items = inbox.inbox(get_session(), current_user.id)
     return render_template("inbox/_list.html", items=items)
 
 
@@ -33,9 +33,9 @@ def list_fragment():
 def receipt(notification_id: int):
     """Mark read or confirm from the page; returns the updated item."""
     session = get_session()
-    receipt = deliveries.record_one(
+    receipt = receipts.record_one(
         session, current_user.id, notification_id, request.form.get("state", "")
     )
     live().receipts_recorded([receipt])
-    item = deliveries.inbox_item(session, current_user.id, notification_id)
+    item = inbox.inbox_item(session, current_user.id, notification_id)
     return render_template("inbox/_item.html", item=item)

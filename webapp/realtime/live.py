@@ -1,6 +1,6 @@
 """The realtime runtime of one process: hub + broker + receipt writer + status pusher.
 
-Views call it after they commit (`live().notification_sent(...)`); the broker brings
+Views call it after they commit (`live().publish_sent(result)`); the broker brings
 every event (a typed value, see events.py) back to every process's `handle()`, which
 gives it to the handler of its type, which drives the local hub.
 """
@@ -18,7 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import session_scope, utcnow
 from ..models import DeliveryState, Installation, Notification
-from ..services import deliveries
+from ..services.notifications import SendResult
+from ..services.receipts import Receipt, record_receipts
 from . import protocol, topics
 from .broker import make_broker
 from .events import CloseUser, Event, NotificationSent, ReceiptsRecorded
@@ -33,12 +34,12 @@ class ReceiptWriter:
     """Collects receipts from every socket here and writes them in batches, so a burst
     of thousands per second costs a few transactions, not thousands."""
 
-    def __init__(self, app: Flask, on_written: Callable[[list[deliveries.Receipt]], None]):
+    def __init__(self, app: Flask, on_written: Callable[[list[Receipt]], None]):
         self.app = app
         self.on_written = on_written
         self.interval_s = app.config["RECEIPT_FLUSH_INTERVAL_MS"] / 1000
         # (user, notification) -> the furthest state asked for, and when.
-        self.pending: dict[tuple[int, int], deliveries.Receipt] = {}
+        self.pending: dict[tuple[int, int], Receipt] = {}
         self.worker: gevent.Greenlet | None = None
 
     def add(self, user_id: int, notification_id: int, state: str) -> None:
@@ -49,7 +50,7 @@ class ReceiptWriter:
             if len(self.pending) >= MAX_PENDING_RECEIPTS and known is None:
                 log.error("receipt backlog full; dropping a receipt for %s", key)
                 return
-            self.pending[key] = deliveries.Receipt(user_id, notification_id, state, utcnow())
+            self.pending[key] = Receipt(user_id, notification_id, state, utcnow())
         if self.worker is None or self.worker.dead:
             self.worker = gevent.spawn(self._run)
 
@@ -66,7 +67,7 @@ class ReceiptWriter:
         batch, self.pending = self.pending, {}
         try:
             with session_scope(self.app) as session:
-                deliveries.record_receipts(session, batch.values())
+                record_receipts(session, batch.values())
         except SQLAlchemyError:
             log.exception("writing %d receipts failed; will retry", len(batch))
             for key, receipt in batch.items():  # newer receipts that arrived meanwhile win
@@ -145,6 +146,12 @@ class Live:
         self.broker.start(self.handle)
 
     # Called by views and services' callers, after commit -------------------------------
+    def publish_sent(self, result: SendResult) -> None:
+        """A send was committed: hand a new announcement to every process (a repeat of
+        an earlier send was published the first time)."""
+        if result.created:
+            self.notification_sent(result.notification, result.author_name, result.recipient_ids)
+
     def notification_sent(
         self, notification: Notification, author_name: str | None, recipient_ids: list[int]
     ) -> None:
@@ -194,7 +201,7 @@ class Live:
     def on_close_user(self, event: CloseUser) -> None:
         self.hub.close_user(event.user_id, protocol.CLOSE_POLICY, event.reason)
 
-    def receipts_recorded(self, receipts: list[deliveries.Receipt]) -> None:
+    def receipts_recorded(self, receipts: list[Receipt]) -> None:
         """Receipts were committed: every process refreshes the status of these
         announcements, and the recipient's other tabs drop what was read there."""
         seen = tuple(

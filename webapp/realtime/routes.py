@@ -32,7 +32,8 @@ from ..db import session_scope, utcnow
 from ..errors import DomainError, error_response
 from ..extensions import client_address
 from ..models import User
-from ..services import deliveries
+from ..services import receipts as receipts_service
+from ..services import replay as replay_service
 from . import protocol, topics
 from .hub import Connection, text_frame
 from .live import live
@@ -351,7 +352,7 @@ def replay(app: Flask, conn: Connection, last_id: int | None) -> None:
 def replay_frames(user_id: int, last_id: int | None) -> list[tuple[int, bytes]]:
     """The encoded notification frames a (re)connecting socket of this user must get."""
     with session_scope() as session:
-        rows = deliveries.replay_for(session, user_id, last_id)
+        rows = replay_service.replay_for(session, user_id, last_id)
         return [
             (n.id, text_frame(protocol.encode(protocol.notification(n, author))))
             for n, author in rows
@@ -360,7 +361,7 @@ def replay_frames(user_id: int, last_id: int | None) -> list[tuple[int, bytes]]:
 
 def is_recipient(user_id: int, notification_id: int) -> bool:
     with session_scope() as session:
-        return deliveries.is_recipient(session, user_id, notification_id)
+        return receipts_service.is_recipient(session, user_id, notification_id)
 
 
 def accept_receipt(app: Flask, conn: Connection, ack: protocol.Ack) -> None:

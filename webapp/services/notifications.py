@@ -1,4 +1,5 @@
-"""Announcements: validate a draft, freeze its audience into deliveries, and commit.
+"""Announcements: validate a draft and resolve its audience (prepare), then freeze the
+audience into deliveries and commit (send).
 
 Publishing to live sockets is not done here: the caller does it after commit, at the
 edge (`realtime.live`), so a crash between the two loses nothing (clients replay).
@@ -9,29 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import Integer, cast, func, insert, literal, or_, select, true
+from sqlalchemy import Integer, cast, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import LIKE_ESCAPE, contains_pattern, integer_rows, utcnow
+from ..db import integer_rows, utcnow
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..markup import render_markdown
-from ..models import (
-    Delivery,
-    DeliveryState,
-    MemberRole,
-    Membership,
-    Notification,
-    Priority,
-    Role,
-    SchoolClass,
-    Target,
-    TargetKind,
-    User,
-)
+from ..models import Delivery, DeliveryState, Notification, Priority, User
 from . import audience, audit
 
 MAX_TITLE_CHARS = 200
@@ -53,11 +42,35 @@ class Draft:
     audience: audience.AudienceSpec = field(default_factory=audience.AudienceSpec)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A draft checked for sending: its cleaned content, its audience resolved once, and
+    whether the sender must confirm first. A repeat (an Idempotency-Key this sender
+    already used for the same request) carries the earlier announcement instead of an
+    audience: sending it sends nothing new."""
+
+    actor: User
+    title: str
+    body: str
+    priority: Priority
+    require_ack: bool
+    link: str | None
+    expires_at: datetime | None
+    idempotency_key: str | None
+    request_hash: str
+    resolved: audience.Resolved | None  # None for a repeat
+    earlier: Notification | None = None  # the announcement a repeat repeats
+    needs_confirmation: bool = False
+
+
 @dataclass
 class SendResult:
+    """What a send did, and what the broadcast after commit needs."""
+
     notification: Notification
     recipient_ids: list[int]
     created: bool  # False when an Idempotency-Key matched an earlier send
+    author_name: str | None  # for the broadcast after commit
 
 
 def clean_title(title: str) -> str:
@@ -134,30 +147,69 @@ def validate(draft: Draft) -> tuple[str, str, Priority, str | None, datetime | N
     )
 
 
-def send(
+def prepare(
     session: Session,
     actor: User,
     draft: Draft,
     *,
+    confirm_above: int | None = None,
     idempotency_key: str | None = None,
-    address: str | None = None,
-) -> SendResult:
-    """Check, freeze the audience into one pending delivery per recipient, and commit."""
+) -> Prepared:
+    """Check a draft and resolve its audience, once per request: everything send()
+    needs. Emergencies, and audiences of more than `confirm_above` people, need the
+    sender's confirmation first (None: nobody is asked, as over the API). A repeat of an
+    earlier send is recognised before the audience is resolved, so a retry is answered
+    with the first result even if that audience could no longer be reached."""
     audience.require_sender(actor)
     title, body, priority, link, expires_at = validate(draft)
-    request_hash = fingerprint(
-        title, body, priority, bool(draft.require_ack), link, expires_at, draft.audience
+    require_ack = bool(draft.require_ack)
+    prepared = Prepared(
+        actor=actor,
+        title=title,
+        body=body,
+        priority=priority,
+        require_ack=require_ack,
+        link=link,
+        expires_at=expires_at,
+        request_hash=fingerprint(
+            title, body, priority, require_ack, link, expires_at, draft.audience
+        ),
+        idempotency_key=clean_idempotency_key(idempotency_key),
+        resolved=None,
     )
-    if idempotency_key is not None:
-        idempotency_key = idempotency_key.strip()
-        if not idempotency_key or len(idempotency_key) > 255:
-            raise ValidationFailed(
-                "Idempotency-Key must be 1-255 characters.", code="invalid_idempotency_key"
-            )
-        earlier = _by_key(session, actor.id, idempotency_key)
+    if prepared.idempotency_key is not None:
+        earlier = _by_key(session, actor.id, prepared.idempotency_key)
         if earlier is not None:
-            return _replayed(session, earlier, request_hash)
+            _require_same_request(earlier, prepared.request_hash)
+            return replace(prepared, earlier=earlier)
     resolved = audience.resolve(session, actor, draft.audience)
+    return replace(
+        prepared,
+        resolved=resolved,
+        needs_confirmation=confirm_above is not None
+        and (priority is Priority.EMERGENCY or resolved.count > confirm_above),
+    )
+
+
+def clean_idempotency_key(key: str | None) -> str | None:
+    """An optional Idempotency-Key of 1-255 characters, surrounding blanks ignored."""
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 255:
+        raise ValidationFailed(
+            "Idempotency-Key must be 1-255 characters.", code="invalid_idempotency_key"
+        )
+    return key
+
+
+def send(session: Session, prepared: Prepared, *, address: str | None = None) -> SendResult:
+    """Freeze a prepared audience into one pending delivery per recipient, and commit;
+    a repeat returns the earlier send instead."""
+    actor, key = prepared.actor, prepared.idempotency_key
+    if prepared.earlier is not None:
+        return _replayed(session, prepared.earlier, actor)
+    resolved = prepared.resolved
     if not resolved.user_ids:
         raise ValidationFailed(
             "Nobody is in that audience (no active recipients).", code="empty_audience"
@@ -165,15 +217,15 @@ def send(
     now = utcnow()
     notification = Notification(
         author_id=actor.id,
-        title=title,
-        body=body,
-        body_html=render_markdown(body),
-        priority=priority,
-        require_ack=bool(draft.require_ack),
-        link=link,
-        expires_at=expires_at,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
+        title=prepared.title,
+        body=prepared.body,
+        body_html=render_markdown(prepared.body),
+        priority=prepared.priority,
+        require_ack=prepared.require_ack,
+        link=prepared.link,
+        expires_at=prepared.expires_at,
+        idempotency_key=key,
+        request_hash=prepared.request_hash,
         recipient_count=resolved.count,
         created_at=now,
         targets=resolved.targets,
@@ -183,10 +235,11 @@ def send(
         session.flush()
     except IntegrityError:  # the same key, sent at the same moment by a retry
         session.rollback()
-        earlier = _by_key(session, actor.id, idempotency_key) if idempotency_key else None
+        earlier = _by_key(session, actor.id, key) if key else None
         if earlier is None:
             raise
-        return _replayed(session, earlier, request_hash)
+        _require_same_request(earlier, prepared.request_hash)
+        return _replayed(session, earlier, actor)
     recipient_ids = sorted(resolved.user_ids)
     # One INSERT ... SELECT over the ids sent as a single parameter: no per-row work in
     # Python (an executemany of 10,000 rows spent most of its time building parameters).
@@ -209,11 +262,11 @@ def send(
         subject=f"notification:{notification.id}",
         address=address,
         recipients=resolved.count,
-        priority=priority.value,
+        priority=prepared.priority.value,
         audience=[label for label, _ in resolved.breakdown],
     )
     session.commit()
-    return SendResult(notification, recipient_ids, created=True)
+    return SendResult(notification, recipient_ids, created=True, author_name=actor.name)
 
 
 def fingerprint(
@@ -251,13 +304,17 @@ def _by_key(session: Session, author_id: int, key: str) -> Notification | None:
     )
 
 
-def _replayed(session: Session, notification: Notification, request_hash: str) -> SendResult:
-    """The earlier send with this key; a key reused for another request is a client bug."""
-    if notification.request_hash != request_hash:
+def _require_same_request(earlier: Notification, request_hash: str) -> None:
+    """A key reused for another request is a client bug, not a retry."""
+    if earlier.request_hash != request_hash:
         raise Conflict(
             "This Idempotency-Key was already used for a different announcement.",
             code="idempotency_key_reused",
         )
+
+
+def _replayed(session: Session, notification: Notification, author: User) -> SendResult:
+    """The earlier send with this key (by this author), as it was sent."""
     recipient_ids = list(
         session.scalars(
             select(Delivery.user_id)
@@ -265,7 +322,7 @@ def _replayed(session: Session, notification: Notification, request_hash: str) -
             .order_by(Delivery.user_id)
         )
     )
-    return SendResult(notification, recipient_ids, created=False)
+    return SendResult(notification, recipient_ids, created=False, author_name=author.name)
 
 
 def get(session: Session, notification_id: int) -> Notification:
@@ -273,173 +330,3 @@ def get(session: Session, notification_id: int) -> Notification:
     if notification is None:
         raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
     return notification
-
-
-# History: the sent announcements a staff member may see --------------------------------
-
-
-@dataclass(frozen=True)
-class HistoryFilters:
-    """What the history list is narrowed to; empty / None means "any"."""
-
-    text: str = ""  # in the title or the body, case-insensitive, % and _ literal
-    author_id: int | None = None
-    class_id: int | None = None  # announcements that targeted this class
-    priority: Priority | None = None
-    sent_from: date | None = None  # inclusive, UTC
-    sent_to: date | None = None  # inclusive, UTC
-
-
-@dataclass(frozen=True)
-class HistoryRow:
-    """One announcement of the list with its author's name and receipt progress."""
-
-    notification: Notification
-    author_name: str | None  # None when the author's account was deleted
-    read: int  # recipients who read it (confirming counts as reading)
-    acknowledged: int
-
-
-@dataclass(frozen=True)
-class HistoryPage:
-    """One page of the history, the filters as applied, and what the filters offer."""
-
-    rows: list[HistoryRow]
-    total: int
-    page: int  # the page shown: the one asked for, kept within 1..pages
-    per_page: int
-    filters: HistoryFilters  # an author or class the viewer is not offered is dropped
-    authors: list[tuple[int, str]]  # (id, name) of everyone who sent something visible
-    classes: list[tuple[int, str]]  # (id, name): admins all classes, teachers theirs
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-
-def history(
-    session: Session, viewer: User, filters: HistoryFilters, page: int = 1, per_page: int = 25
-) -> HistoryPage:
-    """The announcements `viewer` may see, newest first, filtered, one page of them with
-    read / confirmed counts. Five queries whatever the page size."""
-    visible = _visible_to(viewer)
-    authors = [
-        (i, name)
-        for i, name in session.execute(
-            select(User.id, User.name)
-            .where(User.id.in_(select(Notification.author_id).where(visible)))
-            .order_by(User.name, User.id)
-        )
-    ]
-    class_stmt = select(SchoolClass.id, SchoolClass.name).order_by(SchoolClass.name)
-    if viewer.role is not Role.ADMIN:
-        class_stmt = class_stmt.where(SchoolClass.id.in_(_taught_by(viewer.id)))
-    class_options = [(i, name) for i, name in session.execute(class_stmt)]
-    # An author or class the form does not offer is dropped (the returned filters say
-    # so): the list never depends on a choice the viewer cannot see or make.
-    if filters.author_id is not None and filters.author_id not in dict(authors):
-        filters = replace(filters, author_id=None)
-    if filters.class_id is not None and filters.class_id not in dict(class_options):
-        filters = replace(filters, class_id=None)
-
-    conditions = [visible, *_history_conditions(filters)]
-    total = session.scalar(select(func.count(Notification.id)).where(*conditions)) or 0
-    page = min(max(page, 1), max(1, -(-total // per_page)))
-    found = list(
-        session.execute(
-            select(Notification, User.name)
-            .outerjoin(User, User.id == Notification.author_id)
-            .where(*conditions)
-            .order_by(Notification.created_at.desc(), Notification.id.desc())
-            .limit(per_page)
-            .offset((page - 1) * per_page)
-        )
-    )
-    progress = _progress(session, [n.id for n, _ in found])
-    rows = [HistoryRow(n, name, *progress.get(n.id, (0, 0))) for n, name in found]
-    return HistoryPage(
-        rows=rows,
-        total=total,
-        page=page,
-        per_page=per_page,
-        filters=filters,
-        authors=authors,
-        classes=class_options,
-    )
-
-
-def _taught_by(teacher_id: int):
-    """audience.taught_class_ids as a subquery, so visibility stays one query."""
-    return select(Membership.class_id).where(
-        Membership.user_id == teacher_id, Membership.role == MemberRole.TEACHER
-    )
-
-
-def _targets_class(class_ids):
-    """The notification has a class target among `class_ids` (a value list or subquery)."""
-    return (
-        select(Target.id)
-        .where(
-            Target.notification_id == Notification.id,
-            Target.kind == TargetKind.CLASS,
-            Target.class_id.in_(class_ids),
-        )
-        .exists()
-    )
-
-
-def _visible_to(viewer: User):
-    """deliveries.can_view_status as a WHERE clause: admins see everything; others what
-    they wrote, and teachers also what targeted a class they teach."""
-    if viewer.role is Role.ADMIN:
-        return true()
-    mine = Notification.author_id == viewer.id
-    if viewer.role is not Role.TEACHER:
-        return mine
-    return or_(mine, _targets_class(_taught_by(viewer.id)))
-
-
-def _history_conditions(filters: HistoryFilters) -> list:
-    """The WHERE clauses of the filters that are set."""
-    conditions = []
-    if filters.text:
-        like = contains_pattern(filters.text.lower())  # % and _ typed are taken literally
-        conditions.append(
-            or_(
-                func.lower(Notification.title).like(like, escape=LIKE_ESCAPE),
-                func.lower(Notification.body).like(like, escape=LIKE_ESCAPE),
-            )
-        )
-    if filters.author_id is not None:
-        conditions.append(Notification.author_id == filters.author_id)
-    if filters.class_id is not None:
-        conditions.append(_targets_class([filters.class_id]))
-    if filters.priority is not None:
-        conditions.append(Notification.priority == filters.priority)
-    if filters.sent_from is not None:
-        conditions.append(
-            Notification.created_at >= datetime.combine(filters.sent_from, time.min, UTC)
-        )
-    if filters.sent_to is not None and filters.sent_to < date.max:
-        next_day = filters.sent_to + timedelta(days=1)
-        conditions.append(Notification.created_at < datetime.combine(next_day, time.min, UTC))
-    return conditions
-
-
-def _progress(session: Session, notification_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """(read, confirmed) per notification, for a whole page in one grouped query."""
-    if not notification_ids:
-        return {}
-    read_states = [s for s in DeliveryState if s.rank >= DeliveryState.READ.rank]
-    return {
-        nid: (read, acknowledged)
-        for nid, read, acknowledged in session.execute(
-            select(
-                Delivery.notification_id,
-                func.count().filter(Delivery.state.in_(read_states)),
-                func.count().filter(Delivery.state == DeliveryState.ACKNOWLEDGED),
-            )
-            .where(Delivery.notification_id.in_(notification_ids))
-            .group_by(Delivery.notification_id)
-        )
-    }

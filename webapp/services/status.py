@@ -1,22 +1,17 @@
-"""Deliveries: what each recipient still has to get (replay), their receipts, and the
-status of an announcement (counts per state, per-recipient rows).
-
-Receipt states only move forward: pending -> delivered -> read -> acknowledged. A later
-state fills the timestamps of the earlier ones it skipped.
-"""
+"""The status of an announcement, as its author and the staff who may see it watch it:
+counts per state, progress, each targeted class's parts and guardian coverage, and the
+recipients table (per-recipient rows, filtered and paginated)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from math import ceil
 
-from sqlalchemy import Row, and_, bindparam, case, distinct, func, or_, select, union, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import and_, case, distinct, func, or_, select, union
+from sqlalchemy.orm import Session
 
-from ..db import LIKE_ESCAPE, MAX_ID, contains_pattern, utcnow
-from ..errors import NotFound, ValidationFailed
+from ..db import LIKE_ESCAPE, contains_pattern
+from ..errors import ValidationFailed
 from ..models import (
     Delivery,
     DeliveryState,
@@ -24,187 +19,12 @@ from ..models import (
     MemberRole,
     Membership,
     Notification,
-    Role,
     SchoolClass,
     Target,
     TargetKind,
     User,
 )
 from . import audience
-
-REPLAY_LIMIT = 500
-_deliveries = Delivery.__table__
-# The timestamp column each state sets, in order.
-STATE_COLUMNS = {
-    DeliveryState.DELIVERED: "delivered_at",
-    DeliveryState.READ: "read_at",
-    DeliveryState.ACKNOWLEDGED: "acknowledged_at",
-}
-
-
-@dataclass(frozen=True)
-class Receipt:
-    user_id: int
-    notification_id: int
-    state: DeliveryState
-    at: datetime
-
-
-def _replay_statement():
-    """Built once: every (re)connecting socket runs it, and building a select with an
-    aliased join (and its cache key) cost more than running it."""
-    notifications, deliveries, authors = (
-        Notification.__table__,
-        Delivery.__table__,
-        User.__table__.alias("author"),
-    )
-    wanted = or_(
-        deliveries.c.state == DeliveryState.PENDING,
-        and_(
-            notifications.c.require_ack.is_(True),
-            deliveries.c.state != DeliveryState.ACKNOWLEDGED,
-        ),
-        notifications.c.id > bindparam("last_id"),
-    )
-    return (
-        select(
-            notifications.c.id,
-            notifications.c.title,
-            notifications.c.body_html,
-            notifications.c.priority,
-            notifications.c.require_ack,
-            notifications.c.created_at,
-            notifications.c.expires_at,
-            notifications.c.link,
-            authors.c.name.label("author"),
-        )
-        .join(deliveries, deliveries.c.notification_id == notifications.c.id)
-        .outerjoin(authors, authors.c.id == notifications.c.author_id)
-        .where(
-            deliveries.c.user_id == bindparam("user_id"),
-            notifications.c.retracted_at.is_(None),
-            or_(
-                notifications.c.expires_at.is_(None), notifications.c.expires_at > bindparam("now")
-            ),
-            wanted,
-        )
-        .order_by(notifications.c.id)
-        .limit(bindparam("limit"))
-    )
-
-
-_REPLAY = _replay_statement()
-
-
-def replay_for(
-    session: Session, user_id: int, last_id: int | None, now: datetime | None = None
-) -> list[tuple[Row, str | None]]:
-    """What a (re)connecting client must get, oldest first, with author names: anything
-    still pending, anything newer than `last_id`, and anything awaiting confirmation;
-    never expired or retracted ones. Rows carry a notification's message fields."""
-    rows = session.connection().execute(
-        _REPLAY,
-        {
-            "user_id": user_id,
-            # No last id: nothing counts as newer (no id exceeds MAX_ID).
-            "last_id": MAX_ID if last_id is None else last_id,
-            "now": now or utcnow(),
-            "limit": REPLAY_LIMIT,
-        },
-    )
-    return [(row, row.author) for row in rows]
-
-
-def is_recipient(session: Session, user_id: int, notification_id: int) -> bool:
-    """Whether this user is one of the notification's recipients."""
-    return (
-        session.scalar(
-            select(Delivery.id).where(
-                Delivery.user_id == user_id, Delivery.notification_id == notification_id
-            )
-        )
-        is not None
-    )
-
-
-def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
-    """Move deliveries forward in one transaction (one executemany per state); return
-    the notification ids touched. Receipts that would move backwards change nothing."""
-    by_state: dict[DeliveryState, list[dict]] = {}
-    for r in receipts:
-        by_state.setdefault(r.state, []).append(
-            {"n": r.notification_id, "u": r.user_id, "at": r.at}
-        )
-    touched: set[int] = set()
-    for state, params in by_state.items():
-        session.execute(_forward_update(state), params)
-        touched.update(p["n"] for p in params)
-    session.commit()
-    return touched
-
-
-def record_one(session: Session, user_id: int, notification_id: int, state: str) -> Receipt:
-    """A receipt from a page (not a socket): refused unless the user is a recipient."""
-    if not is_recipient(session, user_id, notification_id):
-        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
-    try:
-        state = DeliveryState(state)
-    except ValueError:
-        raise ValidationFailed(
-            "state must be delivered, read or acknowledged.", code="invalid_state"
-        ) from None
-    if state is DeliveryState.PENDING:
-        raise ValidationFailed(
-            "state must be delivered, read or acknowledged.", code="invalid_state"
-        )
-    receipt = Receipt(user_id, notification_id, state, utcnow())
-    record_receipts(session, [receipt])
-    return receipt
-
-
-def _forward_update(state: DeliveryState):
-    """UPDATE ... SET state, its timestamp and any skipped ones WHERE state is earlier."""
-    earlier = [s for s in DeliveryState if s.rank < state.rank]
-    values: dict = {"state": state}
-    for s, column in STATE_COLUMNS.items():
-        if s.rank <= state.rank:
-            values[column] = func.coalesce(_deliveries.c[column], bindparam("at"))
-    return (
-        update(_deliveries)
-        .where(
-            _deliveries.c.notification_id == bindparam("n"),
-            _deliveries.c.user_id == bindparam("u"),
-            # Not IN (...): expanding parameters cannot be used with executemany.
-            or_(*(_deliveries.c.state == s for s in earlier)),
-        )
-        .values(**values)
-    )
-
-
-def can_view_status(session: Session, actor: User, notification: Notification) -> bool:
-    """The author, admins, and teachers of a targeted class see an announcement's status."""
-    if actor.role is Role.ADMIN or notification.author_id == actor.id:
-        return True
-    if actor.role is not Role.TEACHER:
-        return False
-    class_ids = {
-        t.class_id
-        for t in session.scalars(
-            select(Target).where(
-                Target.notification_id == notification.id, Target.kind == TargetKind.CLASS
-            )
-        )
-    }
-    return bool(class_ids & audience.taught_class_ids(session, actor.id))
-
-
-def viewable(session: Session, actor: User, notification_id: int) -> Notification:
-    """The notification if `actor` may see its status; 404 otherwise, so guessing ids
-    does not even confirm that an announcement exists."""
-    notification = session.get(Notification, notification_id)
-    if notification is None or not can_view_status(session, actor, notification):
-        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
-    return notification
 
 
 def counts(session: Session, notification_id: int) -> dict[str, int]:
@@ -249,41 +69,7 @@ def rows(
     ]
 
 
-def inbox(
-    session: Session, user_id: int, *, since: int | None = None, limit: int = 100
-) -> list[tuple[Notification, Delivery, str | None]]:
-    """A user's announcements, newest first (or those after `since`, oldest first)."""
-    author = aliased(User)
-    stmt = (
-        select(Notification, Delivery, author.name)
-        .join(Delivery, Delivery.notification_id == Notification.id)
-        .outerjoin(author, author.id == Notification.author_id)
-        .where(Delivery.user_id == user_id, Notification.retracted_at.is_(None))
-    )
-    if since is not None:
-        stmt = stmt.where(Notification.id > since).order_by(Notification.id)
-    else:
-        stmt = stmt.order_by(Notification.id.desc())
-    return [(n, d, a) for n, d, a in session.execute(stmt.limit(limit))]
-
-
-def inbox_item(
-    session: Session, user_id: int, notification_id: int
-) -> tuple[Notification, Delivery, str | None]:
-    """One announcement of a user's inbox, or NotFound."""
-    author = aliased(User)
-    row = session.execute(
-        select(Notification, Delivery, author.name)
-        .join(Delivery, Delivery.notification_id == Notification.id)
-        .outerjoin(author, author.id == Notification.author_id)
-        .where(Delivery.user_id == user_id, Notification.id == notification_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
-    return row[0], row[1], row[2]
-
-
-# The status page: progress, per-class breakdown, guardian coverage, recipients --------
+# The status component: progress, per-class breakdown, guardian coverage; recipients --
 
 RECIPIENTS_PER_PAGE = 100
 UNCONFIRMED = "unconfirmed"  # recipients filter: every state below acknowledged

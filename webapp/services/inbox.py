@@ -1,0 +1,43 @@
+"""A user's inbox: the announcements they received, with their own delivery of each."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from ..errors import NotFound
+from ..models import Delivery, Notification, User
+
+
+def inbox(
+    session: Session, user_id: int, *, since: int | None = None, limit: int = 100
+) -> list[tuple[Notification, Delivery, str | None]]:
+    """A user's announcements, newest first (or those after `since`, oldest first)."""
+    author = aliased(User)
+    stmt = (
+        select(Notification, Delivery, author.name)
+        .join(Delivery, Delivery.notification_id == Notification.id)
+        .outerjoin(author, author.id == Notification.author_id)
+        .where(Delivery.user_id == user_id, Notification.retracted_at.is_(None))
+    )
+    if since is not None:
+        stmt = stmt.where(Notification.id > since).order_by(Notification.id)
+    else:
+        stmt = stmt.order_by(Notification.id.desc())
+    return [(n, d, a) for n, d, a in session.execute(stmt.limit(limit))]
+
+
+def inbox_item(
+    session: Session, user_id: int, notification_id: int
+) -> tuple[Notification, Delivery, str | None]:
+    """One announcement of a user's inbox, or NotFound."""
+    author = aliased(User)
+    row = session.execute(
+        select(Notification, Delivery, author.name)
+        .join(Delivery, Delivery.notification_id == Notification.id)
+        .outerjoin(author, author.id == Notification.author_id)
+        .where(Delivery.user_id == user_id, Notification.id == notification_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
+    return row[0], row[1], row[2]

@@ -1,0 +1,100 @@
+"""Receipts: a recipient's delivery moves forward, pending -> delivered -> read ->
+acknowledged, and never back. A later state fills the timestamps of the earlier ones it
+skipped; a time once written is never rewritten."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..db import utcnow
+from ..errors import NotFound, ValidationFailed
+from ..models import Delivery, DeliveryState
+
+_deliveries = Delivery.__table__
+# The timestamp column each state sets, in order.
+STATE_COLUMNS = {
+    DeliveryState.DELIVERED: "delivered_at",
+    DeliveryState.READ: "read_at",
+    DeliveryState.ACKNOWLEDGED: "acknowledged_at",
+}
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One recipient's delivery of one announcement reached `state` at `at`."""
+
+    user_id: int
+    notification_id: int
+    state: DeliveryState
+    at: datetime
+
+
+def is_recipient(session: Session, user_id: int, notification_id: int) -> bool:
+    """Whether this user is one of the notification's recipients."""
+    return (
+        session.scalar(
+            select(Delivery.id).where(
+                Delivery.user_id == user_id, Delivery.notification_id == notification_id
+            )
+        )
+        is not None
+    )
+
+
+def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
+    """Move deliveries forward in one transaction (one executemany per state); return
+    the notification ids touched. Receipts that would move backwards change nothing."""
+    by_state: dict[DeliveryState, list[dict]] = {}
+    for r in receipts:
+        by_state.setdefault(r.state, []).append(
+            {"n": r.notification_id, "u": r.user_id, "at": r.at}
+        )
+    touched: set[int] = set()
+    for state, params in by_state.items():
+        session.execute(_forward_update(state), params)
+        touched.update(p["n"] for p in params)
+    session.commit()
+    return touched
+
+
+def record_one(session: Session, user_id: int, notification_id: int, state: str) -> Receipt:
+    """A receipt from a page (not a socket): refused unless the user is a recipient."""
+    if not is_recipient(session, user_id, notification_id):
+        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
+    try:
+        state = DeliveryState(state)
+    except ValueError:
+        raise ValidationFailed(
+            "state must be delivered, read or acknowledged.", code="invalid_state"
+        ) from None
+    if state is DeliveryState.PENDING:
+        raise ValidationFailed(
+            "state must be delivered, read or acknowledged.", code="invalid_state"
+        )
+    receipt = Receipt(user_id, notification_id, state, utcnow())
+    record_receipts(session, [receipt])
+    return receipt
+
+
+def _forward_update(state: DeliveryState):
+    """UPDATE ... SET state, its timestamp and any skipped ones WHERE state is earlier."""
+    earlier = [s for s in DeliveryState if s.rank < state.rank]
+    values: dict = {"state": state}
+    for s, column in STATE_COLUMNS.items():
+        if s.rank <= state.rank:
+            values[column] = func.coalesce(_deliveries.c[column], bindparam("at"))
+    return (
+        update(_deliveries)
+        .where(
+            _deliveries.c.notification_id == bindparam("n"),
+            _deliveries.c.user_id == bindparam("u"),
+            # Not IN (...): expanding parameters cannot be used with executemany.
+            or_(*(_deliveries.c.state == s for s in earlier)),
+        )
+        .values(**values)
+    )

@@ -377,7 +377,10 @@ class Scenario:
         port = int(server.url.rsplit(":", 1)[1])
         restarted = self.start_server(port)
         boot_s = time.monotonic() - step
-        reply = self.loadgen.call("await_catchup", timeout_s=130, wait_s=120, id=notification_id)
+        with self.profiling(restarted, "restart"):
+            reply = self.loadgen.call(
+                "await_catchup", timeout_s=130, wait_s=120, id=notification_id
+            )
         reply["stop_s"], reply["boot_s"] = round(stop_s, 2), round(boot_s, 2)
         reply["worker_cpu_s"] = restarted.cpu_s()
         reply["worker_rss_kb"] = restarted.rss_kb()

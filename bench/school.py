@@ -50,7 +50,6 @@ class School:
             "SCHOOLBELL_SECRET_KEY": self.secret_key,
             "SCHOOLBELL_JWT_SECRET": self.jwt_secret,
             "SCHOOLBELL_WS_MAX_CONNECTIONS": room,
-            "SCHOOLBELL_WS_MAX_PER_ADDRESS": room,  # every client comes from 127.0.0.1
             "SCHOOLBELL_WS_MAX_PER_USER": room,
         }
 

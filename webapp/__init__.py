@@ -26,7 +26,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     from . import cli, db, errors, logs, passwords, security
     from .extensions import csrf, limiter, login_manager
-    from .realtime import live, routes
+    from .realtime import live, session
 
     logs.init_app(app)
     db.init_app(app)
@@ -38,7 +38,7 @@ def create_app(config: dict | None = None) -> Flask:
     errors.register_handlers(app)
     cli.init_app(app)
     live.init_app(app)
-    routes.init_app(app)  # /ws, in front of Flask
+    session.init_app(app)  # /ws, in front of Flask
     if app.config["PROXY_COUNT"]:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app,

@@ -56,8 +56,12 @@ class Defaults:
     # WebSockets (/ws). gunicorn's worker_connections must stay above WS_MAX_CONNECTIONS
     # so pages and /healthz still answer when every socket slot is taken.
     WS_MAX_CONNECTIONS = 15000
-    WS_MAX_PER_USER = 20
-    WS_MAX_PER_ADDRESS = 2000  # a whole school may sit behind one NAT address
+    WS_MAX_PER_USER = 20  # tabs of one signed-in person
+    # Per client address only what needs no credentials is limited (a school's NAT puts
+    # a thousand people behind one address): sockets still waiting for their first
+    # `auth` message, and handshakes that failed to authenticate.
+    WS_MAX_UNAUTHENTICATED_PER_ADDRESS = 500
+    WS_FAILED_AUTH_PER_ADDRESS = "300 per minute"
     WS_PING_INTERVAL_S = 25
     WS_PONG_TIMEOUT_S = 10
     WS_AUTH_TIMEOUT_S = 10

@@ -4,7 +4,7 @@ Services receive a `Session` and own their transaction. Views get the request's 
 `get_session()`, closed when the app context ends. Everything else opens a short-lived
 `session_scope()` of its own: a socket's database work (user lookup, replay, receipt
 checks, watched topics), which runs in short-lived greenlets with an app context of their
-own (`realtime/routes.py: shallow`), the receipt writer's batches, status pushes. So an
+own (`realtime/greenlets.py: in_short_greenlet`), the receipt writer's batches, status pushes. So an
 idle socket holds no session and no connection.
 """
 

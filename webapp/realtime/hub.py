@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import socket
 import time
@@ -37,6 +36,12 @@ _framer = FrameProtocol(client=False, extensions=[])
 PING_FRAME = bytes(_framer.ping(b""))
 
 
+def ping_slice(fd: int, slices: int) -> int:
+    """The heartbeat slice of a socket: its file descriptor, spread by a multiplicative
+    hash (descriptors come in runs, and often all even or all odd)."""
+    return ((fd * 2654435761) & 0xFFFFFFFF) * slices >> 32
+
+
 def text_frame(text: str) -> bytes:
     """Encode one complete WebSocket text frame."""
     return bytes(_framer.send_data(text, fin=True))
@@ -53,7 +58,6 @@ class Connection:
     # Thousands live at once: no per-instance __dict__, and the outbox and topic set are
     # only created when needed (an empty deque alone is about 600 bytes).
     __slots__ = (
-        "address",
         "close_after_drain",
         "closed",
         "connected_at",
@@ -72,13 +76,12 @@ class Connection:
         "ws",
     )
 
-    def __init__(self, hub: Hub, ws, user_id: int, address: str, *, watch_only: bool = False):
+    def __init__(self, hub: Hub, ws, user_id: int, *, watch_only: bool = False):
         self.hub = hub
         self.ws = ws  # simple_websocket.Server; its own greenlet reads the socket
         self.sock = ws.sock
         self.fd = self.sock.fileno()
         self.user_id = user_id
-        self.address = address
         # A dashboard socket (htmx ws extension) only watches topics: it gets no
         # notifications and does not count towards presence.
         self.watch_only = watch_only
@@ -251,7 +254,6 @@ class Hub:
         # one is 48 bytes where a set is 216 (and a broadcast iterates it without a copy).
         self.by_user: dict[int, tuple[Connection, ...]] = {}
         self.watchers: set[Connection] = set()  # watch-only sockets
-        self.by_address: dict[str, int] = {}
         self.by_topic: dict[str, set[Connection]] = {}
         self.count = 0
         self.closed_total = 0  # sockets closed since start (the heap keeper's clock)
@@ -262,7 +264,6 @@ class Hub:
     # Membership ------------------------------------------------------------------------
     def register(self, conn: Connection) -> None:
         """Add a connection; the first one of a user makes them online."""
-        self.by_address[conn.address] = self.by_address.get(conn.address, 0) + 1
         self.count += 1
         if self._heartbeat is None and self.ping_interval_s:
             self._heartbeat = gevent.spawn(self._ping_forever)
@@ -292,11 +293,6 @@ class Hub:
                 del self.by_user[conn.user_id]
         self.count -= 1
         self.closed_total += 1
-        remaining = self.by_address.get(conn.address, 1) - 1
-        if remaining:
-            self.by_address[conn.address] = remaining
-        else:
-            self.by_address.pop(conn.address, None)
         for topic in list(conn.topics or ()):
             self.unwatch(conn, topic)
         if left == () and self.on_presence:  # the user's last socket
@@ -320,9 +316,6 @@ class Hub:
 
     def connections_of(self, user_id: int) -> int:
         return len(self.by_user.get(user_id, ()))
-
-    def connections_from(self, address: str) -> int:
-        return self.by_address.get(address, 0)
 
     def presence(self) -> dict[int, list[float]]:
         """Online users here: user id -> the connect times of their open sockets."""
@@ -392,23 +385,28 @@ class Hub:
 
     # Keep-alive ------------------------------------------------------------------------
     def _ping_forever(self) -> None:
-        """Ping every socket once per interval, spread over it in small slices (so the
-        pongs of 10,000 sockets never arrive, and are read, all at once), and drop a
-        slice's silent sockets one pong timeout after pinging it."""
-        tick = min(1.0, self.ping_interval_s / 10)
+        """Ping every socket once per interval, by the clock, whether 1 or 10,000 are
+        open. The interval is cut into slices (one a second, at most); a socket always
+        falls in the same slice (by its file descriptor), so it is pinged every interval
+        exactly, and the pongs of 10,000 sockets never arrive, nor are read, all at
+        once. A slice's silent sockets are dropped one pong timeout after its pings."""
+        slices = max(1, round(self.ping_interval_s / min(1.0, self.ping_interval_s / 10)))
+        tick = self.ping_interval_s / slices
         awaiting: deque[tuple[float, list[Connection]]] = deque()
-        todo: list[Connection] = []
-        per_tick = 1
+        due: list[list[Connection]] = []
+        next_tick = time.monotonic()
         while True:
-            gevent.sleep(tick)
             now = time.monotonic()
             while awaiting and awaiting[0][0] <= now:
                 self.drop_silent(awaiting.popleft()[1])
-            if not todo:  # a new round: whoever is connected now
-                todo = self._all_connections()
-                per_tick = max(1, math.ceil(len(todo) * tick / self.ping_interval_s))
-            batch, todo = todo[-per_tick:], todo[:-per_tick]
-            awaiting.append((now + self.pong_timeout_s, self.ping(batch)))
+            if not due:  # a new round: whoever is connected now, in their slices
+                due = [[] for _ in range(slices)]
+                for conn in self._all_connections():
+                    due[ping_slice(conn.fd, slices)].append(conn)
+                due.reverse()  # popped from the end: slice 0 first
+            awaiting.append((now + self.pong_timeout_s, self.ping(due.pop())))
+            next_tick += tick
+            gevent.sleep(max(0.0, next_tick - time.monotonic()))
 
     def _all_connections(self) -> list[Connection]:
         return [*(c for conns in self.by_user.values() for c in conns), *self.watchers]

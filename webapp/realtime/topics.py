@@ -97,7 +97,7 @@ def rendering_context(app: Flask) -> AbstractContextManager:
 
 def watch(conn: Connection, spec: str) -> list[str | None]:
     """Check and subscribe each topic of `?watch=spec` for the socket's user; return
-    each one's current fragment. Runs in an app context (a socket's `shallow` greenlet)."""
+    each one's current fragment. Runs in an app context (a socket's `in_short_greenlet`)."""
     with rendering_context(current_app), session_scope() as session:
         account = session.get(User, conn.user_id)
         names = [authorize(session, account, name) for name in parse(spec)]

@@ -1,176 +1,39 @@
-"""The /ws endpoint: admit -> handshake -> authenticate -> register -> hello -> replay ->
-receive loop -> `finally` unregister.
+"""A socket's life on /ws: admission -> handshake -> authenticate -> register -> hello
+-> replay -> receive loop -> `finally` unregister.
 
-It is WSGI middleware in front of Flask, on simple-websocket (flask-sock's engine), not a
+/ws is WSGI middleware in front of Flask, on simple-websocket (flask-sock's engine), not a
 flask-sock view: a view runs inside Flask's request context, and a socket's view runs as
 long as the socket, so every idle socket kept a whole request alive (Request, session,
 URL adapter, the extensions' per-request state, the frames of Flask's dispatch): about
 3.5 KB a socket, measured. Here the checks that must refuse before the 101 response
-(Origin, capacity, who it is) run in a request context that is closed before the
-handshake; the socket then lives without any Flask context, and what needs one (database
-work, templates) runs in a short-lived greenlet that has one (`shallow`).
+(admission.py) run in a request context that is closed before the handshake; the socket
+then lives without any Flask context, and what needs one (database work, templates)
+runs in a short-lived greenlet that has one (`in_short_greenlet`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import socket
-import sys
 import time
-from dataclasses import dataclass
 
-import gevent
-from flask import Flask, Response, current_app, make_response, request
-from flask_login import current_user
+from flask import Flask, Response, make_response
 from simple_websocket import ConnectionClosed, Server
-from sqlalchemy import bindparam, select
 
 from .. import tokens
 from ..db import session_scope, utcnow
 from ..errors import DomainError, error_response
-from ..extensions import client_address
-from ..models import User
 from ..services import receipts as receipts_service
 from ..services import replay as replay_service
-from . import protocol, topics
+from . import admission, protocol, topics
+from .admission import Admission, SocketUser, user_from_token
+from .greenlets import in_short_greenlet
 from .hub import Connection, text_frame
-from .live import live
 
 log = logging.getLogger(__name__)
 PATH = "/ws"
 FLOOD_CLOSE_AFTER = 100  # refused messages before the socket is closed
-
-
-@dataclass(frozen=True, slots=True)
-class SocketUser:
-    """What the socket needs of its user, read once (no ORM object held open)."""
-
-    id: int
-    name: str
-    is_staff: bool
-
-    @classmethod
-    def of(cls, user) -> SocketUser:
-        """From a User, or a row with its id, name and role."""
-        return cls(user.id, user.name, user.role.is_staff)
-
-
-def origin_allowed(origin: str) -> bool:
-    """Same origin as the app, or listed in SCHOOLBELL_ALLOWED_ORIGINS."""
-    origin = origin.strip().rstrip("/").lower()
-    own = request.host_url.rstrip("/").lower()
-    return origin == own or origin in current_app.config["ALLOWED_ORIGINS"]
-
-
-# Built once: thousands of sockets reconnecting at once each run it.
-_SOCKET_USER = select(User.id, User.name, User.role, User.active).where(User.id == bindparam("id"))
-
-
-def shallow(function, *args, app: Flask | None = None):
-    """Run `function` in a short-lived greenlet of its own and return what it returns
-    (or raise what it raises); in an app context of `app` when given (a socket's own
-    greenlet has none).
-
-    A socket's greenlet lives as long as the socket, and keeps the frame-stack memory its
-    deepest call ever touched (CPython 3.11 gives each greenlet its own 16 KB data stack
-    chunk): SQLAlchemy queries run on it would cost every idle socket several KB."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            if app is None:
-                outcome.append((True, function(*args)))
-            else:
-                with app.app_context():
-                    outcome.append((True, function(*args)))
-        except BaseException as exc:  # handed to the caller, not gevent's error printer
-            outcome.append((False, exc))
-
-    gevent.spawn(contextvars.copy_context().run, run).join()
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value
-
-
-def user_from_token(token: str) -> SocketUser:
-    """Verify a client JWT and load its (active) user, or raise InvalidToken."""
-    config = current_app.config
-    user_id = tokens.verify_client_token(
-        token,
-        secret=config["JWT_SECRET"],
-        issuer=config["JWT_ISSUER"],
-        audience=config["JWT_AUDIENCE"],
-    )
-    with session_scope() as session:
-        user = session.connection().execute(_SOCKET_USER, {"id": user_id}).first()
-    if user is None:
-        raise tokens.InvalidToken("unknown user")
-    if not user.active:
-        raise tokens.InvalidToken("account disabled")
-    return SocketUser.of(user)
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """What admit() found out, carried from the request into the socket's life."""
-
-    user: SocketUser | None  # None: the first message must authenticate
-    refusal: str | None  # a bad ?token: close with 1008 and this reason
-    watch: str | None  # a dashboard's ?watch= topics
-    address: str
-
-
-def admit() -> Admission | Response:
-    """Refuse before the handshake what must never get a socket; identify the user.
-    Runs in a request context (Origin, cookie session, ?token, client address)."""
-    hub, config = live().hub, current_app.config
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        return make_response(
-            error_response(400, "websocket_required", "This address takes WebSockets only.")
-        )
-    origin = request.headers.get("Origin")
-    if origin and not origin_allowed(origin):
-        log.warning("refused /ws from foreign origin %s", origin)
-        return make_response(
-            error_response(403, "origin_forbidden", "This origin may not open a socket.")
-        )
-    address = sys.intern(client_address())  # one string for all sockets behind a NAT
-    if hub.shutting_down:
-        return _refuse(503, "shutting_down", "The server is restarting; retry shortly.")
-    if hub.count >= config["WS_MAX_CONNECTIONS"]:
-        return _refuse(503, "too_many_connections", "The server is full; retry shortly.")
-    if hub.connections_from(address) >= config["WS_MAX_PER_ADDRESS"]:
-        return _refuse(429, "too_many_connections", "Too many sockets from this address.")
-    # Compression is not negotiated: one encoded frame serves every socket, and no zlib
-    # context (~93 KB) is kept per connection. simple-websocket accepts it if offered.
-    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
-    user, refusal = None, None
-    token = request.args.get("token")  # the old design's way; discouraged, never logged
-    if token:
-        try:
-            user = shallow(user_from_token, token)
-        except tokens.InvalidToken as exc:
-            refusal = str(exc)
-    else:
-        user = shallow(cookie_user)
-    if user and hub.connections_of(user.id) >= config["WS_MAX_PER_USER"]:
-        return _refuse(429, "too_many_connections", "Too many open tabs for this user.")
-    return Admission(user, refusal, request.args.get("watch"), address)
-
-
-def cookie_user() -> SocketUser | None:
-    """The signed-in user of the session cookie, if any (loads the user: deep work)."""
-    return SocketUser.of(current_user) if current_user.is_authenticated else None
-
-
-def _refuse(status: int, code: str, message: str):
-    """An HTTP refusal before the handshake, asking the client to come back later."""
-    response = make_response(error_response(status, code, message))
-    response.headers["Retry-After"] = "5"
-    return response
 
 
 class SocketEndpoint:
@@ -185,16 +48,24 @@ class SocketEndpoint:
             return self.wsgi_app(environ, start_response)
         with self.app.request_context(environ):
             try:
-                admission = admit()
+                admitted = admission.admit()
             except Exception:
                 log.exception("admitting a socket failed")
-                admission = make_response(
+                admitted = make_response(
                     error_response(500, "internal_error", "Something went wrong on our side.")
                 )
-            if isinstance(admission, Response):  # with the app's security headers
-                return self.app.process_response(admission)(environ, start_response)
-        # The socket's life: no request, not even an app context (each is memory kept by
-        # every idle socket); what needs Flask runs in shallow(..., app=app).
+            if isinstance(admitted, Response):  # with the app's security headers
+                return self.app.process_response(admitted)(environ, start_response)
+        try:
+            return self.live(environ, start_response, admitted)
+        finally:
+            if admitted.pending is not None:  # ended before its first message authenticated
+                admitted.pending.settle(authenticated=False)
+
+    def live(self, environ, start_response, admitted: Admission):
+        """The handshake and the socket's life: no request, not even an app context
+        (each is memory kept by every idle socket); what needs Flask runs in
+        in_short_greenlet(..., app=app)."""
         try:
             ws = Server(environ, **self.app.config["WS_SERVER_OPTIONS"])
         except Exception as exc:  # a malformed upgrade request; nothing was sent yet
@@ -207,7 +78,7 @@ class SocketEndpoint:
                 )
             return response(environ, start_response)
         with contextlib.suppress(ConnectionClosed):
-            serve(self.app, ws, admission)
+            serve(self.app, ws, admitted)
         with contextlib.suppress(Exception):  # already closed, or the peer is gone
             ws.close()
         if ws.mode == "gunicorn":
@@ -217,27 +88,31 @@ class SocketEndpoint:
 
 def init_app(app: Flask) -> None:
     """Serve /ws in front of the app (inside ProxyFix, which wraps it later)."""
+    admission.init_app(app)
     app.wsgi_app = SocketEndpoint(app, app.wsgi_app)  # type: ignore[method-assign]
 
 
-def serve(app: Flask, ws: Server, admission: Admission) -> None:
+def serve(app: Flask, ws: Server, admitted: Admission) -> None:
     """One socket: a recipient's tab, or (with ?watch=) a dashboard's live fragments."""
-    if admission.refusal:
-        ws.close(protocol.CLOSE_POLICY, admission.refusal)
+    if admitted.refusal:
+        ws.close(protocol.CLOSE_POLICY, admitted.refusal)
         return
-    user = admission.user or await_auth(app, ws)
+    user = admitted.user
     if user is None:
-        return
-    watch, runtime = admission.watch, app.extensions["schoolbell.live"]
-    conn = Connection(runtime.hub, ws, user.id, admission.address, watch_only=bool(watch))
+        user = await_auth(app, ws)
+        admitted.pending.settle(authenticated=user is not None)
+        if user is None:
+            return
+    watch, runtime = admitted.watch, app.extensions["schoolbell.live"]
+    conn = Connection(runtime.hub, ws, user.id, watch_only=bool(watch))
     _cap_send_buffer(ws.sock, app.config["WS_SEND_BUFFER_BYTES"])
     runtime.hub.register(conn)
     try:
         if watch:
-            start_watching(app, conn, user, watch)
+            start_watching(app, conn, watch)
         else:
             conn.send_message(protocol.hello(user.id, user.name, utcnow(), runtime.epoch()))
-        receive_loop(app, conn, user)
+        receive_loop(app, conn)
     finally:
         runtime.hub.unregister(conn)
 
@@ -258,16 +133,16 @@ def await_auth(app: Flask, ws) -> SocketUser | None:
         message = protocol.parse_client(raw)
         if not isinstance(message, protocol.Auth):
             raise protocol.ProtocolError("auth_required", "authentication required")
-        return shallow(user_from_token, message.token, app=app)
+        return in_short_greenlet(user_from_token, message.token, app=app)
     except (protocol.ProtocolError, tokens.InvalidToken) as exc:
         ws.close(protocol.CLOSE_POLICY, str(exc)[:120])
         return None
 
 
-def start_watching(app: Flask, conn: Connection, user: SocketUser, spec: str) -> None:
+def start_watching(app: Flask, conn: Connection, spec: str) -> None:
     """Subscribe a staff socket to its topics and send each one's current fragment."""
     try:
-        first = shallow(topics.watch, conn, spec, app=app)
+        first = in_short_greenlet(topics.watch, conn, spec, app=app)
     except DomainError as exc:
         conn.close(protocol.CLOSE_POLICY, exc.message[:120])
         return
@@ -298,7 +173,7 @@ class MessageBudget:
         return self.used <= self.per_second
 
 
-def receive_loop(app: Flask, conn: Connection, user: SocketUser) -> None:
+def receive_loop(app: Flask, conn: Connection) -> None:
     """Answer pings, replay on resume, queue receipts; refuse garbage and floods."""
     ws, budget = conn.ws, MessageBudget(app.config["WS_MESSAGES_PER_SECOND"])
     replayed, refused = conn.watch_only, 0
@@ -343,7 +218,8 @@ def replay(app: Flask, conn: Connection, last_id: int | None) -> None:
     registered already, so anything sent meanwhile is held back and follows in order."""
     conn.hold()
     try:
-        for notification_id, frame in shallow(replay_frames, conn.user_id, last_id, app=app):
+        frames = in_short_greenlet(replay_frames, conn.user_id, last_id, app=app)
+        for notification_id, frame in frames:
             conn.send_replayed(notification_id, frame)
     finally:
         conn.release()
@@ -366,7 +242,9 @@ def is_recipient(user_id: int, notification_id: int) -> bool:
 
 def accept_receipt(app: Flask, conn: Connection, ack: protocol.Ack) -> None:
     """Queue a receipt for the batch writer; refuse ids this user never received."""
-    if not conn.has_sent(ack.id) and not shallow(is_recipient, conn.user_id, ack.id, app=app):
+    if not conn.has_sent(ack.id) and not in_short_greenlet(
+        is_recipient, conn.user_id, ack.id, app=app
+    ):
         conn.send_message(
             protocol.error("unknown_notification", f"notification {ack.id} was not sent to you")
         )

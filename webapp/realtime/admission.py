@@ -1,0 +1,218 @@
+"""Before the 101: what /ws refuses, and who a new socket belongs to.
+
+Runs in a request context that is closed before the handshake (session.py explains
+why): Origin, capacity, the session cookie or `?token=`, and the client address.
+
+Limits are set where an abuser pays and a school does not. A school's NAT puts a
+thousand people's tabs behind one address, so tabs that prove who they are (a session
+cookie or a valid `?token=`) are limited per user (`WS_MAX_PER_USER`), never per
+address. Per address only what needs no credentials is limited: sockets still waiting
+for their first `auth` message (`WS_MAX_UNAUTHENTICATED_PER_ADDRESS`), and handshakes
+that did not authenticate (a bad token, a wrong or missing first message, silence:
+`WS_FAILED_AUTH_PER_ADDRESS`, counted in the app's rate-limit storage). A flood from
+one address gets 429 with Retry-After; the signed-in tabs behind it do not notice.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app, make_response, request
+from flask_login import current_user
+from limits import parse as parse_limit
+from sqlalchemy import bindparam, select
+
+from .. import tokens
+from ..db import session_scope
+from ..errors import error_response
+from ..extensions import client_address, limiter
+from ..models import User
+from .greenlets import in_short_greenlet
+from .live import live
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5  # a refusal for capacity or shutdown: come back soon
+
+
+@dataclass(frozen=True, slots=True)
+class SocketUser:
+    """What the socket needs of its user, read once (no ORM object held open)."""
+
+    id: int
+    name: str
+    is_staff: bool
+
+    @classmethod
+    def of(cls, user) -> SocketUser:
+        """From a User, or a row with its id, name and role."""
+        return cls(user.id, user.name, user.role.is_staff)
+
+
+class PendingAuth:
+    """A socket admitted without credentials, counted against its address until it
+    authenticates or ends (`settle`, once)."""
+
+    __slots__ = ("address", "gate", "settled")
+
+    def __init__(self, gate: AddressGate, address: str):
+        self.gate, self.address, self.settled = gate, address, False
+
+    def settle(self, authenticated: bool) -> None:
+        if not self.settled:
+            self.settled = True
+            self.gate.settled(self.address, authenticated)
+
+
+class AddressGate:
+    """This process's count of not-yet-authenticated sockets per address, and the
+    failed-authentication budget per address (shared across processes when the
+    rate-limit storage is)."""
+
+    SCOPE = "ws-failed-auth"
+
+    def __init__(self, max_unauthenticated: int, failed_auth_limit: str):
+        self.max_unauthenticated = max_unauthenticated
+        self.failed_auth = parse_limit(failed_auth_limit)
+        self.unauthenticated: dict[str, int] = {}
+
+    def refusal(self, address: str) -> Response | None:
+        """A 429 when this address may not open another socket without credentials."""
+        if self.unauthenticated.get(address, 0) >= self.max_unauthenticated:
+            log.warning("refused /ws from %s: too many unauthenticated sockets", address)
+            return refuse(
+                429,
+                "too_many_unauthenticated",
+                "Too many sockets from this address have not signed in yet.",
+            )
+        if not limiter.limiter.test(self.failed_auth, self.SCOPE, address):
+            reset = limiter.limiter.get_window_stats(self.failed_auth, self.SCOPE, address)[0]
+            log.warning("refused /ws from %s: too many failed authentications", address)
+            return refuse(
+                429,
+                "too_many_failed_handshakes",
+                "Too many sockets from this address failed to sign in; retry later.",
+                retry_after_s=max(1, int(reset - time.time()) + 1),
+            )
+        return None
+
+    def pending(self, address: str) -> PendingAuth:
+        self.unauthenticated[address] = self.unauthenticated.get(address, 0) + 1
+        return PendingAuth(self, address)
+
+    def failed(self, address: str) -> None:
+        limiter.limiter.hit(self.failed_auth, self.SCOPE, address)
+
+    def settled(self, address: str, authenticated: bool) -> None:
+        left = self.unauthenticated.get(address, 1) - 1
+        if left:
+            self.unauthenticated[address] = left
+        else:
+            self.unauthenticated.pop(address, None)
+        if not authenticated:
+            self.failed(address)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What admit() found out, carried from the request into the socket's life."""
+
+    user: SocketUser | None  # None: the first message must authenticate
+    refusal: str | None  # a bad ?token: close with 1008 and this reason
+    watch: str | None  # a dashboard's ?watch= topics
+    pending: PendingAuth | None  # counted until the first message authenticates
+
+
+def origin_allowed(origin: str) -> bool:
+    """Same origin as the app, or listed in SCHOOLBELL_ALLOWED_ORIGINS."""
+    origin = origin.strip().rstrip("/").lower()
+    own = request.host_url.rstrip("/").lower()
+    return origin == own or origin in current_app.config["ALLOWED_ORIGINS"]
+
+
+# Built once: thousands of sockets reconnecting at once each run it.
+_SOCKET_USER = select(User.id, User.name, User.role, User.active).where(User.id == bindparam("id"))
+
+
+def user_from_token(token: str) -> SocketUser:
+    """Verify a client JWT and load its (active) user, or raise InvalidToken."""
+    config = current_app.config
+    user_id = tokens.verify_client_token(
+        token,
+        secret=config["JWT_SECRET"],
+        issuer=config["JWT_ISSUER"],
+        audience=config["JWT_AUDIENCE"],
+    )
+    with session_scope() as session:
+        user = session.connection().execute(_SOCKET_USER, {"id": user_id}).first()
+    if user is None:
+        raise tokens.InvalidToken("unknown user")
+    if not user.active:
+        raise tokens.InvalidToken("account disabled")
+    return SocketUser.of(user)
+
+
+def cookie_user() -> SocketUser | None:
+    """The signed-in user of the session cookie, if any (loads the user: deep work)."""
+    return SocketUser.of(current_user) if current_user.is_authenticated else None
+
+
+def admit() -> Admission | Response:
+    """Refuse before the handshake what must never get a socket; identify the user."""
+    hub, config = live().hub, current_app.config
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        return make_response(
+            error_response(400, "websocket_required", "This address takes WebSockets only.")
+        )
+    origin = request.headers.get("Origin")
+    if origin and not origin_allowed(origin):
+        log.warning("refused /ws from foreign origin %s", origin)
+        return make_response(
+            error_response(403, "origin_forbidden", "This origin may not open a socket.")
+        )
+    if hub.shutting_down:
+        return refuse(503, "shutting_down", "The server is restarting; retry shortly.")
+    if hub.count >= config["WS_MAX_CONNECTIONS"]:
+        return refuse(503, "too_many_connections", "The server is full; retry shortly.")
+    # Compression is not negotiated: one encoded frame serves every socket, and no zlib
+    # context (~93 KB) is kept per connection. simple-websocket accepts it if offered.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    user, refusal = None, None
+    token = request.args.get("token")  # the old design's way; discouraged, never logged
+    if token:
+        try:
+            user = in_short_greenlet(user_from_token, token)
+        except tokens.InvalidToken as exc:
+            refusal = str(exc)
+    else:
+        user = in_short_greenlet(cookie_user)
+    watch = request.args.get("watch")
+    if user is not None:
+        if hub.connections_of(user.id) >= config["WS_MAX_PER_USER"]:
+            return refuse(429, "too_many_connections", "Too many open tabs for this user.")
+        return Admission(user, None, watch, None)
+    gate: AddressGate = current_app.extensions["schoolbell.ws_gate"]
+    address = sys.intern(client_address())  # one string for all sockets behind a NAT
+    refused = gate.refusal(address)
+    if refused is not None:
+        return refused
+    if refusal is not None:
+        gate.failed(address)
+        return Admission(None, refusal, watch, None)
+    return Admission(None, None, watch, gate.pending(address))
+
+
+def refuse(status: int, code: str, message: str, *, retry_after_s: int = RETRY_AFTER_S):
+    """An HTTP refusal before the handshake, asking the client to come back later."""
+    response = make_response(error_response(status, code, message))
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    config = app.config
+    app.extensions["schoolbell.ws_gate"] = AddressGate(
+        config["WS_MAX_UNAUTHENTICATED_PER_ADDRESS"], config["WS_FAILED_AUTH_PER_ADDRESS"]
+    )

@@ -4,6 +4,7 @@ live server."""
 from __future__ import annotations
 
 import re
+import time
 
 CSRF_INPUT = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 CSRF_HEADER = re.compile(r'"X-CSRFToken": "([^"]+)"')
@@ -40,3 +41,14 @@ def signed_in(server_url: str, email: str):
 def session_cookie(browser) -> str:
     """The Cookie header a signed-in Browserish would send."""
     return "; ".join(f"{c.name}={c.value}" for c in browser.jar)
+
+
+def wait_for(predicate, timeout: float = 5, interval: float = 0.05):
+    """Poll until predicate() is truthy; return its value or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -128,3 +128,57 @@ class LiveSchool:
     def close(self) -> None:
         for tab in self.tabs:
             tab.close()
+
+
+@dataclass(frozen=True)
+class Pupil:
+    """One of a crowd: a student with a client JWT and a signed-in session cookie."""
+
+    id: int
+    token: str
+    cookie: str
+
+
+def crowd(app, n: int, prefix: str = "pupil") -> list[Pupil]:
+    """N students inserted at once (no passwords), each with a client JWT and the session
+    cookie a browser holds after signing in (signed with the app's secret key, exactly
+    as Flask sets it): for tests that need thousands of signed-in tabs."""
+    from sqlalchemy import insert, select
+
+    from webapp import tokens
+    from webapp.models import Role, User
+
+    with app.app_context(), session_scope(app) as session:
+        session.execute(
+            insert(User),
+            [
+                {
+                    "email": f"{prefix}{i}@school.test",
+                    "name": f"Pupil {i}",
+                    "role": Role.STUDENT,
+                    "active": True,
+                    "session_epoch": 0,
+                }
+                for i in range(n)
+            ],
+        )
+        session.commit()
+        ids = session.scalars(
+            select(User.id).where(User.email.like(f"{prefix}%")).order_by(User.id)
+        ).all()
+    serializer = app.session_interface.get_signing_serializer(app)
+    config = app.config
+    return [
+        Pupil(
+            user_id,
+            tokens.issue_client_token(
+                user_id,
+                secret=config["JWT_SECRET"],
+                issuer=config["JWT_ISSUER"],
+                audience=config["JWT_AUDIENCE"],
+                ttl_s=3600,
+            ).token,
+            "session=" + serializer.dumps({"_user_id": f"{user_id}:0", "_fresh": False}),
+        )
+        for user_id in ids
+    ]

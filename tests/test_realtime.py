@@ -19,6 +19,7 @@ import websocket
 from webapp.db import utcnow
 
 from .conftest import PASSWORD, TEST_SECRETS
+from .helpers import wait_for
 from .school import Api, LiveSchool
 from .wsclient import WSClient
 
@@ -27,17 +28,6 @@ TO_7B = {"classes": [{"name": "7b", "audience": ["students", "guardians"]}]}
 
 def ids(messages: list[dict]) -> list[int]:
     return [m["id"] for m in messages]
-
-
-def wait_for(predicate, timeout: float = 5, interval: float = 0.05):
-    """Poll until predicate() is truthy; return its value or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def counts(api: Api, notification_id: int) -> dict:

@@ -87,9 +87,12 @@ def wants_json() -> bool:
     return best == "application/json" and not request.accept_mimetypes.accept_html
 
 
-def error_response(status: int, code: str, message: str, details: dict | None = None):
-    """Render one error as JSON or as the HTML error page."""
-    if wants_json():
+def error_response(
+    status: int, code: str, message: str, details: dict | None = None, *, json: bool = False
+):
+    """Render one error as JSON (always with `json`, else as the client prefers) or as
+    the HTML error page."""
+    if json or wants_json():
         body = {"error": {"code": code, "message": message}}
         if details:
             body["error"]["details"] = details

@@ -164,13 +164,15 @@ def admit() -> Admission | Response:
     hub, config = live().hub, current_app.config
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return make_response(
-            error_response(400, "websocket_required", "This address takes WebSockets only.")
+            error_response(
+                400, "websocket_required", "This address takes WebSockets only.", json=True
+            )
         )
     origin = request.headers.get("Origin")
     if origin and not origin_allowed(origin):
         log.warning("refused /ws from foreign origin %s", origin)
         return make_response(
-            error_response(403, "origin_forbidden", "This origin may not open a socket.")
+            error_response(403, "origin_forbidden", "This origin may not open a socket.", json=True)
         )
     if hub.shutting_down:
         return refuse(503, "shutting_down", "The server is restarting; retry shortly.")
@@ -206,7 +208,7 @@ def admit() -> Admission | Response:
 
 def refuse(status: int, code: str, message: str, *, retry_after_s: int = RETRY_AFTER_S):
     """An HTTP refusal before the handshake, asking the client to come back later."""
-    response = make_response(error_response(status, code, message))
+    response = make_response(error_response(status, code, message, json=True))
     response.headers["Retry-After"] = str(retry_after_s)
     return response
 

@@ -52,7 +52,9 @@ class SocketEndpoint:
             except Exception:
                 log.exception("admitting a socket failed")
                 admitted = make_response(
-                    error_response(500, "internal_error", "Something went wrong on our side.")
+                    error_response(
+                        500, "internal_error", "Something went wrong on our side.", json=True
+                    )
                 )
             if isinstance(admitted, Response):  # with the app's security headers
                 return self.app.process_response(admitted)(environ, start_response)
@@ -73,7 +75,9 @@ class SocketEndpoint:
             with self.app.request_context(environ):
                 response = self.app.process_response(
                     make_response(
-                        error_response(400, "bad_handshake", "Not a valid WebSocket handshake.")
+                        error_response(
+                            400, "bad_handshake", "Not a valid WebSocket handshake.", json=True
+                        )
                     )
                 )
             return response(environ, start_response)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -45,6 +46,13 @@ def preview(client, token, **fields):
     return response.get_data(as_text=True)
 
 
+def alert_in(html: str) -> dict:
+    """The alert data the preview carries for schoolbell.js to render (#alert-preview)."""
+    attribute = re.search(r"<div id=\"alert-preview\"[^>]*\sdata-alert='([^']*)'", html)
+    assert attribute, html
+    return json.loads(attribute.group(1))
+
+
 def count_rows(app, model) -> int:
     with app.app_context():
         return get_session().scalar(select(func.count()).select_from(model))
@@ -58,6 +66,7 @@ def test_the_page_has_every_labelled_control(client, signed_in):
     assert "<legend>Recipients</legend>" in page
     assert '<button type="submit" class="primary" id="send">Send</button>' in page
     assert 'id="alert-preview"' in page and 'id="recipient-count"' in page
+    assert alert_in(page)["title"] == "(no title yet)"
 
 
 def test_preview_renders_the_alert_and_counts_the_audience(client, signed_in):
@@ -71,9 +80,15 @@ def test_preview_renders_the_alert_and_counts_the_audience(client, signed_in):
         **{"class:7b": ["students", "guardians"]},
     )
     assert html.lstrip().startswith('<div id="alert-preview"')
-    assert "schoolbell-toast schoolbell-urgent" in html
-    assert "Trip &lt;b&gt;x&lt;/b&gt;" in html
-    assert "<p>Bring <strong>lunch</strong></p>" in html
+    assert alert_in(html) == {
+        "title": "Trip <b>x</b>",  # plain text: schoolbell.js sets it as textContent
+        "body_html": "<p>Bring <strong>lunch</strong></p>",
+        "priority": "urgent",
+        "require_ack": False,
+        "author": "ADMIN",
+        "link": None,
+    }
+    assert "<b>" not in html  # no markup from the title reaches the page
     assert 'id="recipient-count" class="recipient-count" hx-swap-oob="true"' in html
     assert 'data-recipient-count="6"' in html
     assert "<li>3 students in 7b</li><li>3 guardians in 7b</li>" in html
@@ -85,8 +100,35 @@ def test_preview_sanitises_exactly_like_the_inbox(app, client, signed_in):
     token = signed_in("admin")
     body = "Hi <script>alert(1)</script> [x](javascript:alert(2)) <img src=x onerror=y>"
     html = preview(client, token, body=body)
-    assert f'<div class="schoolbell-body">{render_markdown(body)}</div>' in html
-    assert "<script" not in html and "javascript:" not in html and "onerror" not in html
+    body_html = alert_in(html)["body_html"]
+    assert body_html == render_markdown(body)
+    assert "<script" not in body_html and "javascript:" not in body_html
+    assert "onerror" not in body_html
+    assert "<script" not in html and "<img" not in html  # nor anything from the attribute
+
+
+@pytest.mark.parametrize(
+    ("priority", "require_ack", "hint"),
+    [
+        ("normal", "", None),
+        ("urgent", "1", None),
+        ("emergency", "", "Emergencies cover the whole screen until read."),
+        ("emergency", "1", "Emergencies cover the whole screen until confirmed."),
+    ],
+)
+def test_preview_carries_priority_and_confirmation(client, signed_in, priority, require_ack, hint):
+    token = signed_in("admin")
+    html = preview(client, token, priority=priority, require_ack=require_ack)
+    alert = alert_in(html)
+    assert (alert["priority"], alert["require_ack"]) == (priority, require_ack == "1")
+    assert ("Emergencies cover the whole screen" in html) == (hint is not None)
+    if hint:
+        assert hint in html
+
+
+def test_an_untitled_preview_says_so(client, signed_in):
+    token = signed_in("admin")
+    assert alert_in(preview(client, token, title="  "))["title"] == "(no title yet)"
 
 
 def test_preview_counts_people_reached_twice_once(client, signed_in, school):

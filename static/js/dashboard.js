@@ -1,7 +1,8 @@
 /*
  * Staff pages: the compose form's people picker, its draft (kept in localStorage so a
- * reload or an expired session loses nothing), the "are you sure?" step, and filtering
- * the online list. Plain JavaScript, no inline handlers (the CSP forbids them).
+ * reload or an expired session loses nothing), the "are you sure?" step, its preview
+ * (drawn by schoolbell.js's renderAlert), and filtering the online list. Plain
+ * JavaScript, no inline handlers (the CSP forbids them).
  */
 (function () {
   "use strict";
@@ -107,6 +108,20 @@
       try { localStorage.removeItem(draftKey()); } catch (e) { /* ignore */ }
     });
   }
+
+  // Preview ------------------------------------------------------------------------
+  // The server sends the alert's data (#alert-preview[data-alert]); schoolbell.js builds
+  // it with the function that builds every recipient's toast, so the two cannot differ.
+  function renderPreview() {
+    var box = document.getElementById("alert-preview");
+    if (!box || !box.dataset.alert || !window.Schoolbell) return;
+    if (box.querySelector(".schoolbell-toast")) return;  // this swap's alert is up already
+    var alert = window.Schoolbell.renderAlert(JSON.parse(box.dataset.alert), { preview: true });
+    alert.setAttribute("aria-label", "Preview of the alert");
+    box.prepend(alert);
+  }
+  renderPreview();
+  document.body.addEventListener("htmx:afterSwap", renderPreview);
 
   // Online list filter ---------------------------------------------------------------
   function filterOnline() {

@@ -12,6 +12,13 @@
  * overlay until confirmed), drops duplicates by id and sends receipts.
  * Events on document: "schoolbell:notification" (detail: the message) and
  * "schoolbell:status" (detail: {state: "online"|"offline"|"stopped", reason}).
+ *
+ * Schoolbell.renderAlert(message, {preview: true}) returns the alert's element, built by
+ * the same function as the toast and the overlay: a page that previews an announcement
+ * (the compose page does) shows exactly what recipients will get, with its buttons
+ * disabled. `message` has the shape of a "notification" message (docs/protocol.md); id
+ * and created_at may be left out. Without `preview`, the buttons send their receipts and
+ * then call `onDone`, if given.
  */
 (function () {
   "use strict";
@@ -194,20 +201,18 @@
     el.hidden = false;
   }
 
-  function button(label, className, onClick) {
-    var b = document.createElement("button");
-    b.type = "button";
-    b.className = className;
-    b.textContent = label;
-    b.addEventListener("click", onClick);
-    return b;
-  }
-
-  function card(message, tag) {
-    var el = document.createElement(tag);
-    el.id = "schoolbell-toast-" + message.id;
+  // The alert: the one definition of its markup and of which buttons it has, used for
+  // the live toast, the emergency overlay and the compose page's preview. Confirm only
+  // when confirmation is required; Dismiss, or "Later" while confirmation is pending;
+  // an emergency that must be confirmed cannot be put off.
+  function renderAlert(message, opts) {
+    opts = opts || {};
+    var el = document.createElement("section");
     el.className = "schoolbell-toast schoolbell-" + message.priority;
-    el.dataset.notificationId = message.id;
+    if (message.id != null) {
+      el.id = "schoolbell-toast-" + message.id;
+      el.dataset.notificationId = message.id;
+    }
     var title = document.createElement("h2");
     title.className = "schoolbell-title";
     title.textContent = message.title;  // plain text, never markup
@@ -217,7 +222,7 @@
     var meta = document.createElement("p");
     meta.className = "schoolbell-meta";
     meta.textContent = (message.author ? message.author + " \u00b7 " : "") +
-      new Date(message.created_at).toLocaleString();
+      (message.created_at ? new Date(message.created_at).toLocaleString() : "now");
     el.append(title, body, meta);
     if (message.link) {
       var a = document.createElement("a");
@@ -227,30 +232,32 @@
       a.textContent = "Open link";
       el.appendChild(a);
     }
+    var row = document.createElement("div");
+    row.className = "schoolbell-actions";
+    function answer(label, className, state) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = className;
+      b.textContent = label;
+      if (opts.preview) b.disabled = true;  // a preview sends no receipts
+      else b.addEventListener("click", function () {
+        ack(message.id, state);
+        if (opts.onDone) opts.onDone();
+      });
+      row.appendChild(b);
+    }
+    if (message.require_ack) answer("Confirm", "schoolbell-confirm", "acknowledged");
+    if (!message.require_ack || message.priority !== "emergency") {
+      answer(message.require_ack ? "Later" : "Dismiss", "schoolbell-dismiss", "read");
+    }
+    el.appendChild(row);
     return el;
   }
 
-  function actions(message, el, onDone) {
-    var row = document.createElement("div");
-    row.className = "schoolbell-actions";
-    if (message.require_ack) {
-      row.appendChild(button("Confirm", "schoolbell-confirm", function () {
-        ack(message.id, "acknowledged"); onDone();
-      }));
-    }
-    if (!message.require_ack || message.priority !== "emergency") {
-      row.appendChild(button(message.require_ack ? "Later" : "Dismiss", "schoolbell-dismiss", function () {
-        ack(message.id, "read"); onDone();
-      }));
-    }
-    el.appendChild(row);
-  }
-
   function showToast(message) {
-    var el = card(message, "section");
+    var el = renderAlert(message, { onDone: function () { el.remove(); } });
     el.setAttribute("role", message.priority === "urgent" ? "alert" : "status");
     el.tabIndex = -1;
-    actions(message, el, function () { el.remove(); });
     el.addEventListener("keydown", function (e) {
       if (e.key === "Escape" && !message.require_ack) { ack(message.id, "read"); el.remove(); }
     });
@@ -262,15 +269,16 @@
     var previous = document.activeElement;
     var overlay = document.createElement("div");
     overlay.className = "schoolbell-overlay";
-    var el = card(message, "section");
+    var el = renderAlert(message, {
+      onDone: function () {
+        overlay.remove();
+        if (previous && previous.focus && document.contains(previous)) previous.focus();
+      }
+    });
     el.setAttribute("role", "alertdialog");
     el.setAttribute("aria-modal", "true");
     el.setAttribute("aria-labelledby", el.id + "-title");
     el.querySelector("h2").id = el.id + "-title";
-    actions(message, el, function () {
-      overlay.remove();
-      if (previous && previous.focus && document.contains(previous)) previous.focus();
-    });
     overlay.appendChild(el);
     document.body.appendChild(overlay);
     var first = el.querySelector("button");
@@ -308,7 +316,7 @@
     if ("Notification" in window && Notification.permission === "default") Notification.requestPermission();
   }
 
-  window.Schoolbell = { ack: ack, askPermission: askPermission, options: options };
+  window.Schoolbell = { ack: ack, askPermission: askPermission, renderAlert: renderAlert, options: options };
   document.addEventListener("keydown", trapFocus);
   document.addEventListener("click", function (e) {
     if (e.target.closest && e.target.closest("[data-schoolbell-ask-permission]")) askPermission();

@@ -140,12 +140,14 @@ class Client {
   connect() {
     this.ready = false;
     if (this.options.kind === "socketio") return this.connectSocketIO();
-    const ws = new WebSocket(this.options.url, { perMessageDeflate: true, handshakeTimeout: 30000 });
+    // Schoolbell: the JWT as a subprotocol, as schoolbell.js sends it (ready at `hello`).
+    const protocols =
+      this.options.kind === "schoolbell" ? ["schoolbell", `schoolbell.jwt.${this.options.token}`] : [];
+    const ws = new WebSocket(this.options.url, protocols, { perMessageDeflate: true, handshakeTimeout: 30000 });
     this.ws = ws;
     ws.on("open", () => {
       this.open = true;
-      if (this.options.kind === "schoolbell") this.send({ type: "auth", token: this.options.token });
-      else this.becameReady();
+      if (this.options.kind !== "schoolbell") this.becameReady();
     });
     // The arrival time is taken first, before decoding and parsing: the measure is the
     // server's, not this process's JSON work.

@@ -130,3 +130,23 @@ def test_authenticating_frees_the_unauthenticated_slot(app, database_url, live_s
     late = WSClient(server.url).connect()  # both slots are free again
     late.send_json({"type": "auth", "token": pupils[2].token})
     assert late.hello()["user"]["id"] == pupils[2].id
+
+
+def test_a_token_offered_as_a_subprotocol_signs_the_socket_in_before_the_handshake(
+    app, database_url, live_server_factory
+):
+    """As schoolbell.js on an embedding page does: no `auth` message, no token in the URL,
+    and so not limited per address (a reconnect storm of a whole school's embedded tabs
+    is let in)."""
+    server = live_server_factory(database_url, WS_MAX_UNAUTHENTICATED_PER_ADDRESS="1")
+    pupils = crowd(app, 5)
+    waiting = WSClient(server.url).connect()  # the address's one unauthenticated slot
+    assert refused_status(server.url) == 429
+    for pupil in pupils:
+        tab = WSClient(server.url, protocols=["schoolbell", f"schoolbell.jwt.{pupil.token}"])
+        tab.connect()
+        assert tab.ws.getsubprotocol() == "schoolbell"  # the token is never echoed
+        assert tab.hello()["user"]["id"] == pupil.id
+    waiting.close()
+    forged = WSClient(server.url, protocols=["schoolbell", "schoolbell.jwt.forged"]).connect()
+    assert forged.close_status()[0] == 1008  # a bad token: refused, as by ?token=

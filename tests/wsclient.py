@@ -29,6 +29,7 @@ class WSClient:
         cookie: str | None = None,
         origin: str | None = None,
         compression: bool = False,
+        protocols: list[str] | None = None,
     ):
         url = base_url.replace("http://", "ws://") + "/ws"
         params = [p for p in (f"token={token}" if token else "", query) if p]
@@ -41,6 +42,7 @@ class WSClient:
                 "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
             )
         self.origin = origin
+        self.protocols = protocols
         self.ws: websocket.WebSocket | None = None
         self.received: list[dict | str] = []
 
@@ -52,6 +54,7 @@ class WSClient:
             origin=self.origin,
             suppress_origin=self.origin is None,
             enable_multithread=True,
+            subprotocols=self.protocols,
         )
         OPEN.append(self)
         return self

@@ -75,11 +75,12 @@
   function connect() {
     clearTimeout(reconnectTimer);
     var url = options.url;
-    socket = new WebSocket(url);
-    socket.onopen = function () {
-      lastHeard = Date.now();
-      if (options.token) send({ type: "auth", token: options.token });
-    };
+    // A token rides along as a subprotocol: the socket is signed in before the handshake
+    // completes (no `auth` round trip), and the token stays out of URLs and logs.
+    socket = options.token
+      ? new WebSocket(url, ["schoolbell", "schoolbell.jwt." + options.token])
+      : new WebSocket(url);
+    socket.onopen = function () { lastHeard = Date.now(); };
     socket.onmessage = function (event) {
       lastHeard = Date.now();
       var message;

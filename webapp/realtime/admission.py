@@ -72,16 +72,29 @@ class AddressGate:
     rate-limit storage is)."""
 
     SCOPE = "ws-failed-auth"
+    WARN_EVERY_S = 10  # a flood is logged once in a while, not once per refusal
 
     def __init__(self, max_unauthenticated: int, failed_auth_limit: str):
         self.max_unauthenticated = max_unauthenticated
         self.failed_auth = parse_limit(failed_auth_limit)
         self.unauthenticated: dict[str, int] = {}
+        self._warned: dict[tuple[str, str], float] = {}
+        self._refused: dict[tuple[str, str], int] = {}
+
+    def _warn(self, address: str, why: str) -> None:
+        key = (address, why)
+        self._refused[key] = self._refused.get(key, 0) + 1
+        now = time.monotonic()
+        if now - self._warned.get(key, 0.0) >= self.WARN_EVERY_S:
+            log.warning("refused %d /ws from %s: %s", self._refused.pop(key), address, why)
+            self._warned[key] = now
+            if len(self._warned) > 10_000:  # forget old floods
+                self._warned = {k: t for k, t in self._warned.items() if now - t < 60}
 
     def refusal(self, address: str) -> Response | None:
         """A 429 when this address may not open another socket without credentials."""
         if self.unauthenticated.get(address, 0) >= self.max_unauthenticated:
-            log.warning("refused /ws from %s: too many unauthenticated sockets", address)
+            self._warn(address, "too many unauthenticated sockets")
             return refuse(
                 429,
                 "too_many_unauthenticated",
@@ -89,7 +102,7 @@ class AddressGate:
             )
         if not limiter.limiter.test(self.failed_auth, self.SCOPE, address):
             reset = limiter.limiter.get_window_stats(self.failed_auth, self.SCOPE, address)[0]
-            log.warning("refused /ws from %s: too many failed authentications", address)
+            self._warn(address, "too many failed authentications")
             return refuse(
                 429,
                 "too_many_failed_handshakes",
@@ -154,6 +167,22 @@ def user_from_token(token: str) -> SocketUser:
     return SocketUser.of(user)
 
 
+PROTOCOL = "schoolbell"
+TOKEN_PROTOCOL_PREFIX = "schoolbell.jwt."
+
+
+def token_protocol(offered: str) -> str | None:
+    """The client JWT a browser offered as a subprotocol, if any:
+    `new WebSocket(url, ["schoolbell", "schoolbell.jwt." + token])`. It authenticates
+    the socket before the handshake (no round trip for an `auth` message) and keeps the
+    token out of URLs and logs; the server answers with `schoolbell` alone."""
+    for item in offered.split(","):
+        item = item.strip()
+        if item.startswith(TOKEN_PROTOCOL_PREFIX):
+            return item[len(TOKEN_PROTOCOL_PREFIX) :]
+    return None
+
+
 def cookie_user() -> SocketUser | None:
     """The signed-in user of the session cookie, if any (loads the user: deep work)."""
     return SocketUser.of(current_user) if current_user.is_authenticated else None
@@ -182,7 +211,9 @@ def admit() -> Admission | Response:
     # context (~93 KB) is kept per connection. simple-websocket accepts it if offered.
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     user, refusal = None, None
-    token = request.args.get("token")  # the old design's way; discouraged, never logged
+    token = token_protocol(request.headers.get("Sec-WebSocket-Protocol", ""))
+    # ?token= is the old design's way: discouraged (URLs end up in logs), never logged here.
+    token = token or request.args.get("token")
     if token:
         try:
             user = in_short_greenlet(user_from_token, token)

@@ -69,7 +69,9 @@ class SocketEndpoint:
         (each is memory kept by every idle socket); what needs Flask runs in
         in_short_greenlet(..., app=app)."""
         try:
-            ws = Server(environ, **self.app.config["WS_SERVER_OPTIONS"])
+            ws = Server(
+                environ, subprotocols=[admission.PROTOCOL], **self.app.config["WS_SERVER_OPTIONS"]
+            )
         except Exception as exc:  # a malformed upgrade request; nothing was sent yet
             log.warning("refused a malformed WebSocket handshake: %s", exc)
             with self.app.request_context(environ):

@@ -34,8 +34,8 @@ const agents = new Map();
 /** One agent per purpose, so probes never queue behind the broadcast. No keep-alive:
  * a server closes idle connections after a few seconds, and a request sent on one it
  * is closing fails (a client-side race that would be counted against the server). */
-function agentFor(name) {
-  if (!agents.has(name)) agents.set(name, new http.Agent({ keepAlive: false, maxSockets: 64 }));
+function agentFor(name, maxSockets = 64) {
+  if (!agents.has(name)) agents.set(name, new http.Agent({ keepAlive: false, maxSockets }));
   return agents.get(name);
 }
 
@@ -45,14 +45,21 @@ function dropAgents() {
 }
 
 /** A request; resolves {status, body, ms} (never rejects: errors become status 0). */
-function request({ method = "GET", url, headers = {}, body = null, agent = "default", timeoutMs = 30000 }) {
+function request({ method = "GET", url, headers = {}, body = null, agent = "default", timeoutMs = 30000, maxSockets = 64 }) {
   const start = now();
   return new Promise((resolve) => {
-    const req = http.request(url, { method, headers, agent: agentFor(agent), timeout: timeoutMs }, (res) => {
+    const options = { method, headers, agent: agentFor(agent, maxSockets), timeout: timeoutMs };
+    const req = http.request(url, options, (res) => {
       const chunks = [];
       res.on("data", (chunk) => chunks.push(chunk));
       res.on("end", () =>
-        resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString(), ms: now() - start, end: now() }),
+        resolve({
+          status: res.statusCode,
+          body: Buffer.concat(chunks).toString(),
+          retryAfter: res.headers["retry-after"] ?? null,
+          ms: now() - start,
+          end: now(),
+        }),
       );
     });
     req.on("timeout", () => req.destroy(new Error("timeout")));
@@ -359,10 +366,25 @@ async function connectAll(cmd) {
   };
 }
 
-/** broadcast {seq, request: {method, url, headers, body}, wait_s, probes?}: start
- * the send request, time every client's receipt of message `seq` from the request's
- * start; meanwhile fire each probe's request every interval_ms until all have it. */
+/** broadcast {seq, request: {method, url, headers, body}, wait_s, probes?, burst?,
+ * burst_lead_ms?}: start the send request, time every client's receipt of message `seq`
+ * from the request's start; meanwhile fire each probe's request every interval_ms until
+ * all have it. With `burst` (e.g. 100 sign-ins): fire all of those requests at once,
+ * `burst_lead_ms` before the send, and keep the probes going until every one is answered. */
 async function broadcast(cmd) {
+  const burst = cmd.burst || [];
+  let burstPending = burst.length;
+  const burstStarted = now();
+  const burstResults = burst.map((req) =>
+    request({ ...req, agent: "burst", maxSockets: Infinity, timeoutMs: cmd.wait_s * 1000 }).then((r) => {
+      burstPending -= 1;
+      return r;
+    }),
+  );
+  let running = true;
+  const active = () => running || burstPending > 0;
+  const probes = burst.length ? (cmd.probes || []).map((probe) => runProbe(probe, active)) : [];
+  if (burst.length) await sleep(cmd.burst_lead_ms ?? 100);
   const expected = openClients().length;
   const cpu = process.cpuUsage();
   let done;
@@ -379,8 +401,7 @@ async function broadcast(cmd) {
   m.t0 = now();
   state.measuring = m;
   const sent = request({ ...cmd.request, agent: "send", timeoutMs: cmd.wait_s * 1000 });
-  let running = true;
-  const probes = (cmd.probes || []).map((probe) => runProbe(probe, () => running));
+  if (!burst.length) probes.push(...(cmd.probes || []).map((probe) => runProbe(probe, active)));
   await finished;
   const completeMs = now() - m.t0;
   running = false;
@@ -388,6 +409,7 @@ async function broadcast(cmd) {
   state.measuring = null;
   for (const client of state.clients) client.catchUp();
   const response = await sent;
+  const answered = await Promise.all(burstResults);
   const samples = await Promise.all(probes);
   const latencies = Array.from(m.arrivals).filter((x) => !Number.isNaN(x));
   const first = latencies.length ? Math.min(...latencies) : 0;
@@ -408,8 +430,28 @@ async function broadcast(cmd) {
     e2e: summary(latencies),
     fanout: summary(latencies.map((x) => x - first)),
     probes: Object.fromEntries((cmd.probes || []).map((p, i) => [p.name, samples[i]])),
+    burst: burst.length ? burstSummary(answered, burstStarted) : null,
     dropped_so_far: state.dropped,
     loadgen_cpu_s: cpuSeconds(cpu),
+  };
+}
+
+/** What a burst got: how many of each status, how many 503s lacked Retry-After, and the
+ * latencies (ms) of all of them. */
+function burstSummary(answered, started) {
+  const statuses = {};
+  let missingRetryAfter = 0;
+  for (const r of answered) {
+    countInto(statuses, r.status);
+    if (r.status === 503 && !r.retryAfter) missingRetryAfter += 1;
+  }
+  const last = Math.max(...answered.map((r) => r.end));
+  return {
+    count: answered.length,
+    statuses,
+    missing_retry_after: missingRetryAfter,
+    ms: summary(answered.map((r) => r.ms)),
+    all_answered_ms: round2(last - started),
   };
 }
 

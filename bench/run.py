@@ -57,6 +57,7 @@ BODY_HTML = (
 BROADCAST_GAP_S = 1.0
 HEALTHZ_SAMPLES = 50
 MAX_PROBE_BROADCASTS = 8
+SIGNIN_LEAD_MS = 150  # the storm's sign-ins are being hashed when the broadcast starts
 
 
 @dataclass
@@ -276,8 +277,11 @@ class Scenario:
             tokens_file=str(self.school.tokens_file) if self.school else None,
         )
 
-    def broadcast(self, server: Gunicorn, seq: int, probes: list | None = None) -> dict:
-        """One broadcast, timed by the load generator from the send request's start."""
+    def broadcast(
+        self, server: Gunicorn, seq: int, probes: list | None = None, burst: list | None = None
+    ) -> dict:
+        """One broadcast, timed by the load generator from the send request's start
+        (with `burst`: those requests fired at once just before it)."""
         time.sleep(BROADCAST_GAP_S)
         reply = self.loadgen.call(
             "broadcast",
@@ -286,6 +290,8 @@ class Scenario:
             seq=seq,
             request=send_request(self.name, server.url, seq, self.school),
             probes=probes or [],
+            burst=burst or [],
+            burst_lead_ms=SIGNIN_LEAD_MS,
         )
         if reply["status"] not in (200, 201):
             raise BenchError(f"broadcast {seq}: HTTP {reply['status']} {reply['response']}")
@@ -301,10 +307,13 @@ class Scenario:
     def schoolbell_extras(self, server: Gunicorn) -> None:
         extra = self.result["schoolbell"] = {}
         extra["probes"] = self.probe_during_broadcasts(server)
+        seq = max(b["seq"] for b in [*self.result["broadcasts"], *extra["probes"]["broadcasts"]])
+        extra["signin_storm"] = self.signin_storm(server, seq + 1)
         last_id = self.result["broadcasts"][-1]["response"]["id"]
         extra["receipts"] = self.receipts(server, [last_id])
         others = [b["response"]["id"] for b in self.result["broadcasts"][:-1]]
         others += [b["response"]["id"] for b in extra["probes"]["broadcasts"]]
+        others += [extra["signin_storm"][k]["response"]["id"] for k in ("quiet", "storm")]
         # Every other announcement acknowledged too, as browsers do, so that a restart
         # replays only what was sent while the server was down.
         extra["other_receipts"] = self.receipts(server, others) if others else None
@@ -342,6 +351,22 @@ class Scenario:
         return {name: _stats(values) for name, values in samples.items()} | {
             "broadcasts": casts,
             "stalled": stalled,
+        }
+
+    def signin_storm(self, server: Gunicorn, seq: int) -> dict:
+        """A quiet broadcast, then STAFF sign-ins at once with a broadcast sent while
+        they are being checked and /healthz polled until the last is answered."""
+        quiet = self.broadcast(server, seq)
+        forms = schoolbell.signin_storm(server.url, self.school)
+        healthz = {"name": "healthz", "method": "GET", "url": server.url + "/healthz"}
+        healthz |= {"interval_ms": 10, "max_in_flight": 5, "max_s": 60}
+        wait_idle(server)
+        storm = self.broadcast(server, seq + 1, [healthz], burst=forms)
+        return {
+            "quiet": quiet,
+            "storm": storm,
+            "healthz": _stats(storm["probes"]["healthz"]["latencies"]),
+            "healthz_bad": storm["probes"]["healthz"]["bad"],
         }
 
     def receipts(self, server: Gunicorn, ids: list[int]) -> dict:

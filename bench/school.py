@@ -2,8 +2,9 @@
 
 Built in the orchestrator with the app's own code: migrations, one bulk insert of the
 students (sharing one password hash: they never sign in), an admin with a password (for
-the compose preview) and an API token, and one client JWT per student, signed with the
-same secret the server gets.
+the compose preview) and an API token, one client JWT per student, signed with the
+same secret the server gets, and STAFF teachers who sign in all at once (sharing one
+password; each sign-in still verifies a full Argon2id hash).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 JWT_TTL_S = 4 * 3600  # longer than any run, reconnects included
 ADMIN_EMAIL = "admin@school.test"
+STAFF = 100  # the sign-in storm: a staff meeting, a class and its teachers at 8:00
 BODY = "Fire drill at **10:00**: leave by the nearest exit and meet your class in the yard."
 
 
@@ -38,6 +40,7 @@ class School:
     api_token: str
     admin_id: int
     admin_password: str
+    staff_password: str
     student_ids: list[int]
     tokens_file: Path
 
@@ -72,9 +75,10 @@ def build(workdir: Path, n: int) -> School:
         {"DATABASE_URL": database_url, "SECRET_KEY": secret_key, "JWT_SECRET": jwt_secret}
     )
     migrate.upgrade(database_url)
-    admin_password = secrets.token_urlsafe(16)
+    admin_password, staff_password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     with app.app_context(), session_scope(app) as session:
         shared_hash = passwords.hash(secrets.token_urlsafe(16))
+        staff_hash = passwords.hash(staff_password)
         session.execute(
             insert(User),
             [
@@ -97,6 +101,17 @@ def build(workdir: Path, n: int) -> School:
                     "session_epoch": 0,
                 }
                 for i in range(n)
+            ]
+            + [
+                {
+                    "email": staff_email(i),
+                    "name": f"Teacher {i}",
+                    "role": Role.TEACHER,
+                    "password_hash": staff_hash,
+                    "active": True,
+                    "session_epoch": 0,
+                }
+                for i in range(STAFF)
             ],
         )
         session.commit()
@@ -116,6 +131,7 @@ def build(workdir: Path, n: int) -> School:
         api_token,
         admin_id,
         admin_password,
+        staff_password,
         student_ids,
         tokens_file,
     )
@@ -185,6 +201,36 @@ def sign_in(base_url: str, password: str) -> tuple[str, str]:
         raise RuntimeError("sign-in failed: no CSRF token on the compose page")
     cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
     return cookie, csrf.group(1)
+
+
+def staff_email(i: int) -> str:
+    return f"teacher{i}@school.test"
+
+
+def signin_storm(base_url: str, school: School) -> list[dict]:
+    """STAFF sign-in requests, each with the cookie and CSRF token of its own freshly
+    loaded sign-in page, ready to be sent at once."""
+    forms = []
+    for i in range(STAFF):
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = opener.open(base_url + "/signin", timeout=10).read().decode()
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+        if token is None:
+            raise RuntimeError("no csrf_token on /signin")
+        form = {"csrf_token": token.group(1), "email": staff_email(i)}
+        forms.append(
+            {
+                "method": "POST",
+                "url": base_url + "/signin",
+                "headers": {
+                    "Cookie": "; ".join(f"{c.name}={c.value}" for c in jar),
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
+                "body": urllib.parse.urlencode({**form, "password": school.staff_password}),
+            }
+        )
+    return forms
 
 
 def preview_probe(base_url: str, cookie: str, csrf: str) -> dict:

@@ -30,7 +30,7 @@ from .errors import Busy
 MAX_AUTO_THREADS = 4
 # How much lower the hashing threads' CPU priority is than the event loop's (Linux nice
 # is per thread; the threads libargon2 starts for its lanes inherit it).
-HASH_THREAD_NICENESS = 10
+HASH_THREAD_NICENESS = 19  # the lowest priority: 4 lanes at nice 19 weigh 6% of the loop
 
 _hasher = PasswordHasher()  # RFC 9106 "low memory": time 3, 64 MiB, 4 lanes
 # Verified when an email is unknown, so a wrong email costs as long as a wrong password.

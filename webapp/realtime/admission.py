@@ -1,7 +1,10 @@
 """Before the 101: what /ws refuses, and who a new socket belongs to.
 
-Runs in a request context that is closed before the handshake (session.py explains
-why): Origin, capacity, the session cookie or `?token=`, and the client address.
+Runs on the bare WSGI environ, before any Flask context: Origin, capacity, a JWT (as a
+subprotocol or `?token=`) and the client address need none, and a Flask request
+context costs about a tenth of a connect. Only a session cookie is read in one (Flask's
+session and flask-login need it), and a refusal is rendered in one (the app's error
+shape and security headers).
 
 Limits are set where an abuser pays and a school does not. A school's NAT puts a
 thousand people's tabs behind one address, so tabs that prove who they are (a session
@@ -20,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from flask import Flask, Response, current_app, make_response, request
+from flask import Flask, Request, Response, current_app, make_response
 from flask_login import current_user
 from limits import parse as parse_limit
 from sqlalchemy import bindparam, select
@@ -28,10 +31,9 @@ from sqlalchemy import bindparam, select
 from .. import tokens
 from ..db import session_scope
 from ..errors import error_response
-from ..extensions import client_address, limiter
+from ..extensions import limiter
 from ..models import User
 from .greenlets import in_short_greenlet
-from .live import live
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5  # a refusal for capacity or shutdown: come back soon
@@ -91,11 +93,11 @@ class AddressGate:
             if len(self._warned) > 10_000:  # forget old floods
                 self._warned = {k: t for k, t in self._warned.items() if now - t < 60}
 
-    def refusal(self, address: str) -> Response | None:
+    def refusal(self, address: str) -> Refusal | None:
         """A 429 when this address may not open another socket without credentials."""
         if self.unauthenticated.get(address, 0) >= self.max_unauthenticated:
             self._warn(address, "too many unauthenticated sockets")
-            return refuse(
+            return Refusal(
                 429,
                 "too_many_unauthenticated",
                 "Too many sockets from this address have not signed in yet.",
@@ -103,7 +105,7 @@ class AddressGate:
         if not limiter.limiter.test(self.failed_auth, self.SCOPE, address):
             reset = limiter.limiter.get_window_stats(self.failed_auth, self.SCOPE, address)[0]
             self._warn(address, "too many failed authentications")
-            return refuse(
+            return Refusal(
                 429,
                 "too_many_failed_handshakes",
                 "Too many sockets from this address failed to sign in; retry later.",
@@ -129,6 +131,23 @@ class AddressGate:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """An HTTP answer instead of a socket; `retry_after_s` None: retrying cannot help."""
+
+    status: int
+    code: str
+    message: str
+    retry_after_s: int | None = RETRY_AFTER_S
+
+    def response(self) -> Response:
+        """The JSON error, in a request context of the app."""
+        response = make_response(error_response(self.status, self.code, self.message, json=True))
+        if self.retry_after_s is not None:
+            response.headers["Retry-After"] = str(self.retry_after_s)
+        return response
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
     """What admit() found out, carried from the request into the socket's life."""
 
@@ -138,11 +157,11 @@ class Admission:
     pending: PendingAuth | None  # counted until the first message authenticates
 
 
-def origin_allowed(origin: str) -> bool:
+def origin_allowed(app: Flask, req: Request, origin: str) -> bool:
     """Same origin as the app, or listed in SCHOOLBELL_ALLOWED_ORIGINS."""
     origin = origin.strip().rstrip("/").lower()
-    own = request.host_url.rstrip("/").lower()
-    return origin == own or origin in current_app.config["ALLOWED_ORIGINS"]
+    own = req.host_url.rstrip("/").lower()
+    return origin == own or origin in app.config["ALLOWED_ORIGINS"]
 
 
 # Built once: thousands of sockets reconnecting at once each run it.
@@ -188,46 +207,41 @@ def cookie_user() -> SocketUser | None:
     return SocketUser.of(current_user) if current_user.is_authenticated else None
 
 
-def admit() -> Admission | Response:
+def admit(app: Flask, environ: dict) -> Admission | Refusal:
     """Refuse before the handshake what must never get a socket; identify the user."""
-    hub, config = live().hub, current_app.config
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        return make_response(
-            error_response(
-                400, "websocket_required", "This address takes WebSockets only.", json=True
-            )
-        )
-    origin = request.headers.get("Origin")
-    if origin and not origin_allowed(origin):
+    req, hub, config = Request(environ), app.extensions["schoolbell.live"].hub, app.config
+    if req.headers.get("Upgrade", "").lower() != "websocket":
+        return Refusal(400, "websocket_required", "This address takes WebSockets only.", None)
+    origin = req.headers.get("Origin")
+    if origin and not origin_allowed(app, req, origin):
         log.warning("refused /ws from foreign origin %s", origin)
-        return make_response(
-            error_response(403, "origin_forbidden", "This origin may not open a socket.", json=True)
-        )
+        return Refusal(403, "origin_forbidden", "This origin may not open a socket.", None)
     if hub.shutting_down:
-        return refuse(503, "shutting_down", "The server is restarting; retry shortly.")
+        return Refusal(503, "shutting_down", "The server is restarting; retry shortly.")
     if hub.count >= config["WS_MAX_CONNECTIONS"]:
-        return refuse(503, "too_many_connections", "The server is full; retry shortly.")
+        return Refusal(503, "too_many_connections", "The server is full; retry shortly.")
     # Compression is not negotiated: one encoded frame serves every socket, and no zlib
     # context (~93 KB) is kept per connection. simple-websocket accepts it if offered.
-    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     user, refusal = None, None
-    token = token_protocol(request.headers.get("Sec-WebSocket-Protocol", ""))
+    token = token_protocol(req.headers.get("Sec-WebSocket-Protocol", ""))
     # ?token= is the old design's way: discouraged (URLs end up in logs), never logged here.
-    token = token or request.args.get("token")
+    token = token or req.args.get("token")
     if token:
         try:
-            user = in_short_greenlet(user_from_token, token)
+            user = in_short_greenlet(user_from_token, token, app=app)
         except tokens.InvalidToken as exc:
             refusal = str(exc)
-    else:
-        user = in_short_greenlet(cookie_user)
-    watch = request.args.get("watch")
+    elif config["SESSION_COOKIE_NAME"] in req.cookies:
+        with app.request_context(environ):
+            user = in_short_greenlet(cookie_user)
+    watch = req.args.get("watch")
     if user is not None:
         if hub.connections_of(user.id) >= config["WS_MAX_PER_USER"]:
-            return refuse(429, "too_many_connections", "Too many open tabs for this user.")
+            return Refusal(429, "too_many_connections", "Too many open tabs for this user.")
         return Admission(user, None, watch, None)
-    gate: AddressGate = current_app.extensions["schoolbell.ws_gate"]
-    address = sys.intern(client_address())  # one string for all sockets behind a NAT
+    gate: AddressGate = app.extensions["schoolbell.ws_gate"]
+    address = sys.intern(req.remote_addr or "unknown")  # one string for all behind a NAT
     refused = gate.refusal(address)
     if refused is not None:
         return refused
@@ -235,13 +249,6 @@ def admit() -> Admission | Response:
         gate.failed(address)
         return Admission(None, refusal, watch, None)
     return Admission(None, None, watch, gate.pending(address))
-
-
-def refuse(status: int, code: str, message: str, *, retry_after_s: int = RETRY_AFTER_S):
-    """An HTTP refusal before the handshake, asking the client to come back later."""
-    response = make_response(error_response(status, code, message, json=True))
-    response.headers["Retry-After"] = str(retry_after_s)
-    return response
 
 
 def init_app(app: Flask) -> None:

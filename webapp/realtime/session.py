@@ -65,18 +65,17 @@ class SocketEndpoint:
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") != PATH:
             return self.wsgi_app(environ, start_response)
-        with self.app.request_context(environ):
-            try:
-                admitted = admission.admit()
-            except Exception:
-                log.exception("admitting a socket failed")
-                admitted = make_response(
-                    error_response(
-                        500, "internal_error", "Something went wrong on our side.", json=True
-                    )
-                )
-            if isinstance(admitted, Response):  # with the app's security headers
-                return self.app.process_response(admitted)(environ, start_response)
+        try:
+            admitted = admission.admit(self.app, environ)
+        except Exception:
+            log.exception("admitting a socket failed")
+            admitted = admission.Refusal(
+                500, "internal_error", "Something went wrong on our side.", None
+            )
+        if isinstance(admitted, admission.Refusal):  # with the app's security headers
+            with self.app.request_context(environ):
+                response = self.app.process_response(admitted.response())
+            return response(environ, start_response)
         try:
             return self.live(environ, start_response, admitted)
         finally:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from webapp import errors
 from webapp.models import Priority
 from webapp.realtime import protocol
 from webapp.realtime.protocol import Ack, Auth, Ping, ProtocolError, Resume, parse_client
@@ -319,6 +320,11 @@ def test_server_message_shapes():
         "type": "error",
         "code": "rate_limited",
         "message": "too many",
+    }
+    assert protocol.error(errors.UNKNOWN_NOTIFICATION, id=5) == {
+        "type": "error",
+        "code": "unknown_notification",
+        "message": "notification 5 was not sent to you",
     }
     assert protocol.hello(3, "Ann", CREATED, "e1") == {
         "type": "hello",

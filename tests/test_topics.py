@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask, request, url_for
 
+from webapp import errors
 from webapp.errors import Forbidden, ValidationFailed
 from webapp.realtime import topics
 
@@ -59,7 +60,7 @@ def registry_app():
 
     def authorize(_session, user, arg):
         if user != 1:
-            raise Forbidden("not you")
+            raise errors.WATCH_FORBIDDEN.error()
         return f"online:{user}" if not arg else f"online:{arg}"
 
     def render(_session, arg):

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from . import passwords
-from .errors import Conflict
+from . import errors, passwords
 from .models import Guardianship, MemberRole, Membership, Role, SchoolClass, User
 from .services import audit
 
@@ -283,11 +282,7 @@ def loaded_summary(session: Session) -> DemoSummary | None:
 def seed(session: Session) -> DemoSummary:
     """Load the demo school into an empty database, in one transaction."""
     if not is_empty(session):
-        raise Conflict(
-            "The database already has users; the demo school is only loaded "
-            "into an empty database.",
-            code="not_empty",
-        )
+        raise errors.NOT_EMPTY.error()
     school = plan(random.Random(SEED))
     try:
         _insert(session, school)

@@ -1,10 +1,22 @@
-"""Domain errors with an HTTP status and a stable code, and their HTML/JSON handlers."""
+"""The catalogue: every stable error code once, with its status and wording; the
+exceptions that carry them, and their HTML/JSON handlers.
+
+Like ntfy's errors.go: raise a code through its entry (`raise errors.TITLE_REQUIRED.error()`,
+`raise errors.TITLE_TOO_LONG.error(max=200)`), never as a string elsewhere. A code used
+in several situations has one entry per wording: the first defines the code, the others
+derive from it with `saying`, so each code string is written once. An entry is named
+after its code, or, for a code shared by several situations (`validation_failed`,
+`forbidden`), after its situation. Every code is listed in docs/errors.md;
+tests/test_errors.py keeps the two in step.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from flask import Flask, jsonify, make_response, render_template, request
 from flask_limiter.errors import RateLimitExceeded
@@ -14,68 +26,325 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger(__name__)
 
 
+class OnSocket(StrEnum):
+    """Where a /ws-only code is used (it has no HTTP status)."""
+
+    ERROR = "error message"  # in an `error` message; the socket stays open
+    CLOSE = "close reason"  # its wording is the reason of a 1008 close
+
+
+Status = int | OnSocket | None  # see ErrorCode.status
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """One stable code, what it answers with and its wording.
+
+    `status` is the HTTP status; OnSocket for a /ws-only code; None for `http_error`,
+    which stands for any status Werkzeug raises that has no code of its own. `message`
+    may name fields (`"No user with id {user_id}."`), filled in from `values` (format
+    syntax: `{name!r}`, `{{` for a brace). Entries are equal when their codes are, so
+    every wording of a code is the same key (roster/views.FIELD_FOR_CODE)."""
+
+    code: str
+    status: Status = field(compare=False)
+    message: str = field(compare=False)
+
+    def saying(self, message: str, *, status: Status = None) -> ErrorCode:
+        """The same code with another wording, for another situation (and, where the
+        code is answered in two ways, another status; None: the same)."""
+        return replace(self, message=message, status=self.status if status is None else status)
+
+    def format(self, /, **values: object) -> str:
+        """The wording with its fields filled in."""
+        return self.message.format(**values)
+
+    def error(self, /, *, details: dict | None = None, **values: object) -> DomainError:
+        """The exception to raise: the subclass for this status (for `except` clauses)."""
+        return _EXCEPTION_FOR_STATUS.get(self.status, DomainError)(self, details=details, **values)
+
+
+# HTTP errors Flask, Werkzeug and the extensions raise. "{description}" is Werkzeug's own
+# text, which often says what was wrong (e.g. which methods this address takes).
+BAD_REQUEST = ErrorCode("bad_request", 400, "{description}")
+NOT_AUTHENTICATED = ErrorCode("not_authenticated", 401, "{description}")
+FORBIDDEN = ErrorCode("forbidden", 403, "{description}")
+NOT_FOUND = ErrorCode("not_found", 404, "{description}")
+METHOD_NOT_ALLOWED = ErrorCode("method_not_allowed", 405, "{description}")
+PAYLOAD_TOO_LARGE = ErrorCode("payload_too_large", 413, "The upload is too large.")
+UNSUPPORTED_MEDIA_TYPE = ErrorCode("unsupported_media_type", 415, "{description}")
+RATE_LIMITED = ErrorCode(
+    "rate_limited", 429, "Too many attempts. Please wait a few minutes and try again."
+)
+INTERNAL_ERROR = ErrorCode(
+    "internal_error", 500, "Something went wrong on our side. It has been logged."
+)
+HTTP_ERROR = ErrorCode("http_error", None, "{description}")
+CSRF_FAILED = ErrorCode(
+    "csrf_failed",
+    400,
+    "Your form expired or was sent from elsewhere (missing or stale security token). "
+    "Reload the page and try again; nothing was saved.",
+)
+
+# Who a request acts as, and whether it may.
+SIGN_IN_REQUIRED = NOT_AUTHENTICATED.saying(
+    "Send 'Authorization: Bearer <API token>', or sign in first."
+)
+INVALID_TOKEN = ErrorCode("invalid_token", 401, "Invalid or revoked API token.")
+TOKEN_OWNER_INACTIVE = INVALID_TOKEN.saying("The API token's owner is deactivated.")
+NOT_BEARER = INVALID_TOKEN.saying("Use 'Authorization: Bearer <API token>'.")
+ADMINS_ONLY = FORBIDDEN.saying("Only administrators can manage the roster.")
+TOKENS_ADMINS_ONLY = FORBIDDEN.saying("Only administrators can issue client tokens.")
+STAFF_ONLY = FORBIDDEN.saying("The dashboard is for school staff.")
+
+# The JSON API's request bodies and query parameters (api/schemas.py).
+JSON_BODY_REQUIRED = UNSUPPORTED_MEDIA_TYPE.saying(
+    "Send a JSON body with 'Content-Type: application/json'."
+)
+INVALID_JSON = ErrorCode("invalid_json", 400, "The body must be a JSON object.")
+UNKNOWN_FIELD = ErrorCode("unknown_field", 400, "Unknown field(s): {fields}.")
+UNKNOWN_TARGET = UNKNOWN_FIELD.saying("Unknown target(s): {fields}.")
+FIELD_REQUIRED = ErrorCode("validation_failed", 400, "The field {field!r} is required.")
+FIELD_NOT_STRINGS = FIELD_REQUIRED.saying("The field {field!r} must be a list of strings.")
+FIELD_WRONG_TYPE = FIELD_REQUIRED.saying("The field {field!r} must be {expected}.")
+FIELD_NOT_DATETIME = FIELD_REQUIRED.saying("The field {field!r} must be an ISO 8601 date-time.")
+FIELD_NOT_WHOLE_NUMBER = FIELD_REQUIRED.saying("{field!r} must be a whole number from 0 to {max}.")
+BAD_CLASS_TARGET = FIELD_REQUIRED.saying(
+    "Each class target is {{name, audience?: [students, guardians, teachers]}}."
+)
+CLASS_TARGETS_NOT_LIST = FIELD_REQUIRED.saying("targets.classes must be a list.")
+BAD_DELIVERY_STATE = FIELD_REQUIRED.saying(
+    "state must be pending, delivered, read or acknowledged."
+)
+
+# People and sign-in (services/users.py).
+WEAK_PASSWORD = ErrorCode("weak_password", 400, "Passwords need at least {min_length} characters.")
+INVALID_EMAIL = ErrorCode("invalid_email", 400, "{email!r} is not a valid email address: {reason}")
+INVALID_ROLE = ErrorCode("invalid_role", 400, "Unknown role {role!r}; use one of {allowed}.")
+NAME_REQUIRED = ErrorCode("name_required", 400, "A name is required.")
+NAME_TOO_LONG = ErrorCode("name_too_long", 400, "Names are at most {max} characters.")
+INVALID_LANGUAGE = ErrorCode(
+    "invalid_language", 400, "Unsupported language {language!r}; use one of {allowed}."
+)
+USER_NOT_FOUND = ErrorCode("user_not_found", 404, "No user with email {email!r}.")
+USER_ID_NOT_FOUND = USER_NOT_FOUND.saying("No user with id {user_id}.")
+USERS_NOT_FOUND = USER_NOT_FOUND.saying("No user with email {emails}.")  # several, joined
+DUPLICATE_EMAIL = ErrorCode("duplicate_email", 409, "A user with email {email} already exists.")
+SELF_DEMOTION = ErrorCode("self_demotion", 400, "You cannot remove your own administrator role.")
+SELF_DEACTIVATION = ErrorCode("self_deactivation", 400, "You cannot deactivate your own account.")
+SIGNIN_FAILED = ErrorCode("signin_failed", 401, "Wrong email or password.")
+ACCOUNT_DISABLED = ErrorCode(
+    "account_disabled", 401, "This account is disabled. Please contact the school office."
+)
+SIGNIN_BUSY = ErrorCode(
+    "signin_busy",
+    503,
+    "Many people are signing in right now. Please try again in a few seconds.",
+)
+NO_ADMIN = ErrorCode("no_admin", 404, "There is no administrator yet: run create-admin first.")
+NOT_EMPTY = ErrorCode(
+    "not_empty",
+    409,
+    "The database already has users; the demo school is only loaded into an empty database.",
+)
+
+# API tokens and client JWTs (services/api_tokens.py).
+INVALID_NAME = ErrorCode("invalid_name", 400, "Token names are 1-100 characters.")
+OWNER_NOT_ADMIN = ErrorCode("owner_not_admin", 400, "API tokens act as an administrator.")
+DUPLICATE_NAME = ErrorCode("duplicate_name", 409, "An API token named {name!r} already exists.")
+USER_INACTIVE = ErrorCode("user_inactive", 400, "{email} is deactivated.")
+
+# Classes and guardians (services/classes.py).
+INVALID_CLASS_NAME = ErrorCode(
+    "invalid_class_name",
+    400,
+    "Invalid class name {name!r}: use 1-64 letters, digits, spaces, '.', '_' or '-'.",
+)
+CLASS_NOT_FOUND = ErrorCode("class_not_found", 404, "No class named {name!r}.")
+CLASS_ID_NOT_FOUND = CLASS_NOT_FOUND.saying("No class with id {class_id}.")
+DUPLICATE_CLASS = ErrorCode("duplicate_class", 409, "A class named {name} already exists.")
+INVALID_MEMBER = ErrorCode(
+    "invalid_member", 400, "{email} is a {role}; only students and teachers join classes."
+)
+ALREADY_MEMBER = ErrorCode("already_member", 409, "{email} is already in {class_name}.")
+NOT_MEMBER = ErrorCode("not_member", 404, "That person is not in this class.")
+NOT_A_GUARDIAN = ErrorCode("not_a_guardian", 400, "{email} is a {role}, not a guardian.")
+NOT_A_STUDENT = ErrorCode("not_a_student", 400, "{email} is a {role}, not a student.")
+ALREADY_LINKED = ErrorCode("already_linked", 409, "{guardian} is already a guardian of {student}.")
+NOT_LINKED = ErrorCode("not_linked", 404, "No such guardian link.")
+
+# Announcements: the audience (services/audience.py), the draft and sending
+# (services/notifications.py), receipts and the status page.
+NOT_A_SENDER = ErrorCode("not_a_sender", 403, "Only school staff can send announcements.")
+EMPTY_AUDIENCE = ErrorCode("empty_audience", 400, "Choose at least one recipient.")
+NO_ACTIVE_RECIPIENTS = EMPTY_AUDIENCE.saying("Nobody is in that audience (no active recipients).")
+INVALID_AUDIENCE = ErrorCode(
+    "invalid_audience", 400, "Class {name!r}: audience must be a non-empty list of {allowed}."
+)
+UNKNOWN_AUDIENCE = INVALID_AUDIENCE.saying(
+    "Class {name!r}: unknown audience {unknown}; use {allowed}."
+)
+AUDIENCE_FORBIDDEN = ErrorCode(
+    "audience_forbidden", 403, "Only administrators can send to whole roles or the whole school."
+)
+NOT_YOUR_CLASS = AUDIENCE_FORBIDDEN.saying(
+    "You can only send to your own classes, not {class_name}."
+)
+NOT_YOUR_PEOPLE = AUDIENCE_FORBIDDEN.saying(
+    "You can only send to people in your classes, not {emails}."
+)
+TITLE_REQUIRED = ErrorCode("title_required", 400, "A title is required.")
+TITLE_TOO_LONG = ErrorCode("title_too_long", 400, "Titles are at most {max} characters.")
+BODY_REQUIRED = ErrorCode("body_required", 400, "A message is required.")
+BODY_TOO_LONG = ErrorCode(
+    "body_too_long", 400, "Messages are at most {max} characters (this one has {length})."
+)
+INVALID_PRIORITY = ErrorCode(
+    "invalid_priority", 400, "Priority must be normal, urgent or emergency."
+)
+INVALID_LINK = ErrorCode("invalid_link", 400, "The link must be an http(s) address.")
+INVALID_EXPIRES_AT = ErrorCode(
+    "invalid_expires_at", 400, "expires_at needs a time zone (e.g. 2026-12-01T08:00:00Z)."
+)
+EXPIRY_IN_PAST = INVALID_EXPIRES_AT.saying("expires_at must be in the future.")
+EXPIRY_NOT_A_TIME = INVALID_EXPIRES_AT.saying("The expiry is not a valid date and time.")
+INVALID_IDEMPOTENCY_KEY = ErrorCode(
+    "invalid_idempotency_key", 400, "Idempotency-Key must be 1-255 characters."
+)
+IDEMPOTENCY_KEY_REUSED = ErrorCode(
+    "idempotency_key_reused",
+    409,
+    "This Idempotency-Key was already used for a different announcement.",
+)
+NOTIFICATION_NOT_FOUND = ErrorCode("notification_not_found", 404, "No announcement with id {id}.")
+INVALID_STATE = ErrorCode("invalid_state", 400, "state must be delivered, read or acknowledged.")
+INVALID_STATE_FILTER = INVALID_STATE.saying(
+    "state must be all, pending, delivered, read, acknowledged or unconfirmed."
+)
+
+# /ws, refused before the handshake (an HTTP answer; realtime/admission.py, session.py).
+WEBSOCKET_REQUIRED = ErrorCode("websocket_required", 400, "This address takes WebSockets only.")
+ORIGIN_FORBIDDEN = ErrorCode("origin_forbidden", 403, "This origin may not open a socket.")
+SHUTTING_DOWN = ErrorCode("shutting_down", 503, "The server is restarting; retry shortly.")
+TOO_MANY_CONNECTIONS = ErrorCode("too_many_connections", 503, "The server is full; retry shortly.")
+TOO_MANY_UNAUTHENTICATED = ErrorCode(
+    "too_many_unauthenticated", 429, "Too many sockets from this address have not signed in yet."
+)
+TOO_MANY_FAILED_HANDSHAKES = ErrorCode(
+    "too_many_failed_handshakes",
+    429,
+    "Too many sockets from this address failed to sign in; retry later.",
+)
+TOO_MANY_TABS = TOO_MANY_CONNECTIONS.saying("Too many open tabs for this user.", status=429)
+BAD_HANDSHAKE = ErrorCode("bad_handshake", 400, "Not a valid WebSocket handshake.")
+
+# /ws, a dashboard's ?watch= (realtime/topics.py, dashboard/components.py): raised as
+# domain errors; on the socket the wording is the reason of the 1008 close.
+BAD_WATCH = ErrorCode("bad_watch", 400, "Unknown topic {topic!r}.")
+TOO_MANY_TOPICS = BAD_WATCH.saying("At most {max} topics per socket.")
+WATCH_FORBIDDEN = ErrorCode("watch_forbidden", 403, "Only staff can watch live status.")
+
+# /ws, `error` messages: a client message was refused, the socket stays open
+# (realtime/protocol.py, realtime/session.py).
+NOT_UTF8_JSON = INVALID_JSON.saying("messages are UTF-8 JSON text", status=OnSocket.ERROR)
+NOT_JSON = INVALID_JSON.saying("messages are JSON objects", status=OnSocket.ERROR)
+INVALID_MESSAGE = ErrorCode(
+    "invalid_message", OnSocket.ERROR, "a message is an object with a 'type'"
+)
+NOT_AN_ID = INVALID_MESSAGE.saying("'{field}' must be an id (0 to {max})")
+BAD_AUTH_TOKEN = INVALID_MESSAGE.saying("'token' must be a non-empty string")
+BAD_ACK_STATE = INVALID_MESSAGE.saying("'state' must be one of {states}")
+UNKNOWN_TYPE = ErrorCode("unknown_type", OnSocket.ERROR, "unknown message type {type!r}")
+UNKNOWN_NOTIFICATION = ErrorCode(
+    "unknown_notification", OnSocket.ERROR, "notification {id} was not sent to you"
+)
+MESSAGES_RATE_LIMITED = RATE_LIMITED.saying("too many messages", status=OnSocket.ERROR)
+ALREADY_AUTHENTICATED = ErrorCode(
+    "already_authenticated", OnSocket.ERROR, "this socket is already authenticated"
+)
+
+# /ws, reasons of a 1008 close (realtime/session.py, admission.py). Only the wording is on the wire.
+AUTH_REQUIRED = ErrorCode("auth_required", OnSocket.CLOSE, "authentication required")
+AUTH_TIMEOUT = ErrorCode("auth_timeout", OnSocket.CLOSE, "authentication timeout")
+MESSAGE_FLOOD = ErrorCode("message_flood", OnSocket.CLOSE, "message flood")
+ACCOUNT_DISABLED_CLOSE = ACCOUNT_DISABLED.saying("account disabled", status=OnSocket.CLOSE)
+
+CATALOGUE: tuple[ErrorCode, ...] = tuple(
+    entry for entry in list(globals().values()) if isinstance(entry, ErrorCode)
+)
+
+# Werkzeug's HTTP errors, by status (any other status: HTTP_ERROR).
+HTTP_CODES: dict[Status, ErrorCode] = {
+    entry.status: entry
+    for entry in (
+        BAD_REQUEST,
+        NOT_AUTHENTICATED,
+        FORBIDDEN,
+        NOT_FOUND,
+        METHOD_NOT_ALLOWED,
+        PAYLOAD_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        RATE_LIMITED,
+        INTERNAL_ERROR,
+    )
+}
+
+
 class DomainError(Exception):
-    """A rule of Schoolbell was broken; `status` and `code` are part of the API."""
+    """A rule of Schoolbell was broken. `kind` is its catalogue entry; its code, status
+    and wording (`message`) are part of the API. Made by `kind.error(...)`, which picks
+    the subclass for the status."""
 
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        if code:
-            self.code = code
+    def __init__(self, kind: ErrorCode, /, *, details: dict | None = None, **values: object):
+        if not isinstance(kind.status, int) or type(self) is not _EXCEPTION_FOR_STATUS.get(
+            kind.status, DomainError
+        ):
+            raise TypeError(f"{kind.code} ({kind.status}) is not a {type(self).__name__}")
+        self.kind = kind
+        self.code = kind.code
+        self.status: int = kind.status
+        self.message = kind.format(**values)
         self.details = details or {}
+        super().__init__(self.message)
 
 
 class ValidationFailed(DomainError):
-    status, code = 400, "validation_failed"
+    """400: the input breaks a rule."""
 
 
 class NotAuthenticated(DomainError):
-    status, code = 401, "not_authenticated"
+    """401: who is asking is unknown, or the credentials are wrong."""
 
 
 class Forbidden(DomainError):
-    status, code = 403, "forbidden"
+    """403: known, but not allowed."""
 
 
 class NotFound(DomainError):
-    status, code = 404, "not_found"
+    """404: no such thing (or not one this user may see)."""
 
 
 class Conflict(DomainError):
-    status, code = 409, "conflict"
+    """409: it exists already, or clashes with what does."""
 
 
 class Busy(DomainError):
-    """Too much of a bounded resource is in use right now; the client should come back
-    after `retry_after_s` (sent as Retry-After)."""
+    """503: too much of a bounded resource is in use right now; the client should come
+    back after `retry_after_s` (sent as Retry-After)."""
 
-    status, code = 503, "busy"
-
-    def __init__(self, message: str, *, code: str | None = None, retry_after_s: int = 5):
-        super().__init__(message, code=code)
+    def __init__(self, kind: ErrorCode, /, *, retry_after_s: int = 5, **values: object):
+        super().__init__(kind, **values)
         self.retry_after_s = retry_after_s
 
 
-# Stable codes for HTTP errors raised by Flask/Werkzeug itself.
-HTTP_CODES = {
-    400: "bad_request",
-    401: "not_authenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-    500: "internal_error",
-}
-
-FRIENDLY = {
-    413: "The upload is too large.",
-    429: "Too many attempts. Please wait a few minutes and try again.",
-    500: "Something went wrong on our side. It has been logged.",
+_EXCEPTION_FOR_STATUS: dict[Status, type[DomainError]] = {
+    400: ValidationFailed,
+    401: NotAuthenticated,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    503: Busy,
 }
 
 
@@ -100,6 +369,13 @@ def error_response(
     return render_template("error.html", status=status, code=code, message=message), status
 
 
+def respond(kind: ErrorCode, /, *, json: bool = False, **values: object):
+    """Render a catalogue entry with an HTTP status, in its wording, as error_response."""
+    if not isinstance(kind.status, int):
+        raise TypeError(f"{kind.code} has no HTTP status")
+    return error_response(kind.status, kind.code, kind.format(**values), json=json)
+
+
 def _rollback() -> None:
     from .db import get_session
 
@@ -119,17 +395,13 @@ def register_handlers(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):
-        message = (
-            "Your form expired or was sent from elsewhere (missing or stale security "
-            "token). Reload the page and try again; nothing was saved."
-        )
-        return error_response(400, "csrf_failed", message)
+        return respond(CSRF_FAILED)
 
     @app.errorhandler(RateLimitExceeded)
     def _limited(exc: RateLimitExceeded):
         from .extensions import limiter
 
-        response = make_response(error_response(429, "rate_limited", FRIENDLY[429]))
+        response = make_response(respond(RATE_LIMITED))
         breached = limiter.current_limit  # the limit this request ran into
         wait_s = math.ceil(breached.reset_at - time.time()) if breached else 60
         response.headers["Retry-After"] = str(max(1, wait_s))
@@ -138,11 +410,12 @@ def register_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         status = exc.code or 500
-        code = HTTP_CODES.get(status, "http_error")
-        return error_response(status, code, FRIENDLY.get(status, exc.description or exc.name))
+        kind = HTTP_CODES.get(status, HTTP_ERROR)
+        message = kind.format(description=exc.description or exc.name)
+        return error_response(status, kind.code, message)
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
         _rollback()
-        return error_response(500, "internal_error", FRIENDLY[500])
+        return respond(INTERNAL_ERROR)

@@ -25,6 +25,7 @@ from flask import Flask, current_app
 from gevent.lock import BoundedSemaphore
 from gevent.threadpool import ThreadPool
 
+from . import errors
 from .errors import Busy
 
 MAX_AUTO_THREADS = 4
@@ -81,11 +82,7 @@ class HashingPool:
         return self._pool
 
     def _busy(self) -> Busy:
-        return Busy(
-            "Many people are signing in right now. Please try again in a few seconds.",
-            code="signin_busy",
-            retry_after_s=max(1, round(self.wait_s)),
-        )
+        return Busy(errors.SIGNIN_BUSY, retry_after_s=max(1, round(self.wait_s)))
 
 
 def _niced(work: Callable, *args):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import g, request
 from flask_login import current_user
 
+from .. import errors
 from ..db import get_session
 from ..errors import NotAuthenticated, error_response
 from ..extensions import csrf
@@ -29,7 +30,7 @@ def authenticate() -> None:
         g.api_user = api_tokens.authenticate(get_session(), bearer_token(header))
         return
     if not current_user.is_authenticated:
-        raise NotAuthenticated("Send 'Authorization: Bearer <API token>', or sign in first.")
+        raise errors.SIGN_IN_REQUIRED.error()
     csrf.protect()  # checks unsafe methods only (WTF_CSRF_METHODS)
     g.api_user = current_user._get_current_object()
 
@@ -38,7 +39,7 @@ def bearer_token(header: str) -> str:
     """The token of an 'Authorization: Bearer <token>' header, or NotAuthenticated."""
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthenticated("Use 'Authorization: Bearer <API token>'.", code="invalid_token")
+        raise errors.NOT_BEARER.error()
     return token.strip()
 
 
@@ -53,7 +54,7 @@ def unauthorised(exc: NotAuthenticated):
     get_session().rollback()
     response, status = error_response(exc.status, exc.code, exc.message, exc.details)
     challenge = 'Bearer realm="schoolbell"'
-    if exc.code == "invalid_token":
+    if exc.kind == errors.INVALID_TOKEN:  # any of its wordings
         challenge += ', error="invalid_token"'
     response.headers["WWW-Authenticate"] = challenge
     return response, status

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import request
 
-from ..errors import DomainError, ValidationFailed
+from .. import errors
 from ..models import Delivery, DeliveryState, Notification, Priority, SchoolClass, User
 from ..realtime import protocol
 from ..services import audience
@@ -17,10 +17,6 @@ from ..services.classes import Person
 from ..services.notifications import Draft, SendResult
 from ..services.users import UserInput, parse_role
 from ..tokens import ClientToken
-
-
-class UnsupportedMediaType(DomainError):
-    status, code = 415, "unsupported_media_type"
 
 
 @dataclass(frozen=True)
@@ -47,17 +43,13 @@ TOKEN_FIELDS = {"email": Field(str, required=True)}
 def json_body(fields: dict[str, Field]) -> dict[str, Any]:
     """The request's JSON object, checked against `fields`: known names, right types."""
     if not request.is_json:
-        raise UnsupportedMediaType("Send a JSON body with 'Content-Type: application/json'.")
+        raise errors.JSON_BODY_REQUIRED.error()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise ValidationFailed("The body must be a JSON object.", code="invalid_json")
+        raise errors.INVALID_JSON.error()
     unknown = sorted(set(body) - set(fields))
     if unknown:
-        raise ValidationFailed(
-            f"Unknown field(s): {', '.join(unknown)}.",
-            code="unknown_field",
-            details={"fields": unknown},
-        )
+        raise errors.UNKNOWN_FIELD.error(fields=", ".join(unknown), details={"fields": unknown})
     for name, field in fields.items():
         _check(name, body.get(name), field)
     return body
@@ -67,16 +59,14 @@ def _check(name: str, value: Any, field: Field) -> None:
     """Refuse a missing required field, or a value of the wrong type."""
     if value is None:
         if field.required:
-            raise ValidationFailed(f"The field {name!r} is required.", details={"field": name})
+            raise errors.FIELD_REQUIRED.error(field=name, details={"field": name})
         return
     if field.kind in (str, bool, dict):
         _check_type(name, value, field.kind)
     if field.kind is list and not (
         isinstance(value, list) and all(isinstance(item, str) for item in value)
     ):
-        raise ValidationFailed(
-            f"The field {name!r} must be a list of strings.", details={"field": name}
-        )
+        raise errors.FIELD_NOT_STRINGS.error(field=name, details={"field": name})
 
 
 TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object"}
@@ -85,8 +75,8 @@ TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object"}
 def _check_type(name: str, value: Any, kind: type) -> None:
     """Refuse a present value that is not of `kind` (None passes: optional)."""
     if value is not None and not isinstance(value, kind):
-        raise ValidationFailed(
-            f"The field {name!r} must be {TYPE_NAMES[kind]}.", details={"field": name}
+        raise errors.FIELD_WRONG_TYPE.error(
+            field=name, expected=TYPE_NAMES[kind], details={"field": name}
         )
 
 
@@ -170,11 +160,7 @@ def audience_spec(targets: dict[str, Any]) -> AudienceSpec:
     """`targets` -> AudienceSpec: users by email, classes with audiences, roles, everyone."""
     unknown = sorted(set(targets) - set(TARGET_FIELDS))
     if unknown:
-        raise ValidationFailed(
-            f"Unknown target(s): {', '.join(unknown)}.",
-            code="unknown_field",
-            details={"fields": unknown},
-        )
+        raise errors.UNKNOWN_TARGET.error(fields=", ".join(unknown), details={"fields": unknown})
     for name in ("users", "roles"):
         _check(f"targets.{name}", targets.get(name), TARGET_FIELDS[name])
     _check_type("targets.everyone", targets.get("everyone"), bool)
@@ -187,15 +173,10 @@ def audience_spec(targets: dict[str, Any]) -> AudienceSpec:
             or not isinstance(item.get("name"), str)
             or set(item) - {"name", "audience"}
         ):
-            raise ValidationFailed(
-                "Each class target is {name, audience?: [students, guardians, teachers]}.",
-                details={"field": "targets.classes"},
-            )
+            raise errors.BAD_CLASS_TARGET.error(details={"field": "targets.classes"})
         class_targets.append(audience.parse_class_target(item["name"], item.get("audience")))
     if not isinstance(targets.get("classes") or [], list):
-        raise ValidationFailed(
-            "targets.classes must be a list.", details={"field": "targets.classes"}
-        )
+        raise errors.CLASS_TARGETS_NOT_LIST.error(details={"field": "targets.classes"})
     return AudienceSpec(
         users=tuple(targets.get("users") or ()),
         classes=tuple(class_targets),
@@ -210,9 +191,7 @@ def _datetime(value: str | None, name: str) -> datetime | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationFailed(
-            f"The field {name!r} must be an ISO 8601 date-time.", details={"field": name}
-        ) from None
+        raise errors.FIELD_NOT_DATETIME.error(field=name, details={"field": name}) from None
 
 
 def optional_int(value: str | None, name: str) -> int | None:
@@ -220,8 +199,8 @@ def optional_int(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     if not value.isdigit() or int(value) > protocol.MAX_ID:
-        raise ValidationFailed(
-            f"{name!r} must be a whole number from 0 to {protocol.MAX_ID}.", details={"field": name}
+        raise errors.FIELD_NOT_WHOLE_NUMBER.error(
+            field=name, max=protocol.MAX_ID, details={"field": name}
         )
     return int(value)
 
@@ -236,9 +215,7 @@ def state_filter(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     if value not in {s.value for s in DeliveryState}:
-        raise ValidationFailed(
-            "state must be pending, delivered, read or acknowledged.", details={"field": "state"}
-        )
+        raise errors.BAD_DELIVERY_STATE.error(details={"field": "state"})
     return value
 
 

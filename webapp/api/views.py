@@ -3,7 +3,7 @@
 Errors are `{"error": {"code", "message"}}` (webapp/errors.py): 401 `not_authenticated`
 or `invalid_token`, 403 `forbidden`, 415 `unsupported_media_type`, 400 `invalid_json`,
 `unknown_field` (details.fields) or `validation_failed` (details.field), plus the codes
-of the services (`duplicate_email`, `class_not_found`, ...).
+of the services (`duplicate_email`, `class_not_found`, ...): all in docs/errors.md.
 """
 
 from __future__ import annotations

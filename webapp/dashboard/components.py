@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Flask, render_template
 from sqlalchemy.orm import Session
 
-from ..errors import Forbidden
+from .. import errors
 from ..models import Role, User
 from ..realtime import topics
 from ..realtime.live import live
@@ -50,7 +50,7 @@ def render_online(session: Session, viewer: User | None) -> str:
 
 def _staff_only(user: User) -> None:
     if not user.role.is_staff:
-        raise Forbidden("Only staff can watch live status.", code="watch_forbidden")
+        raise errors.WATCH_FORBIDDEN.error()
 
 
 def authorize_delivery_status(session: Session, user: User, notification_id: str) -> str:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
 
-from ..errors import ValidationFailed
+from .. import errors
 from ..models import Priority, Role
 from ..services import audience
 from ..services.notifications import Draft
@@ -60,7 +60,8 @@ class ComposeInput:
             try:
                 roles.append(Role(value))
             except ValueError:
-                raise ValidationFailed(f"Unknown role {value!r}.", code="invalid_role") from None
+                allowed = ", ".join(r.value for r in Role)
+                raise errors.INVALID_ROLE.error(role=value, allowed=allowed) from None
         return audience.AudienceSpec(
             users=tuple(self.users),
             classes=tuple(
@@ -87,7 +88,5 @@ class ComposeInput:
         try:
             local = datetime.fromisoformat(self.expires_at)
         except ValueError:
-            raise ValidationFailed(
-                "The expiry is not a valid date and time.", code="invalid_expires_at"
-            ) from None
+            raise errors.EXPIRY_NOT_A_TIME.error() from None
         return local.replace(tzinfo=ZoneInfo(timezone)) if local.tzinfo is None else local

@@ -3,8 +3,8 @@
 from flask import render_template
 from flask_login import current_user, login_required
 
+from .. import errors
 from ..db import get_session
-from ..errors import Forbidden
 from ..services import classes
 from . import bp, components
 
@@ -14,7 +14,7 @@ from . import bp, components
 def _staff_only():
     """Only admins and teachers use the dashboard."""
     if not current_user.is_staff:
-        raise Forbidden("The dashboard is for school staff.")
+        raise errors.STAFF_ONLY.error()
 
 
 @bp.get("/dashboard")

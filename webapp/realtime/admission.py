@@ -28,9 +28,8 @@ from flask_login import current_user
 from limits import parse as parse_limit
 from sqlalchemy import bindparam, select
 
-from .. import tokens
+from .. import errors, tokens
 from ..db import session_scope
-from ..errors import error_response
 from ..extensions import limiter
 from ..models import User
 from .greenlets import in_short_greenlet
@@ -97,20 +96,11 @@ class AddressGate:
         """A 429 when this address may not open another socket without credentials."""
         if self.unauthenticated.get(address, 0) >= self.max_unauthenticated:
             self._warn(address, "too many unauthenticated sockets")
-            return Refusal(
-                429,
-                "too_many_unauthenticated",
-                "Too many sockets from this address have not signed in yet.",
-            )
+            return Refusal(errors.TOO_MANY_UNAUTHENTICATED)
         if not limiter.limiter.test(self.failed_auth, self.SCOPE, address):
             reset = limiter.limiter.get_window_stats(self.failed_auth, self.SCOPE, address)[0]
             self._warn(address, "too many failed authentications")
-            return Refusal(
-                429,
-                "too_many_failed_handshakes",
-                "Too many sockets from this address failed to sign in; retry later.",
-                retry_after_s=max(1, int(reset - time.time()) + 1),
-            )
+            return Refusal(errors.TOO_MANY_FAILED_HANDSHAKES, max(1, int(reset - time.time()) + 1))
         return None
 
     def pending(self, address: str) -> PendingAuth:
@@ -134,14 +124,12 @@ class AddressGate:
 class Refusal:
     """An HTTP answer instead of a socket; `retry_after_s` None: retrying cannot help."""
 
-    status: int
-    code: str
-    message: str
+    kind: errors.ErrorCode
     retry_after_s: int | None = RETRY_AFTER_S
 
     def response(self) -> Response:
         """The JSON error, in a request context of the app."""
-        response = make_response(error_response(self.status, self.code, self.message, json=True))
+        response = make_response(errors.respond(self.kind, json=True))
         if self.retry_after_s is not None:
             response.headers["Retry-After"] = str(self.retry_after_s)
         return response
@@ -182,7 +170,7 @@ def user_from_token(token: str) -> SocketUser:
     if user is None:
         raise tokens.InvalidToken("unknown user")
     if not user.active:
-        raise tokens.InvalidToken("account disabled")
+        raise tokens.InvalidToken(errors.ACCOUNT_DISABLED_CLOSE.message)
     return SocketUser.of(user)
 
 
@@ -211,15 +199,15 @@ def admit(app: Flask, environ: dict) -> Admission | Refusal:
     """Refuse before the handshake what must never get a socket; identify the user."""
     req, hub, config = Request(environ), app.extensions["schoolbell.live"].hub, app.config
     if req.headers.get("Upgrade", "").lower() != "websocket":
-        return Refusal(400, "websocket_required", "This address takes WebSockets only.", None)
+        return Refusal(errors.WEBSOCKET_REQUIRED, None)
     origin = req.headers.get("Origin")
     if origin and not origin_allowed(app, req, origin):
         log.warning("refused /ws from foreign origin %s", origin)
-        return Refusal(403, "origin_forbidden", "This origin may not open a socket.", None)
+        return Refusal(errors.ORIGIN_FORBIDDEN, None)
     if hub.shutting_down:
-        return Refusal(503, "shutting_down", "The server is restarting; retry shortly.")
+        return Refusal(errors.SHUTTING_DOWN)
     if hub.count >= config["WS_MAX_CONNECTIONS"]:
-        return Refusal(503, "too_many_connections", "The server is full; retry shortly.")
+        return Refusal(errors.TOO_MANY_CONNECTIONS)
     # Compression is not negotiated: one encoded frame serves every socket, and no zlib
     # context (~93 KB) is kept per connection. simple-websocket accepts it if offered.
     environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
@@ -238,7 +226,7 @@ def admit(app: Flask, environ: dict) -> Admission | Refusal:
     watch = req.args.get("watch")
     if user is not None:
         if hub.connections_of(user.id) >= config["WS_MAX_PER_USER"]:
-            return Refusal(429, "too_many_connections", "Too many open tabs for this user.")
+            return Refusal(errors.TOO_MANY_TABS)
         return Admission(user, None, watch, None)
     gate: AddressGate = app.extensions["schoolbell.ws_gate"]
     address = sys.intern(req.remote_addr or "unknown")  # one string for all behind a NAT

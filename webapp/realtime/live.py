@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import errors
 from ..db import session_scope, utcnow
 from ..models import DeliveryState, Installation, Notification
 from ..services.notifications import SendResult
@@ -164,7 +165,7 @@ class Live:
         )
 
     def user_disabled(self, user_id: int) -> None:
-        self.broker.publish(CloseUser(user_id, "account disabled"))
+        self.broker.publish(CloseUser(user_id, errors.ACCOUNT_DISABLED_CLOSE.message))
 
     def presence(self) -> dict[int, list[float]]:
         """Who is online: user id -> connect times of their open tabs."""

@@ -8,7 +8,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from .. import errors
 from ..db import MAX_ID
+from ..errors import ErrorCode
 
 LEGACY_PING = "ping"  # the old design's plain-text keep-alive, answered with "pong"
 LEGACY_PONG = "pong"
@@ -22,12 +24,12 @@ CLOSE_TRY_AGAIN = 1013  # too slow a reader, or too many sockets: reconnect late
 
 
 class ProtocolError(ValueError):
-    """A client message was refused; `code` is stable, `message` says why."""
+    """A client message was refused: `code` (of a catalogue entry) is stable, `message`
+    (its wording) says why."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, kind: ErrorCode, /, **values: object):
+        self.code, self.message = kind.code, kind.format(**values)
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def _int_field(payload: dict, name: str, *, optional: bool = False) -> int | Non
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
-        raise ProtocolError("invalid_message", f"'{name}' must be an id (0 to {MAX_ID})")
+        raise ProtocolError(errors.NOT_AN_ID, field=name, max=MAX_ID)
     return value
 
 
@@ -69,31 +71,31 @@ def parse_client(raw: str | bytes) -> ClientMessage:
         try:
             raw = raw.decode()
         except UnicodeDecodeError:
-            raise ProtocolError("invalid_json", "messages are UTF-8 JSON text") from None
+            raise ProtocolError(errors.NOT_UTF8_JSON) from None
     if raw.strip() == LEGACY_PING:
         return Ping(legacy=True)
     try:
         payload = json.loads(raw)
     except ValueError:
-        raise ProtocolError("invalid_json", "messages are JSON objects") from None
+        raise ProtocolError(errors.NOT_JSON) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
-        raise ProtocolError("invalid_message", "a message is an object with a 'type'")
+        raise ProtocolError(errors.INVALID_MESSAGE)
     kind = payload["type"]
     if kind == "ping":
         return Ping()
     if kind == "auth":
         token = payload.get("token")
         if not isinstance(token, str) or not token or len(token) > 4096:
-            raise ProtocolError("invalid_message", "'token' must be a non-empty string")
+            raise ProtocolError(errors.BAD_AUTH_TOKEN)
         return Auth(token)
     if kind == "resume":
         return Resume(_int_field(payload, "last_id", optional=True))
     if kind == "ack":
         state = payload.get("state")
         if state not in ACK_STATES:
-            raise ProtocolError("invalid_message", f"'state' must be one of {ACK_STATES}")
+            raise ProtocolError(errors.BAD_ACK_STATE, states=ACK_STATES)
         return Ack(_int_field(payload, "id"), state)
-    raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
+    raise ProtocolError(errors.UNKNOWN_TYPE, type=kind)
 
 
 def encode(message: dict) -> str:
@@ -139,5 +141,10 @@ def pong() -> dict:
     return {"type": "pong"}
 
 
-def error(code: str, message: str) -> dict:
-    return {"type": "error", "code": code, "message": message}
+def error(kind: ErrorCode | str, message: str = "", /, **values: object) -> dict:
+    """The `error` message for a catalogue entry, in its wording
+    (`error(errors.UNKNOWN_NOTIFICATION, id=5)`), or for a refusal's code and message as
+    they are (`error(exc.code, exc.message)`)."""
+    if isinstance(kind, ErrorCode):
+        return {"type": "error", "code": kind.code, "message": kind.format(**values)}
+    return {"type": "error", "code": kind, "message": message}

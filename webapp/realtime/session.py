@@ -23,9 +23,9 @@ from flask import Flask, Response, make_response
 from gevent.event import Event
 from simple_websocket import ConnectionClosed, Server
 
-from .. import tokens
+from .. import errors, tokens
 from ..db import session_scope, utcnow
-from ..errors import DomainError, error_response
+from ..errors import DomainError
 from ..services import receipts as receipts_service
 from ..services import replay as replay_service
 from . import admission, protocol, topics
@@ -69,9 +69,7 @@ class SocketEndpoint:
             admitted = admission.admit(self.app, environ)
         except Exception:
             log.exception("admitting a socket failed")
-            admitted = admission.Refusal(
-                500, "internal_error", "Something went wrong on our side.", None
-            )
+            admitted = admission.Refusal(errors.INTERNAL_ERROR, None)
         if isinstance(admitted, admission.Refusal):  # with the app's security headers
             with self.app.request_context(environ):
                 response = self.app.process_response(admitted.response())
@@ -98,11 +96,7 @@ class SocketEndpoint:
             log.warning("refused a malformed WebSocket handshake: %s", exc)
             with self.app.request_context(environ):
                 response = self.app.process_response(
-                    make_response(
-                        error_response(
-                            400, "bad_handshake", "Not a valid WebSocket handshake.", json=True
-                        )
-                    )
+                    make_response(errors.respond(errors.BAD_HANDSHAKE, json=True))
                 )
             return response(environ, start_response)
         with contextlib.suppress(ConnectionClosed):
@@ -155,12 +149,12 @@ def await_auth(app: Flask, ws) -> SocketUser | None:
     """Without cookie or ?token, the first message must be {"type":"auth"} in time."""
     raw = ws.receive(timeout=app.config["WS_AUTH_TIMEOUT_S"])
     if raw is None:
-        ws.close(protocol.CLOSE_POLICY, "authentication timeout")
+        ws.close(protocol.CLOSE_POLICY, errors.AUTH_TIMEOUT.message)
         return None
     try:
         message = protocol.parse_client(raw)
         if not isinstance(message, protocol.Auth):
-            raise protocol.ProtocolError("auth_required", "authentication required")
+            raise protocol.ProtocolError(errors.AUTH_REQUIRED)
         return in_short_greenlet(user_from_token, message.token, app=app)
     except (protocol.ProtocolError, tokens.InvalidToken) as exc:
         ws.close(protocol.CLOSE_POLICY, str(exc)[:120])
@@ -216,9 +210,9 @@ def receive_loop(app: Flask, conn: Connection) -> None:
         if not budget.take():
             refused += 1
             if refused >= FLOOD_CLOSE_AFTER:
-                conn.close(protocol.CLOSE_POLICY, "message flood")
+                conn.close(protocol.CLOSE_POLICY, errors.MESSAGE_FLOOD.message)
             elif refused == 1 or refused % 10 == 0:
-                conn.send_message(protocol.error("rate_limited", "too many messages"))
+                conn.send_message(protocol.error(errors.MESSAGES_RATE_LIMITED))
             continue
         try:
             message = protocol.parse_client(raw)
@@ -236,9 +230,7 @@ def receive_loop(app: Flask, conn: Connection) -> None:
         elif isinstance(message, protocol.Ack):
             accept_receipt(app, conn, message)
         else:
-            conn.send_message(
-                protocol.error("already_authenticated", "this socket is already authenticated")
-            )
+            conn.send_message(protocol.error(errors.ALREADY_AUTHENTICATED))
 
 
 def replay(app: Flask, conn: Connection, last_id: int | None) -> None:
@@ -273,8 +265,6 @@ def accept_receipt(app: Flask, conn: Connection, ack: protocol.Ack) -> None:
     if not conn.has_sent(ack.id) and not in_short_greenlet(
         is_recipient, conn.user_id, ack.id, app=app
     ):
-        conn.send_message(
-            protocol.error("unknown_notification", f"notification {ack.id} was not sent to you")
-        )
+        conn.send_message(protocol.error(errors.UNKNOWN_NOTIFICATION, id=ack.id))
         return
     app.extensions["schoolbell.live"].receipts.add(conn.user_id, ack.id, ack.state)

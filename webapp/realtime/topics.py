@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
+from .. import errors
 from ..db import session_scope
-from ..errors import ValidationFailed
 from ..models import User
 from .hub import Connection
 
@@ -58,11 +58,11 @@ def parse(spec: str) -> list[str]:
     """'online,notification:5' -> ['online', 'notification:5'] (validated shapes)."""
     names = [part.strip() for part in (spec or "").split(",") if part.strip()]
     if len(names) > MAX_TOPICS:
-        raise ValidationFailed(f"At most {MAX_TOPICS} topics per socket.", code="bad_watch")
+        raise errors.TOO_MANY_TOPICS.error(max=MAX_TOPICS)
     for name in names:
         kind, _, arg = name.partition(":")
         if not ((kind == ONLINE and not arg) or (kind == NOTIFICATION and arg.isdigit())):
-            raise ValidationFailed(f"Unknown topic {name!r}.", code="bad_watch")
+            raise errors.BAD_WATCH.error(topic=name)
     return names
 
 
@@ -72,7 +72,7 @@ def authorize(session: Session, user: User, name: str) -> str:
     kind, _, arg = name.partition(":")
     registered = _kinds().get(kind)
     if registered is None:
-        raise ValidationFailed(f"Unknown topic {name!r}.", code="bad_watch")
+        raise errors.BAD_WATCH.error(topic=name)
     return registered.authorize(session, user, arg)
 
 

@@ -12,8 +12,9 @@ from flask import flash, make_response, redirect, render_template, request, url_
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 
+from .. import errors
 from ..db import get_session
-from ..errors import DomainError
+from ..errors import DomainError, ErrorCode
 from ..extensions import client_address
 from ..models import Role, SchoolClass
 from ..realtime.live import live
@@ -22,19 +23,19 @@ from . import bp
 from .forms import ClassForm, GuardianForm, ImportForm, MemberForm, UserForm
 
 PEOPLE_PER_PAGE = 25
-# The field that shows a service error, by the error's stable code (else the form's first).
-FIELD_FOR_CODE = {
-    "invalid_email": "email",
-    "duplicate_email": "email",
-    "user_not_found": "email",
-    "name_required": "name",
-    "name_too_long": "name",
-    "invalid_class_name": "name",
-    "duplicate_class": "name",
-    "invalid_role": "role",
-    "self_demotion": "role",
-    "invalid_language": "language",
-    "weak_password": "password",
+# The field that shows a service error, by the error's code (else the form's first).
+FIELD_FOR_CODE: dict[ErrorCode, str] = {
+    errors.INVALID_EMAIL: "email",
+    errors.DUPLICATE_EMAIL: "email",
+    errors.USER_NOT_FOUND: "email",
+    errors.NAME_REQUIRED: "name",
+    errors.NAME_TOO_LONG: "name",
+    errors.INVALID_CLASS_NAME: "name",
+    errors.DUPLICATE_CLASS: "name",
+    errors.INVALID_ROLE: "role",
+    errors.SELF_DEMOTION: "role",
+    errors.INVALID_LANGUAGE: "language",
+    errors.WEAK_PASSWORD: "password",
 }
 
 
@@ -48,7 +49,7 @@ def _admins_only():
 def _show_error(form: FlaskForm, exc: DomainError) -> int:
     """Put a service's message under its field; return the HTTP status to answer with."""
     get_session().rollback()  # a failed service call may leave half-made changes behind
-    name = FIELD_FOR_CODE.get(exc.code)
+    name = FIELD_FOR_CODE.get(exc.kind)  # any wording of the code
     field = form[name] if name in form else next(f for f in form if f.name != "csrf_token")
     field.errors = [*field.errors, exc.message]
     return exc.status

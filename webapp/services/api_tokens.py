@@ -5,9 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import tokens
+from .. import errors, tokens
 from ..db import utcnow
-from ..errors import Conflict, Forbidden, NotAuthenticated, ValidationFailed
 from ..models import ApiToken, Role, User
 from . import audit
 from .users import get_by_email
@@ -19,11 +18,11 @@ def create(
     """Create a named API token acting as `owner` (an admin); return it and its secret."""
     name = " ".join((name or "").split())
     if not name or len(name) > 100:
-        raise ValidationFailed("Token names are 1-100 characters.", code="invalid_name")
+        raise errors.INVALID_NAME.error()
     if owner.role is not Role.ADMIN:
-        raise ValidationFailed("API tokens act as an administrator.", code="owner_not_admin")
+        raise errors.OWNER_NOT_ADMIN.error()
     if session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
-        raise Conflict(f"An API token named {name!r} already exists.", code="duplicate_name")
+        raise errors.DUPLICATE_NAME.error(name=name)
     secret, digest, prefix = tokens.new_api_token()
     token = ApiToken(name=name, token_hash=digest, prefix=prefix, user_id=owner.id)
     session.add(token)
@@ -45,9 +44,9 @@ def authenticate(session: Session, secret: str) -> User:
         select(ApiToken).where(ApiToken.token_hash == tokens.hash_api_token(secret or ""))
     )
     if token is None or token.revoked_at is not None:
-        raise NotAuthenticated("Invalid or revoked API token.", code="invalid_token")
+        raise errors.INVALID_TOKEN.error()
     if not token.user.active:
-        raise NotAuthenticated("The API token's owner is deactivated.", code="invalid_token")
+        raise errors.TOKEN_OWNER_INACTIVE.error()
     now = utcnow()
     # Write at most once a minute, so busy integrations do not write on every call.
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
@@ -61,7 +60,7 @@ def issue_client_token(
 ) -> tokens.ClientToken:
     """Sign a client JWT for an active user, and record who asked for it."""
     if not user.active:
-        raise ValidationFailed(f"{user.email} is deactivated.", code="user_inactive")
+        raise errors.USER_INACTIVE.error(email=user.email)
     issued = tokens.issue_client_token(
         user.id,
         secret=config["JWT_SECRET"],
@@ -86,5 +85,5 @@ def issue_for_email(
 ) -> tokens.ClientToken:
     """Sign a client JWT for the user with `email`; only administrators may ask."""
     if actor.role is not Role.ADMIN:
-        raise Forbidden("Only administrators can issue client tokens.")
+        raise errors.TOKENS_ADMINS_ONLY.error()
     return issue_client_token(session, config, get_by_email(session, email), actor, address)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from .. import errors
 from ..db import LIKE_ESCAPE, contains_pattern
-from ..errors import Forbidden, NotFound, ValidationFailed
 from ..models import (
     Guardianship,
     MemberRole,
@@ -69,16 +69,11 @@ def parse_class_target(name: str, audience) -> ClassTarget:
     if audience is None:
         audience = ["students"]
     if not isinstance(audience, list | tuple | set | frozenset) or not audience:
-        raise ValidationFailed(
-            f"Class {name!r}: audience must be a non-empty list of {', '.join(CLASS_AUDIENCES)}.",
-            code="invalid_audience",
-        )
+        raise errors.INVALID_AUDIENCE.error(name=name, allowed=", ".join(CLASS_AUDIENCES))
     unknown = set(audience) - set(CLASS_AUDIENCES)
     if unknown:
-        raise ValidationFailed(
-            f"Class {name!r}: unknown audience {sorted(unknown)}; use "
-            f"{', '.join(CLASS_AUDIENCES)}.",
-            code="invalid_audience",
+        raise errors.UNKNOWN_AUDIENCE.error(
+            name=name, unknown=sorted(unknown), allowed=", ".join(CLASS_AUDIENCES)
         )
     return ClassTarget(name=name, audience=frozenset(audience))
 
@@ -86,7 +81,7 @@ def parse_class_target(name: str, audience) -> ClassTarget:
 def require_sender(actor: User) -> None:
     """Only staff send announcements."""
     if actor is None or not actor.role.is_staff:
-        raise Forbidden("Only school staff can send announcements.", code="not_a_sender")
+        raise errors.NOT_A_SENDER.error()
 
 
 def id_set(session: Session, statement) -> set[int]:
@@ -150,13 +145,10 @@ def resolve(session: Session, actor: User, spec: AudienceSpec) -> Resolved:
     """Check the author may reach every target, then freeze the recipients."""
     require_sender(actor)
     if spec.is_empty():
-        raise ValidationFailed("Choose at least one recipient.", code="empty_audience")
+        raise errors.EMPTY_AUDIENCE.error()
     is_admin = actor.role is Role.ADMIN
     if (spec.everyone or spec.roles) and not is_admin:
-        raise Forbidden(
-            "Only administrators can send to whole roles or the whole school.",
-            code="audience_forbidden",
-        )
+        raise errors.AUDIENCE_FORBIDDEN.error()
     resolved = Resolved()
     if spec.everyone:
         _add(resolved, "everyone", id_set(session, select(User.id).where(User.active.is_(True))))
@@ -172,10 +164,7 @@ def resolve(session: Session, actor: User, spec: AudienceSpec) -> Resolved:
     for target in spec.classes:
         school_class = classes_service.get_by_name(session, target.name)
         if taught is not None and school_class.id not in taught:
-            raise Forbidden(
-                f"You can only send to your own classes, not {school_class.name}.",
-                code="audience_forbidden",
-            )
+            raise errors.NOT_YOUR_CLASS.error(class_name=school_class.name)
         _add_class(session, resolved, school_class, target.audience)
     if spec.users:
         _add_users(session, resolved, actor, spec.users)
@@ -208,7 +197,7 @@ def _add_users(session: Session, resolved: Resolved, actor: User, emails: tuple[
     found = {u.email: u for u in session.scalars(select(User).where(User.email.in_(wanted)))}
     missing = sorted(wanted - set(found))
     if missing:
-        raise NotFound(f"No user with email {', '.join(missing)}.", code="user_not_found")
+        raise errors.USERS_NOT_FOUND.error(emails=", ".join(missing))
     reach = reach_of(session, actor)
     # Deactivated people receive nothing anyway (and reach_of counts only active ones).
     outside = sorted(
@@ -217,10 +206,7 @@ def _add_users(session: Session, resolved: Resolved, actor: User, emails: tuple[
         if reach is not None and user.active and user.id not in reach and user.id != actor.id
     )
     if outside:
-        raise Forbidden(
-            f"You can only send to people in your classes, not {', '.join(outside)}.",
-            code="audience_forbidden",
-        )
+        raise errors.NOT_YOUR_PEOPLE.error(emails=", ".join(outside))
     ids = {u.id for u in found.values() if u.active}
     _add(resolved, "people chosen one by one", ids)
     resolved.targets.extend(Target(kind=TargetKind.USER, user_id=u.id) for u in found.values())

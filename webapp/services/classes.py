@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ..errors import Conflict, NotFound, ValidationFailed
+from .. import errors
 from ..models import Guardianship, MemberRole, Membership, Role, SchoolClass, User
 from . import audit, users
 from .users import (
@@ -29,10 +29,7 @@ def normalise_class_name(name: str) -> str:
     """'  7B ' -> '7b': class names are short, compared without case."""
     name = " ".join((name or "").split()).lower()
     if not CLASS_NAME.match(name):
-        raise ValidationFailed(
-            f"Invalid class name {name!r}: use 1-64 letters, digits, spaces, '.', '_' or '-'.",
-            code="invalid_class_name",
-        )
+        raise errors.INVALID_CLASS_NAME.error(name=name)
     return name
 
 
@@ -51,7 +48,7 @@ def get(session: Session, class_id: int) -> SchoolClass:
         .options(selectinload(SchoolClass.memberships).selectinload(Membership.user))
     )
     if school_class is None:
-        raise NotFound(f"No class with id {class_id}.", code="class_not_found")
+        raise errors.CLASS_ID_NOT_FOUND.error(class_id=class_id)
     return school_class
 
 
@@ -59,7 +56,7 @@ def get_by_name(session: Session, name: str) -> SchoolClass:
     """The class with this name, or NotFound."""
     school_class = by_name(session, name)
     if school_class is None:
-        raise NotFound(f"No class named {name!r}.", code="class_not_found")
+        raise errors.CLASS_NOT_FOUND.error(name=name)
     return school_class
 
 
@@ -80,12 +77,12 @@ def build_class(session: Session, name: str) -> SchoolClass:
     """Validate and add a new class to the session (no commit, no audit)."""
     name = normalise_class_name(name)
     if by_name(session, name) is not None:
-        raise Conflict(f"A class named {name} already exists.", code="duplicate_class")
+        raise errors.DUPLICATE_CLASS.error(name=name)
     school_class = SchoolClass(name=name)
     insert_unique(
         session,
         school_class,
-        Conflict(f"A class named {name} already exists.", code="duplicate_class"),
+        errors.DUPLICATE_CLASS.error(name=name),
     )
     return school_class
 
@@ -110,10 +107,7 @@ def member_role_for(user: User) -> MemberRole:
         return MemberRole.STUDENT
     if user.role in (Role.TEACHER, Role.ADMIN):
         return MemberRole.TEACHER
-    raise ValidationFailed(
-        f"{user.email} is a {user.role.value}; only students and teachers join classes.",
-        code="invalid_member",
-    )
+    raise errors.INVALID_MEMBER.error(email=user.email, role=user.role.value)
 
 
 def ensure_member(session: Session, school_class: SchoolClass, user: User) -> bool:
@@ -137,7 +131,7 @@ def add_member(
     require_admin(actor)
     school_class = get(session, class_id)
     if not ensure_member(session, school_class, user):
-        raise Conflict(f"{user.email} is already in {school_class.name}.", code="already_member")
+        raise errors.ALREADY_MEMBER.error(email=user.email, class_name=school_class.name)
     audit.record(
         session,
         "class.member_added",
@@ -162,7 +156,7 @@ def remove_member(
         select(Membership).where(Membership.class_id == class_id, Membership.user_id == user_id)
     )
     if membership is None:
-        raise NotFound("That person is not in this class.", code="not_member")
+        raise errors.NOT_MEMBER.error()
     email = membership.user.email
     session.delete(membership)
     audit.record(
@@ -179,13 +173,9 @@ def remove_member(
 def ensure_guardianship(session: Session, guardian: User, student: User) -> bool:
     """Link a guardian to a student unless linked (no commit); True if added."""
     if guardian.role is not Role.GUARDIAN:
-        raise ValidationFailed(
-            f"{guardian.email} is a {guardian.role.value}, not a guardian.", code="not_a_guardian"
-        )
+        raise errors.NOT_A_GUARDIAN.error(email=guardian.email, role=guardian.role.value)
     if student.role is not Role.STUDENT:
-        raise ValidationFailed(
-            f"{student.email} is a {student.role.value}, not a student.", code="not_a_student"
-        )
+        raise errors.NOT_A_STUDENT.error(email=student.email, role=student.role.value)
     exists = session.scalar(
         select(Guardianship).where(
             Guardianship.guardian_id == guardian.id, Guardianship.student_id == student.id
@@ -204,9 +194,7 @@ def link_guardian(
     """Make `guardian` a guardian of `student` (admins only) and commit."""
     require_admin(actor)
     if not ensure_guardianship(session, guardian, student):
-        raise Conflict(
-            f"{guardian.email} is already a guardian of {student.email}.", code="already_linked"
-        )
+        raise errors.ALREADY_LINKED.error(guardian=guardian.email, student=student.email)
     audit.record(
         session,
         "guardian.linked",
@@ -229,7 +217,7 @@ def unlink_guardian(
         )
     )
     if link is None:
-        raise NotFound("No such guardian link.", code="not_linked")
+        raise errors.NOT_LINKED.error()
     guardian, student = get_user(session, guardian_id), get_user(session, student_id)
     session.delete(link)
     audit.record(

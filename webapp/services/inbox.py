@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from ..errors import NotFound
+from .. import errors
 from ..models import Delivery, Notification, User
 
 
@@ -39,5 +39,5 @@ def inbox_item(
         .where(Delivery.user_id == user_id, Notification.id == notification_id)
     ).first()
     if row is None:
-        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
+        raise errors.NOTIFICATION_NOT_FOUND.error(id=notification_id)
     return row[0], row[1], row[2]

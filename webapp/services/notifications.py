@@ -17,8 +17,8 @@ from sqlalchemy import Integer, cast, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import errors
 from ..db import integer_rows, utcnow
-from ..errors import Conflict, NotFound, ValidationFailed
 from ..markup import render_markdown
 from ..models import Delivery, DeliveryState, Notification, Priority, User
 from . import audience, audit
@@ -77,23 +77,18 @@ def clean_title(title: str) -> str:
     """Titles are one line of plain text."""
     title = " ".join((title or "").split())
     if not title:
-        raise ValidationFailed("A title is required.", code="title_required")
+        raise errors.TITLE_REQUIRED.error()
     if len(title) > MAX_TITLE_CHARS:
-        raise ValidationFailed(
-            f"Titles are at most {MAX_TITLE_CHARS} characters.", code="title_too_long"
-        )
+        raise errors.TITLE_TOO_LONG.error(max=MAX_TITLE_CHARS)
     return title
 
 
 def clean_body(body: str) -> str:
     body = (body or "").strip()
     if not body:
-        raise ValidationFailed("A message is required.", code="body_required")
+        raise errors.BODY_REQUIRED.error()
     if len(body) > MAX_BODY_CHARS:
-        raise ValidationFailed(
-            f"Messages are at most {MAX_BODY_CHARS} characters (this one has {len(body)}).",
-            code="body_too_long",
-        )
+        raise errors.BODY_TOO_LONG.error(max=MAX_BODY_CHARS, length=len(body))
     return body
 
 
@@ -101,9 +96,7 @@ def parse_priority(value: str) -> Priority:
     try:
         return Priority((value or "").strip().lower())
     except ValueError:
-        raise ValidationFailed(
-            "Priority must be normal, urgent or emergency.", code="invalid_priority"
-        ) from None
+        raise errors.INVALID_PRIORITY.error() from None
 
 
 def clean_link(link: str | None) -> str | None:
@@ -113,7 +106,7 @@ def clean_link(link: str | None) -> str | None:
         return None
     parts = urlsplit(link)
     if parts.scheme not in ("http", "https") or not parts.netloc or len(link) > MAX_LINK_CHARS:
-        raise ValidationFailed("The link must be an http(s) address.", code="invalid_link")
+        raise errors.INVALID_LINK.error()
     return link
 
 
@@ -121,11 +114,9 @@ def clean_expiry(expires_at: datetime | None) -> datetime | None:
     if expires_at is None:
         return None
     if expires_at.tzinfo is None:
-        raise ValidationFailed(
-            "expires_at needs a time zone (e.g. 2026-12-01T08:00:00Z).", code="invalid_expires_at"
-        )
+        raise errors.INVALID_EXPIRES_AT.error()
     if expires_at <= utcnow():
-        raise ValidationFailed("expires_at must be in the future.", code="invalid_expires_at")
+        raise errors.EXPIRY_IN_PAST.error()
     return expires_at
 
 
@@ -197,9 +188,7 @@ def clean_idempotency_key(key: str | None) -> str | None:
         return None
     key = key.strip()
     if not key or len(key) > 255:
-        raise ValidationFailed(
-            "Idempotency-Key must be 1-255 characters.", code="invalid_idempotency_key"
-        )
+        raise errors.INVALID_IDEMPOTENCY_KEY.error()
     return key
 
 
@@ -211,9 +200,7 @@ def send(session: Session, prepared: Prepared, *, address: str | None = None) ->
         return _replayed(session, prepared.earlier, actor)
     resolved = prepared.resolved
     if not resolved.user_ids:
-        raise ValidationFailed(
-            "Nobody is in that audience (no active recipients).", code="empty_audience"
-        )
+        raise errors.NO_ACTIVE_RECIPIENTS.error()
     now = utcnow()
     notification = Notification(
         author_id=actor.id,
@@ -307,10 +294,7 @@ def _by_key(session: Session, author_id: int, key: str) -> Notification | None:
 def _require_same_request(earlier: Notification, request_hash: str) -> None:
     """A key reused for another request is a client bug, not a retry."""
     if earlier.request_hash != request_hash:
-        raise Conflict(
-            "This Idempotency-Key was already used for a different announcement.",
-            code="idempotency_key_reused",
-        )
+        raise errors.IDEMPOTENCY_KEY_REUSED.error()
 
 
 def _replayed(session: Session, notification: Notification, author: User) -> SendResult:
@@ -328,5 +312,5 @@ def _replayed(session: Session, notification: Notification, author: User) -> Sen
 def get(session: Session, notification_id: int) -> Notification:
     notification = session.get(Notification, notification_id)
     if notification is None:
-        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
+        raise errors.NOTIFICATION_NOT_FOUND.error(id=notification_id)
     return notification

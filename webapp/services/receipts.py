@@ -11,8 +11,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from .. import errors
 from ..db import utcnow
-from ..errors import NotFound, ValidationFailed
 from ..models import Delivery, DeliveryState
 
 _deliveries = Delivery.__table__
@@ -65,17 +65,13 @@ def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
 def record_one(session: Session, user_id: int, notification_id: int, state: str) -> Receipt:
     """A receipt from a page (not a socket): refused unless the user is a recipient."""
     if not is_recipient(session, user_id, notification_id):
-        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
+        raise errors.NOTIFICATION_NOT_FOUND.error(id=notification_id)
     try:
         state = DeliveryState(state)
     except ValueError:
-        raise ValidationFailed(
-            "state must be delivered, read or acknowledged.", code="invalid_state"
-        ) from None
+        raise errors.INVALID_STATE.error() from None
     if state is DeliveryState.PENDING:
-        raise ValidationFailed(
-            "state must be delivered, read or acknowledged.", code="invalid_state"
-        )
+        raise errors.INVALID_STATE.error()
     receipt = Receipt(user_id, notification_id, state, utcnow())
     record_receipts(session, [receipt])
     return receipt

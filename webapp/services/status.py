@@ -10,8 +10,8 @@ from math import ceil
 from sqlalchemy import and_, case, distinct, func, or_, select, union
 from sqlalchemy.orm import Session
 
+from .. import errors
 from ..db import LIKE_ESCAPE, contains_pattern
-from ..errors import ValidationFailed
 from ..models import (
     Delivery,
     DeliveryState,
@@ -275,10 +275,7 @@ def parse_state_filter(value: str | None) -> tuple[DeliveryState | None, Deliver
     try:
         return DeliveryState(value), None
     except ValueError:
-        raise ValidationFailed(
-            "state must be all, pending, delivered, read, acknowledged or unconfirmed.",
-            code="invalid_state",
-        ) from None
+        raise errors.INVALID_STATE_FILTER.error() from None
 
 
 def recipients_page(

@@ -9,13 +9,14 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import passwords
+from .. import errors, passwords
 from ..db import LIKE_ESCAPE, contains_pattern
-from ..errors import Conflict, Forbidden, NotAuthenticated, NotFound, ValidationFailed
+from ..errors import Conflict, ValidationFailed
 from ..models import Role, User
 from . import audit
 
 MIN_PASSWORD_LENGTH = 8
+MAX_NAME_CHARS = 200
 LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pl", "tr", "uk", "ar")
 
 
@@ -38,10 +39,7 @@ def new_password_hash(session: Session, password: str, *, wait: bool = True) -> 
 def check_password_strength(password: str) -> None:
     """Refuse passwords too short to be safe."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(
-            f"Passwords need at least {MIN_PASSWORD_LENGTH} characters.",
-            code="weak_password",
-        )
+        raise errors.WEAK_PASSWORD.error(min_length=MIN_PASSWORD_LENGTH)
 
 
 def normalise_email(email: str) -> str:
@@ -56,9 +54,7 @@ def normalise_email(email: str) -> str:
             test_environment=True,
         )
     except EmailNotValidError as exc:
-        raise ValidationFailed(
-            f"{email!r} is not a valid email address: {exc}", code="invalid_email"
-        ) from None
+        raise errors.INVALID_EMAIL.error(email=email, reason=exc) from None
     return checked.normalized.lower()
 
 
@@ -68,34 +64,29 @@ def parse_role(value: str) -> Role:
         return Role((value or "").strip().lower())
     except ValueError:
         allowed = ", ".join(r.value for r in Role)
-        raise ValidationFailed(
-            f"Unknown role {value!r}; use one of {allowed}.", code="invalid_role"
-        ) from None
+        raise errors.INVALID_ROLE.error(role=value, allowed=allowed) from None
 
 
 def _clean_name(name: str) -> str:
     name = " ".join((name or "").split())
     if not name:
-        raise ValidationFailed("A name is required.", code="name_required")
-    if len(name) > 200:
-        raise ValidationFailed("Names are at most 200 characters.", code="name_too_long")
+        raise errors.NAME_REQUIRED.error()
+    if len(name) > MAX_NAME_CHARS:
+        raise errors.NAME_TOO_LONG.error(max=MAX_NAME_CHARS)
     return name
 
 
 def _clean_language(language: str | None) -> str:
     language = (language or "en").strip().lower()
     if language not in LANGUAGES:
-        raise ValidationFailed(
-            f"Unsupported language {language!r}; use one of {', '.join(LANGUAGES)}.",
-            code="invalid_language",
-        )
+        raise errors.INVALID_LANGUAGE.error(language=language, allowed=", ".join(LANGUAGES))
     return language
 
 
 def require_admin(actor: User | None) -> None:
     """Only admins manage the roster."""
     if actor is None or actor.role is not Role.ADMIN:
-        raise Forbidden("Only administrators can manage the roster.")
+        raise errors.ADMINS_ONLY.error()
 
 
 def by_email(session: Session, email: str) -> User | None:
@@ -107,7 +98,7 @@ def get_by_email(session: Session, email: str) -> User:
     """The user with this address, or NotFound."""
     user = by_email(session, email)
     if user is None:
-        raise NotFound(f"No user with email {email!r}.", code="user_not_found")
+        raise errors.USER_NOT_FOUND.error(email=email)
     return user
 
 
@@ -115,7 +106,7 @@ def get(session: Session, user_id: int) -> User:
     """The user with this id, or NotFound."""
     user = session.get(User, user_id)
     if user is None:
-        raise NotFound(f"No user with id {user_id}.", code="user_not_found")
+        raise errors.USER_ID_NOT_FOUND.error(user_id=user_id)
     return user
 
 
@@ -156,7 +147,7 @@ def build_user(session: Session, data: UserInput, password_hash: str | None = No
     yields to other greenlets, which must not happen inside a write transaction."""
     email = normalise_email(data.email)
     if by_email(session, email) is not None:
-        raise Conflict(f"A user with email {email} already exists.", code="duplicate_email")
+        raise errors.DUPLICATE_EMAIL.error(email=email)
     user = User(
         email=email,
         name=_clean_name(data.name),
@@ -170,7 +161,7 @@ def build_user(session: Session, data: UserInput, password_hash: str | None = No
     insert_unique(
         session,
         user,
-        Conflict(f"A user with email {email} already exists.", code="duplicate_email"),
+        errors.DUPLICATE_EMAIL.error(email=email),
     )
     return user
 
@@ -196,7 +187,7 @@ def apply_changes(
     if email != user.email:
         other = by_email(session, email)
         if other is not None and other.id != user.id:
-            raise Conflict(f"A user with email {email} already exists.", code="duplicate_email")
+            raise errors.DUPLICATE_EMAIL.error(email=email)
         user.email, changed = email, [*changed, "email"]
     name = _clean_name(data.name)
     if name != user.name:
@@ -242,9 +233,7 @@ def update(
     require_admin(actor)
     user = get(session, user_id)
     if user.id == actor.id and parse_role(data.role) is not Role.ADMIN:
-        raise ValidationFailed(
-            "You cannot remove your own administrator role.", code="self_demotion"
-        )
+        raise errors.SELF_DEMOTION.error()
     password_hash = new_password_hash(session, data.password) if data.password else None
     changed = apply_changes(user, data, session, password_hash)
     if changed:
@@ -267,7 +256,7 @@ def set_active(
     require_admin(actor)
     user = get(session, user_id)
     if user.id == actor.id and not active:
-        raise ValidationFailed("You cannot deactivate your own account.", code="self_deactivation")
+        raise errors.SELF_DEACTIVATION.error()
     if user.active != active:
         user.active = active
         user.session_epoch += 1
@@ -310,11 +299,8 @@ def authenticate(session: Session, email: str, password: str, address: str | Non
         )
         session.commit()
         if reason == "inactive":  # only said to someone who knows the password
-            raise NotAuthenticated(
-                "This account is disabled. Please contact the school office.",
-                code="account_disabled",
-            )
-        raise NotAuthenticated("Wrong email or password.", code="signin_failed")
+            raise errors.ACCOUNT_DISABLED.error()
+        raise errors.SIGNIN_FAILED.error()
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
     audit.record(
@@ -333,7 +319,7 @@ def first_admin(session: Session) -> User:
         .limit(1)
     )
     if admin is None:
-        raise NotFound("There is no administrator yet: run create-admin first.", code="no_admin")
+        raise errors.NO_ADMIN.error()
     return admin
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select, true
 from sqlalchemy.orm import Session
 
-from ..errors import NotFound
+from .. import errors
 from ..models import MemberRole, Membership, Notification, Role, Target, TargetKind, User
 
 
@@ -50,5 +50,5 @@ def viewable(session: Session, actor: User, notification_id: int) -> Notificatio
         select(Notification).where(Notification.id == notification_id, visible_to(actor))
     )
     if notification is None:
-        raise NotFound(f"No announcement with id {notification_id}.", code="notification_not_found")
+        raise errors.NOTIFICATION_NOT_FOUND.error(id=notification_id)
     return notification

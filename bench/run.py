@@ -361,7 +361,8 @@ class Scenario:
         healthz = {"name": "healthz", "method": "GET", "url": server.url + "/healthz"}
         healthz |= {"interval_ms": 10, "max_in_flight": 5, "max_s": 60}
         wait_idle(server)
-        storm = self.broadcast(server, seq + 1, [healthz], burst=forms)
+        with self.profiling(server, "storm"):
+            storm = self.broadcast(server, seq + 1, [healthz], burst=forms)
         return {
             "quiet": quiet,
             "storm": storm,

@@ -462,22 +462,26 @@ function burstSummary(answered, started) {
 async function runProbe(probe, active) {
   const pending = [];
   const bad = {};
-  const stopAt = now() + (probe.max_s ?? 10) * 1000;
+  const started = now();
+  const stopAt = started + (probe.max_s ?? 10) * 1000;
   let inFlight = 0;
   while (active() && now() < stopAt) {
     if (inFlight < (probe.max_in_flight ?? 5)) {
       inFlight += 1;
+      const sentAt = now() - started;
       pending.push(
         request({ ...probe, agent: `probe-${probe.name}` }).then((result) => {
           inFlight -= 1;
           if (result.status < 200 || result.status >= 300) countInto(bad, result.status || result.body);
-          return round2(result.ms);
+          return [round2(sentAt), round2(result.ms)];
         }),
       );
     }
     await sleep(probe.interval_ms ?? 10);
   }
-  return { latencies: await Promise.all(pending), bad };
+  const timed = await Promise.all(pending);
+  // latencies (ms), and when each request was sent (ms from the probe's start)
+  return { latencies: timed.map((t) => t[1]), sent_at_ms: timed.map((t) => t[0]), bad };
 }
 
 /** ack {ids, state, poll_url, headers, expect, interval_ms, wait_s}: every open

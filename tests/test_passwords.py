@@ -80,6 +80,18 @@ def test_a_full_line_refuses_at_once_and_batch_work_waits_its_turn():
     gevent.joinall([first, second], raise_error=True)
 
 
+def test_a_turn_holds_the_thread_for_its_block_and_its_own_hashes():
+    """A sign-in takes its turn before reading anything; its hash runs in that turn (one
+    thread: no deadlock), and the next caller waits for the whole block."""
+    pool = passwords.HashingPool(threads=1, queue_limit=10, wait_s=0.05)
+    with pool.turn():
+        assert pool.run(_slow_hash).startswith("$argon2id$")  # nested: the same turn
+        other = gevent.spawn(pool.run, _slow_hash)
+        gevent.sleep(0.2)  # longer than its deadline, while this block holds the turn
+        assert isinstance(other.exception, Busy)
+    assert pool.run(_slow_hash).startswith("$argon2id$")  # released
+
+
 def _slow_hash() -> str:
     return passwords._hasher.hash("x" * 12)
 

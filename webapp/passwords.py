@@ -18,9 +18,10 @@ Retry-After) instead of a request that hangs.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -35,6 +36,8 @@ MAX_AUTO_THREADS = 4
 # Where there is no SCHED_IDLE: the hashing threads' nice value (per thread on Linux).
 HASH_THREAD_NICENESS = 19
 
+# Whether this greenlet holds a turn (each greenlet has its own context).
+_holding: contextvars.ContextVar[bool] = contextvars.ContextVar("hashing_turn", default=False)
 _hasher = PasswordHasher()  # RFC 9106 "low memory": time 3, 64 MiB, 4 lanes
 # Verified when an email is unknown, so a wrong email costs as long as a wrong password.
 DUMMY_HASH = _hasher.hash("not a real password")
@@ -61,9 +64,15 @@ class HashingPool:
         self._pool: ThreadPool | None = None  # made on first use: after gunicorn forks
         self._pid = 0
 
-    def run(self, work: Callable, *args, wait: bool = True):
-        """Run `work(*args)` on a hashing thread and return its result. With `wait`
-        False (a batch job such as an import) the caller waits in line without limit."""
+    @contextlib.contextmanager
+    def turn(self, *, wait: bool = True) -> Iterator[None]:
+        """Wait in line for a hashing thread and hold it for the block (its hashes run
+        on it). With `wait` False (a batch job such as an import) the caller waits
+        without limit; else past the line's length or deadline it gets Busy. Nested
+        turns of one greenlet are one turn."""
+        if _holding.get():
+            yield
+            return
         if wait and self.waiting >= self.queue_limit:
             raise self._busy()
         self.waiting += 1
@@ -73,10 +82,18 @@ class HashingPool:
             self.waiting -= 1
         if not got_slot:
             raise self._busy()
+        held = _holding.set(True)
         try:
-            return self._threadpool().apply(_at_low_priority, (work, *args))
+            yield
         finally:
+            _holding.reset(held)
             self._slots.release()
+
+    def run(self, work: Callable, *args, wait: bool = True):
+        """Run `work(*args)` on a hashing thread, in this caller's turn, and return its
+        result."""
+        with self.turn(wait=wait):
+            return self._threadpool().apply(_at_low_priority, (work, *args))
 
     def _threadpool(self) -> ThreadPool:
         if self._pool is None or self._pid != os.getpid():
@@ -102,6 +119,13 @@ def _at_low_priority(work: Callable, *args):
 
 def _pool() -> HashingPool:
     return current_app.extensions["schoolbell.passwords"]
+
+
+def turn(*, wait: bool = True):
+    """Hold a hashing thread for a block: a sign-in waits for its turn before it reads
+    anything, so a crowd signing in at once waits in line instead of all doing their
+    database work at the same moment (may raise Busy)."""
+    return _pool().turn(wait=wait)
 
 
 def hash(password: str, *, wait: bool = True) -> str:

@@ -277,10 +277,11 @@ def authenticate(session: Session, email: str, password: str, address: str | Non
     A wrong email and a wrong password get the same message and take as long, so
     sign-in does not reveal which accounts exist.
     """
-    user = by_email(session, email)
-    end_read_transaction(session)
-    stored = user.password_hash if user and user.password_hash else passwords.DUMMY_HASH
-    ok = passwords.verify(stored, password or "")
+    with passwords.turn():  # in line before anything is read: see passwords.turn
+        user = by_email(session, email)
+        end_read_transaction(session)
+        stored = user.password_hash if user and user.password_hash else passwords.DUMMY_HASH
+        ok = passwords.verify(stored, password or "")
     if user is None or not user.password_hash or not ok or not user.active:
         reason = (
             "unknown_email"

@@ -8,8 +8,8 @@ shape and security headers).
 
 Limits are set where an abuser pays and a school does not. A school's NAT puts a
 thousand people's tabs behind one address, so tabs that prove who they are (a session
-cookie or a valid `?token=`) are limited per user (`WS_MAX_PER_USER`), never per
-address. Per address only what needs no credentials is limited: sockets still waiting
+cookie, or a JWT as a subprotocol or `?token=`) are limited per user (`WS_MAX_PER_USER`),
+never per address. Per address only what needs no credentials is limited: sockets still waiting
 for their first `auth` message (`WS_MAX_UNAUTHENTICATED_PER_ADDRESS`), and handshakes
 that did not authenticate (a bad token, a wrong or missing first message, silence:
 `WS_FAILED_AUTH_PER_ADDRESS`, counted in the app's rate-limit storage). A flood from

@@ -83,3 +83,11 @@ def test_allowed_origins_are_normalised():
     }
     config.finalise(settings, __import__("pathlib").Path("/nonexistent"))
     assert settings["ALLOWED_ORIGINS"] == ("https://portal.school.test", "http://intranet:8080")
+
+
+@pytest.mark.parametrize("key", ["WS_FAILED_AUTH_PER_ADDRESS", "SIGNIN_LIMIT_PER_ACCOUNT"])
+def test_a_rate_that_does_not_parse_names_the_variable(key, tmp_path):
+    settings = {**config.from_environment({}), key: "lots", "SECRET_KEY": STRONG}
+    settings["JWT_SECRET"] = "j" * 48
+    with pytest.raises(config.ConfigError, match=f"SCHOOLBELL_{key}: 'lots' is not a rate"):
+        config.finalise(settings, tmp_path)

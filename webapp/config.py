@@ -13,6 +13,8 @@ import secrets
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from limits import parse as parse_limit
+
 ENV_PREFIX = "SCHOOLBELL_"
 MIN_SECRET_LENGTH = 32
 # Values that people paste from examples; never acceptable as a production secret.
@@ -164,6 +166,17 @@ def finalise(config: dict, instance_path: Path) -> None:
             f"{ENV_PREFIX}TIMEZONE: unknown time zone {config['TIMEZONE']!r} "
             "(use a name like Europe/Berlin)."
         ) from None
+    for name in (
+        "SIGNIN_LIMIT_PER_ACCOUNT",
+        "SIGNIN_LIMIT_PER_ADDRESS",
+        "WS_FAILED_AUTH_PER_ADDRESS",
+    ):
+        try:
+            parse_limit(config[name])
+        except ValueError:
+            raise ConfigError(
+                f"{ENV_PREFIX}{name}: {config[name]!r} is not a rate (e.g. '300 per minute')."
+            ) from None
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"]
     # simple_websocket.Server options for /ws: frames over this size close with 1009;
     # pings are the hub's job.

@@ -182,25 +182,35 @@ def send_while_down(school: School) -> int:
         return notifications.send(session, prepared).notification.id
 
 
-def sign_in(base_url: str, password: str) -> tuple[str, str]:
-    """Sign the admin in like a browser; return (Cookie header, CSRF token) for htmx
-    requests such as the compose preview."""
+def signin_page(base_url: str):
+    """Load the sign-in page like a browser: (opener keeping cookies, its cookie jar, the
+    form's CSRF token)."""
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     page = opener.open(base_url + "/signin", timeout=10).read().decode()
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
     if token is None:
         raise RuntimeError("no csrf_token on /signin")
+    return opener, jar, token.group(1)
+
+
+def cookie_header(jar) -> str:
+    return "; ".join(f"{c.name}={c.value}" for c in jar)
+
+
+def sign_in(base_url: str, password: str) -> tuple[str, str]:
+    """Sign the admin in like a browser; return (Cookie header, CSRF token) for htmx
+    requests such as the compose preview."""
+    opener, jar, token = signin_page(base_url)
     form = urllib.parse.urlencode(
-        {"csrf_token": token.group(1), "email": ADMIN_EMAIL, "password": password, "next": ""}
+        {"csrf_token": token, "email": ADMIN_EMAIL, "password": password, "next": ""}
     ).encode()
     opener.open(base_url + "/signin", data=form, timeout=10).read()
     page = opener.open(base_url + "/notifications/new", timeout=10).read().decode()
     csrf = re.search(r'"X-CSRFToken": "([^"]+)"', page)
     if csrf is None:
         raise RuntimeError("sign-in failed: no CSRF token on the compose page")
-    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
-    return cookie, csrf.group(1)
+    return cookie_header(jar), csrf.group(1)
 
 
 def staff_email(i: int) -> str:
@@ -212,22 +222,17 @@ def signin_storm(base_url: str, school: School) -> list[dict]:
     loaded sign-in page, ready to be sent at once."""
     forms = []
     for i in range(STAFF):
-        jar = http.cookiejar.CookieJar()
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        page = opener.open(base_url + "/signin", timeout=10).read().decode()
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
-        if token is None:
-            raise RuntimeError("no csrf_token on /signin")
-        form = {"csrf_token": token.group(1), "email": staff_email(i)}
+        _opener, jar, token = signin_page(base_url)
+        form = {"csrf_token": token, "email": staff_email(i), "password": school.staff_password}
         forms.append(
             {
                 "method": "POST",
                 "url": base_url + "/signin",
                 "headers": {
-                    "Cookie": "; ".join(f"{c.name}={c.value}" for c in jar),
+                    "Cookie": cookie_header(jar),
                     "Content-Type": "application/x-www-form-urlencoded",
                 },
-                "body": urllib.parse.urlencode({**form, "password": school.staff_password}),
+                "body": urllib.parse.urlencode(form),
             }
         )
     return forms

@@ -33,6 +33,7 @@ from . import errors
 from .errors import Busy
 
 MAX_AUTO_THREADS = 4
+IDLE_THREAD_S = 60
 # Where there is no SCHED_IDLE: the hashing threads' nice value (per thread on Linux).
 HASH_THREAD_NICENESS = 19
 
@@ -97,7 +98,9 @@ class HashingPool:
 
     def _threadpool(self) -> ThreadPool:
         if self._pool is None or self._pid != os.getpid():
-            self._pool, self._pid = ThreadPool(self.threads), os.getpid()
+            # Idle threads end after a while (a quiet afternoon holds no threads).
+            pool = ThreadPool(self.threads, idle_task_timeout=IDLE_THREAD_S)
+            self._pool, self._pid = pool, os.getpid()
         return self._pool
 
     def _busy(self) -> Busy:

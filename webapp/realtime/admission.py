@@ -190,6 +190,11 @@ def token_protocol(offered: str) -> str | None:
     return None
 
 
+def signin_cookies(config) -> tuple[str, str]:
+    """The cookies that can sign a socket in: Flask's session, flask-login's remember-me."""
+    return config["SESSION_COOKIE_NAME"], config.get("REMEMBER_COOKIE_NAME", "remember_token")
+
+
 def cookie_user() -> SocketUser | None:
     """The signed-in user of the session cookie, if any (loads the user: deep work)."""
     return SocketUser.of(current_user) if current_user.is_authenticated else None
@@ -220,7 +225,7 @@ def admit(app: Flask, environ: dict) -> Admission | Refusal:
             user = in_short_greenlet(user_from_token, token, app=app)
         except tokens.InvalidToken as exc:
             refusal = str(exc)
-    elif config["SESSION_COOKIE_NAME"] in req.cookies:
+    elif any(name in req.cookies for name in signin_cookies(config)):
         with app.request_context(environ):
             user = in_short_greenlet(cookie_user)
     watch = req.args.get("watch")

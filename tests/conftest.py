@@ -50,6 +50,20 @@ def any_database_url(request, sqlite_template, tmp_path) -> str:
     return request.getfixturevalue("postgres").create()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_school(request, sqlite_template, tmp_path_factory):
+    """(app, school) like `any_database_url` + build_school, once per module and backend.
+    Tests that only look at the announcements they send themselves share it (keeps the
+    suite fast)."""
+    from .school_db import dispose, school_on_backend
+
+    app, school = school_on_backend(
+        request, sqlite_template, tmp_path_factory, request.module.__name__.rpartition(".")[2]
+    )
+    yield app, school
+    dispose(app)
+
+
 @pytest.fixture
 def database_url(sqlite_template, tmp_path) -> str:
     """A migrated SQLite database of this test's own."""

@@ -12,18 +12,9 @@ from webapp.models import Delivery, DeliveryState
 from webapp.services import receipts, status
 from webapp.services.receipts import record_receipts
 
-from .school_db import T0, T1, T2, T3, S, dispose, school_on_backend, session_on
+from .school_db import T0, T1, T2, T3, S, session_on
 
 FAMILIES_7B = ["s7b_1", "s7b_2", "s7b_3", "g7b_1", "g7b_2", "g7b_3"]
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared_school(request, sqlite_template, tmp_path_factory):
-    """Like `any_database_url` + build_school, once per module and backend. Tests that
-    only look at the announcements they send themselves share it (keeps the suite fast)."""
-    app, school = school_on_backend(request, sqlite_template, tmp_path_factory, "receipts")
-    yield app, school
-    dispose(app)
 
 
 @pytest.fixture

@@ -7,16 +7,7 @@ import pytest
 
 from webapp.services import status
 
-from .school_db import T1, T2, S, dispose, school_on_backend, session_on
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared_school(request, sqlite_template, tmp_path_factory):
-    """Like `any_database_url` + build_school, once per module and backend. Tests that
-    only look at the announcements they send themselves share it (keeps the suite fast)."""
-    app, school = school_on_backend(request, sqlite_template, tmp_path_factory, "status")
-    yield app, school
-    dispose(app)
+from .school_db import T1, T2, S, session_on
 
 
 @pytest.fixture

@@ -11,16 +11,7 @@ from webapp.models import Notification
 from webapp.services import classes, visibility
 from webapp.services.audience import AudienceSpec, ClassTarget
 
-from .school_db import dispose, own_school, school_on_backend, session_on, to_class
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared_school(request, sqlite_template, tmp_path_factory):
-    """Like `any_database_url` + build_school, once per module and backend. Tests that
-    only look at the announcements they send themselves share it (keeps the suite fast)."""
-    app, school = school_on_backend(request, sqlite_template, tmp_path_factory, "visibility")
-    yield app, school
-    dispose(app)
+from .school_db import own_school, session_on, to_class
 
 
 @pytest.fixture

@@ -82,6 +82,27 @@ class Defaults:
     TIMEZONE = "UTC"
     # Sending to more people than this (or an emergency) asks "are you sure?" first.
     CONFIRM_RECIPIENTS_ABOVE = 100
+    # Reaching people who have no tab open: Web Push, then e-mail, through the job queue.
+    # The address people reach Schoolbell at (links in e-mails), e.g. https://bell.school.org
+    PUBLIC_URL = ""
+    VAPID_PRIVATE_KEY = ""  # default: generated once into instance/vapid_private.pem
+    VAPID_SUBJECT = ""  # mailto:it@school.example: push services contact it about problems
+    PUSH_AFTER_S = 10  # no receipt from an open tab by then: push to every device
+    PUSH_ALLOWED_ORIGINS = ""  # push services besides Google, Mozilla, Microsoft, Apple
+    PUSH_MAX_SUBSCRIPTIONS_PER_USER = 10
+    PUSH_MAX_TTL_S = 3 * 24 * 3600  # how long a push service keeps trying (or until expiry)
+    PUSH_TIMEOUT_S = 10
+    EMAIL_AFTER_S = 15 * 60  # still unread and no device reached: one e-mail
+    SMTP_URL = ""  # smtp://user:password@host:587?starttls=true or smtps://host:465
+    SMTP_TIMEOUT_S = 20
+    MAIL_FROM = ""  # "Schoolbell <bell@school.example>"
+    LINK_TTL_S = 7 * 24 * 3600  # signed links in e-mails stop working after this
+    # Background jobs: each web process runs them (off: only `flask --app wsgi worker`).
+    JOBS_IN_PROCESS = True
+    JOB_CONCURRENCY = 8  # jobs running at once per process
+    JOB_POLL_INTERVAL_MS = 1000
+    JOB_LEASE_S = 120  # a job a crashed runner held runs again after this
+    JOB_MAX_ATTEMPTS = 8
     # Load htmx from a CDN (same pinned version, with SRI) instead of static/vendor.
     HTMX_FROM_CDN = False
     LOG_LEVEL = "INFO"
@@ -159,6 +180,8 @@ def finalise(config: dict, instance_path: Path) -> None:
     if config["SECRET_KEY"] == config["JWT_SECRET"]:
         raise ConfigError(f"{ENV_PREFIX}SECRET_KEY and {ENV_PREFIX}JWT_SECRET must differ.")
     config["ALLOWED_ORIGINS"] = _origins(config.get("ALLOWED_ORIGINS", ""))
+    config["PUSH_ALLOWED_ORIGINS"] = _origins(config.get("PUSH_ALLOWED_ORIGINS", ""))
+    config["PUBLIC_URL"] = str(config.get("PUBLIC_URL") or "").rstrip("/")
     try:
         ZoneInfo(config["TIMEZONE"])
     except (ValueError, ZoneInfoNotFoundError):

@@ -1,4 +1,5 @@
-"""The data model: people, classes, announcements and their deliveries, tokens, audit."""
+"""The data model: people, classes, announcements and their deliveries, tokens, audit,
+push subscriptions, signed links and the job queue."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
+    true,
 )
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
@@ -62,6 +65,21 @@ class DeliveryState(enum.StrEnum):
         return list(DeliveryState).index(self)
 
 
+class Channel(enum.StrEnum):
+    """How an announcement first reached a recipient."""
+
+    TAB = "tab"  # an open tab (or the inbox page) reported it
+    PUSH = "push"  # the service worker on a device reported a Web Push
+    EMAIL = "email"  # a signed link from the e-mail was opened
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"  # waiting for its due time, or leased by a runner
+    DONE = "done"
+    FAILED = "failed"  # gave up: a permanent error, or out of attempts
+    CANCELLED = "cancelled"  # no longer needed (a receipt came first, ...)
+
+
 class TargetKind(enum.StrEnum):
     USER = "user"
     CLASS = "class"
@@ -105,6 +123,9 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     language: Mapped[str] = mapped_column(String(16), default="en")
+    # Channels this person wants besides open tabs; emergencies ignore both.
+    push_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    email_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Bumped on deactivation or password change: every older session stops working.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -275,6 +296,11 @@ class Delivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How it first reached them (set with the first receipt), and when a push service
+    # accepted a push or the mail server an e-mail for it (sent is not yet seen).
+    channel: Mapped[Channel | None] = mapped_column(_enum(Channel, "delivery_channel"))
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     notification: Mapped[Notification] = relationship(back_populates="deliveries")
     user: Mapped[User] = relationship(back_populates="deliveries")
@@ -323,3 +349,80 @@ class AuditEvent(Base):
 
     def __repr__(self) -> str:
         return f"<AuditEvent {self.id} {self.action} {self.subject}>"
+
+
+class PushSubscription(Base):
+    """A browser's Web Push subscription (RFC 8030): where to POST, and its keys for
+    encrypting the body (RFC 8291)."""
+
+    __tablename__ = "push_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(1024), unique=True)
+    p256dh: Mapped[str] = mapped_column(String(128))  # the browser's P-256 key, base64url
+    auth: Mapped[str] = mapped_column(String(64))  # its 16-byte auth secret, base64url
+    user_agent: Mapped[str | None] = mapped_column(String(300))  # to name the device
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # in a row, reset on success
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<PushSubscription {self.id} of {self.user_id}>"
+
+
+class UsedLink(Base):
+    """A signed single-use link (from an e-mail) that has been used: its nonce."""
+
+    __tablename__ = "used_links"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<UsedLink {self.purpose} {self.nonce[:8]}...>"
+
+
+class Job(Base):
+    """A unit of background work (a push, an e-mail, a fan-out of those), due at a time.
+
+    `key` is unique, so the same work can only be queued once. A runner leases a due job
+    (`leased_until`) before it runs it, so a crashed runner's jobs come back; finished
+    jobs stay (done, failed, cancelled) as the record of what was sent."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index(
+            "ix_jobs_due",
+            "due_at",
+            postgresql_where=text("state = 'queued'"),
+            sqlite_where=text("state = 'queued'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"), default=JobState.QUEUED)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("push_subscriptions.id", ondelete="CASCADE"), index=True
+    )
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.key} {self.state}>"

@@ -137,8 +137,19 @@ def create_api_token(name: str, owner_email: str | None) -> None:
     click.echo(secret)
 
 
+@click.command("worker")
+def worker() -> None:
+    """Run background jobs (pushes, e-mails) in this process until stopped; for
+    installations that set SCHOOLBELL_JOBS_IN_PROCESS=false."""
+    import os
+
+    # gevent must patch the standard library before anything else is imported, which
+    # the flask command has done already: start afresh as `python -m webapp.worker`.
+    os.execv(sys.executable, [sys.executable, "-m", "webapp.worker"])
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(db_cli)
-    for command in (create_admin, seed_demo, import_roster, issue_token, create_api_token):
+    for command in (create_admin, seed_demo, import_roster, issue_token, create_api_token, worker):
         app.cli.add_command(command)

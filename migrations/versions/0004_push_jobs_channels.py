@@ -152,6 +152,7 @@ def downgrade() -> None:
         batch_op.drop_column("push_enabled")
 
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_constraint("delivery_channel", type_="check")
         batch_op.drop_column("emailed_at")
         batch_op.drop_column("pushed_at")
         batch_op.drop_column("channel")

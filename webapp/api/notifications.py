@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request, url_for
+from flask import current_app, jsonify, request, url_for
 
 from ..db import get_session
 from ..extensions import client_address
 from ..realtime.live import live
-from ..services import inbox, notifications, status, visibility
+from ..services import inbox, notifications, reach, status, visibility
 from . import bp, schemas
 from .auth import api_user
 
@@ -21,7 +21,12 @@ def send_notification():
     prepared = notifications.prepare(
         session, api_user(), draft, idempotency_key=request.headers.get("Idempotency-Key")
     )
-    result = notifications.send(session, prepared, address=client_address())
+    result = notifications.send(
+        session,
+        prepared,
+        address=client_address(),
+        delays=reach.Delays.from_config(current_app.config),
+    )
     live().publish_sent(result)
     headers = {"Location": url_for(".notification_status", notification_id=result.notification.id)}
     if not result.created:

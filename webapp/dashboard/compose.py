@@ -12,7 +12,7 @@ from ..errors import DomainError
 from ..extensions import client_address, csrf
 from ..models import Priority
 from ..realtime.live import live
-from ..services import audience, notifications
+from ..services import audience, notifications, reach
 from . import bp
 from .forms import ComposeInput
 
@@ -103,7 +103,12 @@ def send():
         )
         if prepared.needs_confirmation and not data.confirmed:
             return render_compose(data, confirm=prepared.resolved)
-        result = notifications.send(session, prepared, address=client_address())
+        result = notifications.send(
+            session,
+            prepared,
+            address=client_address(),
+            delays=reach.Delays.from_config(current_app.config),
+        )
     except DomainError as exc:
         session.rollback()
         return render_compose(data, status=exc.status, error=exc.message)

@@ -18,9 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import errors
 from ..db import session_scope, utcnow
-from ..models import DeliveryState, Installation, Notification
+from ..models import DeliveryState, Installation, Notification, Priority
 from ..services.notifications import SendResult
 from ..services.receipts import Receipt, record_receipts
+from ..worker import JobRunner
 from . import protocol, topics
 from .broker import make_broker
 from .events import CloseUser, Event, NotificationSent, ReceiptsRecorded
@@ -138,6 +139,7 @@ class Live:
         self.receipts = ReceiptWriter(app, on_written=self.receipts_recorded)
         self.status = StatusPusher(app, self.hub)
         self.heap = HeapKeeper(self.hub, sweep_after_closes=config["GC_SWEEP_AFTER_CLOSES"])
+        self.jobs: JobRunner | None = None  # started by serve() when JOBS_IN_PROCESS
         self._epoch: str | None = None
         self.handlers: dict[type[Event], Callable] = {
             NotificationSent: self.on_notification_sent,
@@ -152,6 +154,8 @@ class Live:
         an earlier send was published the first time)."""
         if result.created:
             self.notification_sent(result.notification, result.author_name, result.recipient_ids)
+            if result.notification.priority is Priority.EMERGENCY and self.jobs is not None:
+                self.jobs.wake()  # its pushes and e-mails are due now
 
     def notification_sent(
         self, notification: Notification, author_name: str | None, recipient_ids: list[int]
@@ -214,6 +218,10 @@ class Live:
             ReceiptsRecorded(tuple(sorted({r.notification_id for r in receipts})), seen)
         )
 
+    def jobs_finished(self, notification_ids: set[int]) -> None:
+        """Pushes or e-mails of these announcements went out: refresh their status."""
+        self.broker.publish(ReceiptsRecorded(tuple(sorted(notification_ids)), ()))
+
     def _presence_changed(self, _user_id: int, _online: bool) -> None:
         self.status.mark_online()
 
@@ -223,6 +231,8 @@ class Live:
         garbage collection for thousands of long-lived sockets."""
         if self.app.config["GC_FREEZE"]:
             self.heap.start()
+        if self.app.config["JOBS_IN_PROCESS"]:
+            self.jobs = JobRunner(self.app, on_finished=self.jobs_finished).start()
 
     def epoch(self) -> str:
         """This database's epoch (read once): clients compare it to notice a reset."""
@@ -234,6 +244,8 @@ class Live:
     def shutdown(self) -> int:
         """Close every socket with 1001 at once and write pending receipts."""
         closed = self.hub.close_all(protocol.CLOSE_GOING_AWAY, "server restarting")
+        if self.jobs is not None:
+            self.jobs.stop()
         self.heap.stop()
         self.receipts.flush()
         self.broker.stop()

@@ -21,7 +21,7 @@ from .. import errors
 from ..db import integer_rows, utcnow
 from ..markup import render_markdown
 from ..models import Delivery, DeliveryState, Notification, Priority, User
-from . import audience, audit
+from . import audience, audit, reach
 
 MAX_TITLE_CHARS = 200
 _deliveries = Delivery.__table__
@@ -192,9 +192,16 @@ def clean_idempotency_key(key: str | None) -> str | None:
     return key
 
 
-def send(session: Session, prepared: Prepared, *, address: str | None = None) -> SendResult:
-    """Freeze a prepared audience into one pending delivery per recipient, and commit;
-    a repeat returns the earlier send instead."""
+def send(
+    session: Session,
+    prepared: Prepared,
+    *,
+    address: str | None = None,
+    delays: reach.Delays | None = None,
+) -> SendResult:
+    """Freeze a prepared audience into one pending delivery per recipient, queue the
+    push and e-mail fan-outs for those no tab reaches (`delays`: when), and commit; a
+    repeat returns the earlier send instead."""
     actor, key = prepared.actor, prepared.idempotency_key
     if prepared.earlier is not None:
         return _replayed(session, prepared.earlier, actor)
@@ -242,6 +249,7 @@ def send(session: Session, prepared: Prepared, *, address: str | None = None) ->
             ),
         )
     )
+    reach.schedule(session, notification, delays or reach.Delays())
     audit.record(
         session,
         "notification.sent",

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from .. import errors
 from ..db import utcnow
-from ..models import Delivery, DeliveryState
+from ..models import Channel, Delivery, DeliveryState
 
 _deliveries = Delivery.__table__
 # The timestamp column each state sets, in order.
@@ -26,12 +26,14 @@ STATE_COLUMNS = {
 
 @dataclass(frozen=True)
 class Receipt:
-    """One recipient's delivery of one announcement reached `state` at `at`."""
+    """One recipient's delivery of one announcement reached `state` at `at`, reported
+    through `channel` (kept on the delivery if it is the first to reach them)."""
 
     user_id: int
     notification_id: int
     state: DeliveryState
     at: datetime
+    channel: Channel = Channel.TAB
 
 
 def is_recipient(session: Session, user_id: int, notification_id: int) -> bool:
@@ -52,7 +54,7 @@ def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
     by_state: dict[DeliveryState, list[dict]] = {}
     for r in receipts:
         by_state.setdefault(r.state, []).append(
-            {"n": r.notification_id, "u": r.user_id, "at": r.at}
+            {"n": r.notification_id, "u": r.user_id, "at": r.at, "channel": r.channel}
         )
     touched: set[int] = set()
     for state, params in by_state.items():
@@ -62,8 +64,15 @@ def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
     return touched
 
 
-def record_one(session: Session, user_id: int, notification_id: int, state: str) -> Receipt:
-    """A receipt from a page (not a socket): refused unless the user is a recipient."""
+def record_one(
+    session: Session,
+    user_id: int,
+    notification_id: int,
+    state: str,
+    channel: Channel = Channel.TAB,
+) -> Receipt:
+    """A receipt from a page, a device or a link (not a socket): refused unless the
+    user is a recipient."""
     if not is_recipient(session, user_id, notification_id):
         raise errors.NOTIFICATION_NOT_FOUND.error(id=notification_id)
     try:
@@ -72,15 +81,21 @@ def record_one(session: Session, user_id: int, notification_id: int, state: str)
         raise errors.INVALID_STATE.error() from None
     if state is DeliveryState.PENDING:
         raise errors.INVALID_STATE.error()
-    receipt = Receipt(user_id, notification_id, state, utcnow())
+    receipt = Receipt(user_id, notification_id, state, utcnow(), channel)
     record_receipts(session, [receipt])
     return receipt
 
 
 def _forward_update(state: DeliveryState):
-    """UPDATE ... SET state, its timestamp and any skipped ones WHERE state is earlier."""
+    """UPDATE ... SET state, its timestamp and any skipped ones, and the channel if it is
+    the first to reach them, WHERE state is earlier."""
     earlier = [s for s in DeliveryState if s.rank < state.rank]
-    values: dict = {"state": state}
+    values: dict = {
+        "state": state,
+        "channel": func.coalesce(
+            _deliveries.c.channel, bindparam("channel", type_=_deliveries.c.channel.type)
+        ),
+    }
     for s, column in STATE_COLUMNS.items():
         if s.rank <= state.rank:
             values[column] = func.coalesce(_deliveries.c[column], bindparam("at"))

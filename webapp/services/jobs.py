@@ -1,0 +1,269 @@
+"""The job queue: background work (pushes, e-mails, their fan-out) in the `jobs` table.
+
+A job is queued once (its `key` is unique) with a due time. A runner claims due jobs in
+one short transaction: `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several processes
+never claim the same job; on SQLite the transaction holds the write lock (BEGIN
+IMMEDIATE) for one UPDATE. A claim leases the job (`leased_until`): a runner that dies
+mid-job leaves it to be claimed again when the lease ends. Then the runner calls the
+job's handler, outside any transaction, and records how it ended.
+
+Handlers (`@handler("push")`) take the app and a `JobRef`, open short sessions of their
+own, and never hold a transaction across a network call. They end by returning (done) or
+by raising `RetryLater`, `GiveUp` or `Cancel`; any other exception is retried with
+backoff, up to JOB_MAX_ATTEMPTS in all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from ..db import session_scope, utcnow
+from ..models import Job, JobState
+
+log = logging.getLogger(__name__)
+_jobs = Job.__table__
+BACKOFF_BASE_S = 5
+BACKOFF_MAX_S = 3600
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A claimed job, as its handler sees it (a plain value: no session attached)."""
+
+    id: int
+    kind: str
+    key: str
+    attempts: int  # including this one
+    notification_id: int | None
+    delivery_id: int | None
+    subscription_id: int | None
+    payload: dict[str, Any] | None
+
+
+class JobEnded(Exception):
+    """Raised by a handler to end its job other than by success."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryLater(JobEnded):
+    """Try again after `after_s` seconds (None: exponential backoff), while attempts last."""
+
+    def __init__(self, reason: str, after_s: float | None = None):
+        super().__init__(reason)
+        self.after_s = after_s
+
+
+class GiveUp(JobEnded):
+    """A permanent failure: the job is marked failed and never runs again."""
+
+
+class Cancel(JobEnded):
+    """The job is no longer needed (a receipt came first, the person opted out, ...)."""
+
+
+Handler = Callable[[Flask, JobRef], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of `kind`."""
+
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+def insert_ignoring_duplicates(session: Session):
+    """INSERT INTO jobs ... ON CONFLICT DO NOTHING, for this session's backend: a job
+    whose key is already queued (or done) is not queued again."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(_jobs).on_conflict_do_nothing(index_elements=["key"])
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    key: str,
+    *,
+    due_at: datetime | None = None,
+    notification_id: int | None = None,
+    delivery_id: int | None = None,
+    subscription_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Queue a job in the caller's transaction (not committed here); a key already
+    queued, or already run, queues nothing."""
+    now = utcnow()
+    session.execute(
+        insert_ignoring_duplicates(session).values(
+            kind=kind,
+            key=key,
+            state=JobState.QUEUED,
+            due_at=due_at or now,
+            attempts=0,
+            notification_id=notification_id,
+            delivery_id=delivery_id,
+            subscription_id=subscription_id,
+            payload=payload,
+            created_at=now,
+        )
+    )
+
+
+def claim(
+    session: Session, *, limit: int, lease_s: float, now: datetime | None = None
+) -> list[JobRef]:
+    """Lease up to `limit` due jobs, oldest due first, and commit. Jobs leased by a
+    runner whose lease has not ended are skipped, and so (on PostgreSQL) are rows
+    another process is claiming at this moment."""
+    now = now or utcnow()
+    due = (
+        select(Job.id)
+        .where(
+            Job.state == JobState.QUEUED,
+            Job.due_at <= now,
+            (Job.leased_until.is_(None)) | (Job.leased_until < now),
+        )
+        .order_by(Job.due_at, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.execute(
+        update(Job)
+        .where(Job.id.in_(due.scalar_subquery()))
+        .values(leased_until=now + timedelta(seconds=lease_s), attempts=Job.attempts + 1)
+        .returning(
+            Job.id,
+            Job.kind,
+            Job.key,
+            Job.attempts,
+            Job.notification_id,
+            Job.delivery_id,
+            Job.subscription_id,
+            Job.payload,
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.commit()
+    return sorted((JobRef(*row) for row in rows), key=lambda job: job.id)
+
+
+def finish(
+    session: Session,
+    job: JobRef,
+    state: JobState,
+    *,
+    error: str | None = None,
+) -> None:
+    """Record how a job ended (done, failed or cancelled), and commit."""
+    now = utcnow()
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(
+            state=state,
+            leased_until=None,
+            finished_at=now,
+            last_error=error[:MAX_ERROR_CHARS] if error else None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def retry(
+    session: Session, job: JobRef, reason: str, *, after_s: float | None, max_attempts: int
+) -> bool:
+    """Queue a job again after `after_s` (None: backoff by attempts), or fail it when
+    its attempts are used up; commit. Returns whether it will run again."""
+    if job.attempts >= max_attempts:
+        finish(
+            session, job, JobState.FAILED, error=f"gave up after {job.attempts} attempts: {reason}"
+        )
+        return False
+    if after_s is None:
+        after_s = min(BACKOFF_BASE_S * 2 ** (job.attempts - 1), BACKOFF_MAX_S)
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(
+            due_at=utcnow() + timedelta(seconds=after_s),
+            leased_until=None,
+            last_error=reason[:MAX_ERROR_CHARS],
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return True
+
+
+def run(app: Flask, job: JobRef) -> JobState | None:
+    """Run one claimed job's handler and record the outcome; return the state it ended
+    in (None: queued again)."""
+    fn = HANDLERS.get(job.kind)
+    outcome: JobState | None
+    error: str | None = None
+    retry_after: float | None = None
+    if fn is None:
+        outcome, error = JobState.FAILED, f"no handler for {job.kind!r}"
+    else:
+        try:
+            fn(app, job)
+            outcome = JobState.DONE
+        except Cancel as exc:
+            outcome, error = JobState.CANCELLED, exc.reason
+        except GiveUp as exc:
+            outcome, error = JobState.FAILED, exc.reason
+        except RetryLater as exc:
+            outcome, error, retry_after = None, exc.reason, exc.after_s
+        except Exception as exc:  # a bug or an outage: log it, try again later
+            log.exception("job %s (attempt %d) failed", job.key, job.attempts)
+            outcome, error = None, f"{type(exc).__name__}: {exc}"
+    with session_scope(app) as session:
+        if outcome is None:
+            again = retry(
+                session,
+                job,
+                error or "",
+                after_s=retry_after,
+                max_attempts=app.config["JOB_MAX_ATTEMPTS"],
+            )
+            if not again:
+                log.warning("job %s failed for good: %s", job.key, error)
+                return JobState.FAILED
+            return None
+        finish(session, job, outcome, error=error)
+    return outcome
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the earliest queued job is due (None: nothing is queued)."""
+    return session.scalar(select(func.min(Job.due_at)).where(Job.state == JobState.QUEUED))
+
+
+def cancel_for_notification(session: Session, notification_id: int, reason: str) -> int:
+    """Cancel every queued job of an announcement (not committed); return how many."""
+    result = session.execute(
+        update(Job)
+        .where(Job.notification_id == notification_id, Job.state == JobState.QUEUED)
+        .values(state=JobState.CANCELLED, finished_at=utcnow(), last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0

@@ -1,0 +1,136 @@
+"""The job runner: claims due jobs (services/jobs.py) and runs them, a few at a time.
+
+Each web process runs one in a background greenlet (JOBS_IN_PROCESS, the default); a
+bigger installation turns that off and runs `flask --app wsgi worker` (or
+`python -m webapp.worker`) instead, as many as it likes: claims never overlap.
+
+Why it cannot slow a broadcast on the same worker: it runs at most JOB_CONCURRENCY
+jobs at once, each in its own greenlet, and every network wait (push service, SMTP)
+yields to the event loop; the CPU work of one job (encrypting one push) is well under
+a millisecond between yields (bench: "pushes during a broadcast").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import gevent
+from flask import Flask
+from gevent.event import Event
+from gevent.pool import Pool
+from sqlalchemy.exc import SQLAlchemyError
+
+from .db import session_scope
+from .models import JobState
+from .services import jobs
+
+log = logging.getLogger(__name__)
+TOUCHED_FLUSH_S = 0.5  # how often status pages hear that pushes or e-mails went out
+
+
+class JobRunner:
+    """Claims due jobs and runs each in a greenlet of a bounded pool."""
+
+    def __init__(self, app: Flask, on_finished: Callable[[set[int]], None] | None = None):
+        config = app.config
+        self.app = app
+        self.on_finished = on_finished
+        self.pool = Pool(config["JOB_CONCURRENCY"])
+        self.poll_s = config["JOB_POLL_INTERVAL_MS"] / 1000
+        self.lease_s = config["JOB_LEASE_S"]
+        self.wakeup = Event()
+        self.stopping = False
+        self.greenlet: gevent.Greenlet | None = None
+        self.touched: set[int] = set()  # announcements whose jobs finished, not yet told
+        self._told_at = 0.0
+
+    def start(self) -> JobRunner:
+        from .services import load_job_handlers
+
+        load_job_handlers()
+        self.greenlet = gevent.spawn(self._loop)
+        return self
+
+    def wake(self) -> None:
+        """Look for due jobs now (something due at once was just queued here)."""
+        self.wakeup.set()
+
+    def stop(self, timeout_s: float = 5) -> None:
+        """Claim nothing more; give running jobs `timeout_s` to end (an unfinished one
+        runs again after its lease)."""
+        self.stopping = True
+        self.wakeup.set()
+        self.pool.join(timeout=timeout_s)
+        if self.greenlet is not None:
+            self.greenlet.kill(block=False)
+        self._tell(force=True)
+
+    def _loop(self) -> None:
+        while not self.stopping:
+            free = self.pool.free_count()
+            claimed: list[jobs.JobRef] = []
+            if free:
+                try:
+                    with session_scope(self.app) as session:
+                        claimed = jobs.claim(session, limit=free, lease_s=self.lease_s)
+                except SQLAlchemyError:
+                    log.exception("claiming jobs failed; trying again shortly")
+            for job in claimed:
+                self.pool.spawn(self._run_one, job)
+            self._tell()
+            if claimed and len(claimed) == free:
+                self.pool.wait_available(timeout=self.poll_s)  # busy: claim as slots free
+            else:
+                self.wakeup.wait(self.poll_s)
+                self.wakeup.clear()
+
+    def _run_one(self, job: jobs.JobRef) -> None:
+        try:
+            outcome = jobs.run(self.app, job)
+        except SQLAlchemyError:  # recording the outcome failed: the lease brings it back
+            log.exception("recording the end of job %s failed", job.key)
+            return
+        if outcome is JobState.DONE and job.notification_id is not None:
+            self.touched.add(job.notification_id)
+
+    def _tell(self, force: bool = False) -> None:
+        """Tell status pages (at most every TOUCHED_FLUSH_S) whose jobs finished."""
+        now = time.monotonic()
+        if not self.touched or self.on_finished is None:
+            return
+        if not force and now - self._told_at < TOUCHED_FLUSH_S:
+            return
+        touched, self.touched = self.touched, set()
+        self._told_at = now
+        try:
+            self.on_finished(touched)
+        except Exception:
+            log.exception("telling status pages about finished jobs failed")
+
+
+def main() -> None:
+    """`python -m webapp.worker`: run jobs in this process until SIGTERM or SIGINT."""
+    from gevent import monkey
+
+    monkey.patch_all()
+    import signal
+
+    from . import create_app
+
+    app = create_app()
+    live = app.extensions["schoolbell.live"]
+    runner = JobRunner(app, on_finished=live.jobs_finished).start()
+    log.info("job worker started (%d at once)", app.config["JOB_CONCURRENCY"])
+    done = Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(sig, done.set)
+    done.wait()
+    log.info("job worker stopping")
+    runner.stop()
+    live.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -218,7 +218,10 @@ IDEMPOTENCY_KEY_REUSED = ErrorCode(
     "This Idempotency-Key was already used for a different announcement.",
 )
 NOTIFICATION_NOT_FOUND = ErrorCode("notification_not_found", 404, "No announcement with id {id}.")
+INVALID_RECEIPT_TOKEN = ErrorCode("invalid_receipt_token", 400, "This receipt token is not valid.")
+RECEIPT_TOKEN_EXPIRED = ErrorCode("receipt_token_expired", 410, "This receipt token has expired.")
 INVALID_STATE = ErrorCode("invalid_state", 400, "state must be delivered, read or acknowledged.")
+INVALID_DEVICE_STATE = INVALID_STATE.saying("A device reports delivered or read.")
 INVALID_STATE_FILTER = INVALID_STATE.saying(
     "state must be all, pending, delivered, read, acknowledged or unconfirmed."
 )

@@ -38,6 +38,7 @@ USER_FIELDS = {
 }
 CLASS_FIELDS = {"name": Field(str, required=True)}
 TOKEN_FIELDS = {"email": Field(str, required=True)}
+DEVICE_RECEIPT_FIELDS = {"token": Field(str, required=True), "state": Field(str, required=True)}
 
 
 def json_body(fields: dict[str, Field]) -> dict[str, Any]:

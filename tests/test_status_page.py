@@ -558,3 +558,41 @@ def test_a_receipt_arrives_on_the_status_page_without_reloading(
     page.screenshot(path=artifacts / "status-page.png", full_page=True)
     assert page.evaluate("window.__sameDocument") is True
     assert console_errors == []
+
+
+@pytest.mark.parametrize("smtp_url", ["", "smtp://127.0.0.1:2525"])
+def test_the_status_shows_how_recipients_were_reached_and_whether_email_is_on(
+    app, client, auth, school, smtp_url
+):
+    from webapp.models import Channel
+
+    app.config["SMTP_URL"] = smtp_url
+    nid = send(app, school)
+    with app.app_context(), session_scope(app) as session:
+        record_receipts(
+            session,
+            [
+                Receipt(school.ids["s7b_1"], nid, DeliveryState.DELIVERED, utcnow()),
+                Receipt(school.ids["g7b_1"], nid, DeliveryState.READ, utcnow(), Channel.PUSH),
+            ],
+        )
+    auth.signin(school.emails["admin"])
+    status = component(
+        client.get(f"/notifications/{nid}").get_data(as_text=True), f"delivery-status-{nid}"
+    )
+    for key, n in (("tab", 1), ("push", 1), ("email", 0), ("not_yet", 4)):
+        assert f'<dd data-channel="{key}">{n}</dd>' in status
+    assert ('data-channel-note="email-off"' in status) is (not smtp_url)
+    row = fragment(client, f"/notifications/{nid}/recipients?q=g7b_1")
+    assert '<td data-channel="push">Push</td>' in row
+    body = client.get(f"/api/v1/notifications/{nid}").get_json()
+    assert body["channels"] == {
+        "tab": 1,
+        "push": 1,
+        "email": 0,
+        "not_yet": 4,
+        "pushed": 0,
+        "emailed": 0,
+    }
+    rows = client.get(f"/api/v1/notifications/{nid}/deliveries").get_json()["deliveries"]
+    assert {r["user"]["email"]: r["channel"] for r in rows}[school.emails["g7b_1"]] == "push"

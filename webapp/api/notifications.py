@@ -39,7 +39,8 @@ def notification_status(notification_id: int):
     """An announcement with its counts per receipt state."""
     session = get_session()
     notification = visibility.viewable(session, api_user(), notification_id)
-    return jsonify(schemas.notification_json(notification, status.counts(session, notification_id)))
+    counts, channels = status.counts_by_state_and_channel(session, notification_id)
+    return jsonify(schemas.notification_json(notification, counts, channels))
 
 
 @bp.get("/notifications/<id:notification_id>/deliveries")

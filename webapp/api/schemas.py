@@ -15,6 +15,7 @@ from ..services import audience
 from ..services.audience import AudienceSpec
 from ..services.classes import Person
 from ..services.notifications import Draft, SendResult
+from ..services.status import ChannelCounts, reached_by
 from ..services.users import UserInput, parse_role
 from ..tokens import ClientToken
 
@@ -224,8 +225,10 @@ def sent_json(result: SendResult) -> dict[str, Any]:
     return {"id": result.notification.id, "recipient_count": result.notification.recipient_count}
 
 
-def notification_json(n: Notification, counts: dict[str, int]) -> dict[str, Any]:
-    """An announcement with its counts per receipt state."""
+def notification_json(
+    n: Notification, counts: dict[str, int], channels: ChannelCounts
+) -> dict[str, Any]:
+    """An announcement with its counts per receipt state and per channel."""
     return {
         "id": n.id,
         "title": n.title,
@@ -239,6 +242,7 @@ def notification_json(n: Notification, counts: dict[str, int]) -> dict[str, Any]
         "expires_at": _iso(n.expires_at) if n.expires_at else None,
         "recipient_count": n.recipient_count,
         "counts": counts,
+        "channels": channels.as_dict(),
     }
 
 
@@ -250,6 +254,9 @@ def delivery_json(d: Delivery, user: User) -> dict[str, Any]:
         "delivered_at": _iso(d.delivered_at) if d.delivered_at else None,
         "read_at": _iso(d.read_at) if d.read_at else None,
         "acknowledged_at": _iso(d.acknowledged_at) if d.acknowledged_at else None,
+        "channel": reached_by(d)[0],
+        "pushed_at": _iso(d.pushed_at) if d.pushed_at else None,
+        "emailed_at": _iso(d.emailed_at) if d.emailed_at else None,
     }
 
 

@@ -9,24 +9,31 @@ At app set-up they are registered with realtime's topic registry, with who may w
 
 from __future__ import annotations
 
-from flask import Flask, render_template
+from flask import Flask, current_app, render_template
 from sqlalchemy.orm import Session
 
 from .. import errors
 from ..models import Role, User
 from ..realtime import topics
 from ..realtime.live import live
-from ..services import notifications, status, visibility
+from ..services import mail, notifications, status, visibility
 from ..services import presence as presence_service
+
+
+def delivery_status_context(session: Session, notification) -> dict:
+    """What the status component needs, for its page and for its pushes alike."""
+    return {
+        "notification": notification,
+        "report": status.status_report(session, notification),
+        "email_configured": mail.configured(current_app.config),
+    }
 
 
 def render_delivery_status(session: Session, notification_id: int) -> str:
     """An announcement's status component, exactly as its page includes it."""
     notification = notifications.get(session, notification_id)
     return render_template(
-        "dashboard/_delivery_status.html",
-        notification=notification,
-        report=status.status_report(session, notification),
+        "dashboard/_delivery_status.html", **delivery_status_context(session, notification)
     )
 
 
@@ -80,7 +87,9 @@ def push_online(session: Session, teacher_id: str) -> str | None:
 
 
 def register(app: Flask) -> None:
-    """Serve the dashboard's components to watching sockets."""
+    """Serve the dashboard's components to watching sockets; give templates the
+    recipients table's `reached_by`."""
+    app.jinja_env.globals["reached_by"] = status.reached_by
     topics.register(
         app,
         topics.NOTIFICATION,

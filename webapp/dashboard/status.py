@@ -34,10 +34,9 @@ def notification_status(notification_id: int):
     notification = visibility.viewable(session, current_user, notification_id)
     return render_template(
         "dashboard/status.html",
-        notification=notification,
         topic=topics.notification_topic(notification.id),
-        report=status.status_report(session, notification),
         recipients=status.recipients_page(session, notification, **_recipients_filters()),
+        **components.delivery_status_context(session, notification),
     )
 
 

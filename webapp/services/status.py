@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from .. import errors
 from ..db import LIKE_ESCAPE, contains_pattern
 from ..models import (
+    Channel,
     Delivery,
     DeliveryState,
     Guardianship,
@@ -27,16 +28,83 @@ from ..models import (
 from . import audience
 
 
+@dataclass(frozen=True)
+class ChannelCounts:
+    """How recipients were first reached (a tab, a device by push, an e-mail's link, or
+    not yet), and how many pushes and e-mails went out (sent is not yet seen: a phone
+    may be off)."""
+
+    tab: int = 0
+    push: int = 0
+    email: int = 0
+    not_yet: int = 0
+    pushed: int = 0  # recipients for whom a push service accepted a push
+    emailed: int = 0  # recipients the mail server accepted an e-mail for
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "tab": self.tab,
+            "push": self.push,
+            "email": self.email,
+            "not_yet": self.not_yet,
+            "pushed": self.pushed,
+            "emailed": self.emailed,
+        }
+
+
+def counts_by_state_and_channel(
+    session: Session, notification_id: int
+) -> tuple[dict[str, int], ChannelCounts]:
+    """How many deliveries are in each state (every state, zeros included), and the
+    channel counts: one grouped query."""
+    states = {s.value: 0 for s in DeliveryState}
+    by_channel = {c.value: 0 for c in Channel}
+    not_yet = pushed = emailed = 0
+    for state, channel, n, n_pushed, n_emailed in session.execute(
+        select(
+            Delivery.state,
+            Delivery.channel,
+            func.count(),
+            func.count(Delivery.pushed_at),
+            func.count(Delivery.emailed_at),
+        )
+        .where(Delivery.notification_id == notification_id)
+        .group_by(Delivery.state, Delivery.channel)
+    ):
+        states[DeliveryState(state).value] += n
+        if channel is None:
+            # Receipts from before channels were recorded came from tabs.
+            if DeliveryState(state) is DeliveryState.PENDING:
+                not_yet += n
+            else:
+                by_channel[Channel.TAB.value] += n
+        else:
+            by_channel[Channel(channel).value] += n
+        pushed += n_pushed
+        emailed += n_emailed
+    return states, ChannelCounts(**by_channel, not_yet=not_yet, pushed=pushed, emailed=emailed)
+
+
+CHANNEL_LABELS = {Channel.TAB: "Open tab", Channel.PUSH: "Push", Channel.EMAIL: "E-mail"}
+
+
+def reached_by(delivery: Delivery) -> tuple[str, str]:
+    """How one recipient was reached, as (key, label): the channel that first reached
+    them, else what was sent to them and not yet seen, else not yet."""
+    if delivery.channel is not None:
+        return delivery.channel.value, CHANNEL_LABELS[delivery.channel]
+    if delivery.state is not DeliveryState.PENDING:  # recorded before channels were
+        return Channel.TAB.value, CHANNEL_LABELS[Channel.TAB]
+    if delivery.pushed_at is not None:
+        return "push_sent", "Push sent"
+    if delivery.emailed_at is not None:
+        return "email_sent", "E-mail sent"
+    return "not_yet", "Not yet"
+
+
 def counts(session: Session, notification_id: int) -> dict[str, int]:
     """How many deliveries are in each state (every state present, zeros included)."""
-    result = {s.value: 0 for s in DeliveryState}
-    for state, n in session.execute(
-        select(Delivery.state, func.count())
-        .where(Delivery.notification_id == notification_id)
-        .group_by(Delivery.state)
-    ):
-        result[DeliveryState(state).value] = n
-    return result
+    return counts_by_state_and_channel(session, notification_id)[0]
 
 
 def rows(
@@ -123,17 +191,18 @@ class StatusReport:
     counts: dict[str, int]
     progress: Progress
     classes: list[ClassStatus]
+    channels: ChannelCounts
 
 
 def status_report(session: Session, notification: Notification) -> StatusReport:
     """Counts per state, progress, and for each targeted class its parts' progress and
     guardian coverage. Class rows are the frozen deliveries of the class's *current*
     members. Five queries, whatever the audience size (it runs on every live push)."""
-    state_counts = counts(session, notification.id)
+    state_counts, channels = counts_by_state_and_channel(session, notification.id)
     progress = Progress.of({DeliveryState(s): n for s, n in state_counts.items()})
     chosen = _class_targets(session, notification.id)
     if not chosen:
-        return StatusReport(state_counts, progress, [])
+        return StatusReport(state_counts, progress, [], channels)
     by_part = _member_states(session, notification.id, set(chosen))
     guardian_ids = {cid for cid, (_, parts) in chosen.items() if "guardians" in parts}
     by_part.update(_guardian_states(session, notification.id, guardian_ids))
@@ -153,7 +222,7 @@ def status_report(session: Session, notification: Notification) -> StatusReport:
                 ),
             )
         )
-    return StatusReport(state_counts, progress, classes)
+    return StatusReport(state_counts, progress, classes, channels)
 
 
 def _class_targets(session: Session, notification_id: int) -> dict[int, tuple[str, set[str]]]:

@@ -103,6 +103,8 @@ class Defaults:
     JOB_POLL_INTERVAL_MS = 1000
     JOB_LEASE_S = 120  # a job a crashed runner held runs again after this
     JOB_MAX_ATTEMPTS = 8
+    # No job starts within this long after a broadcast began on the same worker.
+    JOB_HOLD_AFTER_BROADCAST_MS = 300
     # Load htmx from a CDN (same pinned version, with SRI) instead of static/vendor.
     HTMX_FROM_CDN = False
     LOG_LEVEL = "INFO"

@@ -4,10 +4,11 @@ Each web process runs one in a background greenlet (JOBS_IN_PROCESS, the default
 bigger installation turns that off and runs `flask --app wsgi worker` (or
 `python -m webapp.worker`) instead, as many as it likes: claims never overlap.
 
-Why it cannot slow a broadcast on the same worker: it runs at most JOB_CONCURRENCY
-jobs at once, each in its own greenlet, and every network wait (push service, SMTP)
-yields to the event loop; the CPU work of one job (encrypting one push) is well under
-a millisecond between yields (bench: "pushes during a broadcast").
+Why it cannot slow a broadcast on the same worker much: it runs at most JOB_CONCURRENCY
+jobs at once, each in its own greenlet; every network wait (push service, SMTP) yields
+to the event loop; and in a web process no job starts within JOB_HOLD_AFTER_BROADCAST_MS
+of a broadcast's start, so a fan-out to thousands of tabs has the loop to itself but for
+the jobs already running (bench: "pushes during a broadcast").
 """
 
 from __future__ import annotations
@@ -33,10 +34,19 @@ TOUCHED_FLUSH_S = 0.5  # how often status pages hear that pushes or e-mails went
 class JobRunner:
     """Claims due jobs and runs each in a greenlet of a bounded pool."""
 
-    def __init__(self, app: Flask, on_finished: Callable[[set[int]], None] | None = None):
+    def __init__(
+        self,
+        app: Flask,
+        on_finished: Callable[[set[int]], None] | None = None,
+        hold: Callable[[], float] | None = None,
+    ):
+        """`on_finished(notification ids)`: pushes or e-mails of these went out.
+        `hold()`: how many seconds to wait before starting another job (0: none), so a
+        broadcast on this worker runs first."""
         config = app.config
         self.app = app
         self.on_finished = on_finished
+        self.hold = hold
         self.pool = Pool(config["JOB_CONCURRENCY"])
         self.poll_s = config["JOB_POLL_INTERVAL_MS"] / 1000
         self.lease_s = config["JOB_LEASE_S"]
@@ -87,6 +97,9 @@ class JobRunner:
                 self.wakeup.clear()
 
     def _run_one(self, job: jobs.JobRef) -> None:
+        if self.hold is not None:
+            while (wait_s := self.hold()) > 0:
+                gevent.sleep(wait_s)
         try:
             outcome = jobs.run(self.app, job)
         except SQLAlchemyError:  # recording the outcome failed: the lease brings it back

@@ -140,6 +140,7 @@ class Live:
         self.status = StatusPusher(app, self.hub)
         self.heap = HeapKeeper(self.hub, sweep_after_closes=config["GC_SWEEP_AFTER_CLOSES"])
         self.jobs: JobRunner | None = None  # started by serve() when JOBS_IN_PROCESS
+        self.hold_jobs_s = config["JOB_HOLD_AFTER_BROADCAST_MS"] / 1000
         self._epoch: str | None = None
         self.handlers: dict[type[Event], Callable] = {
             NotificationSent: self.on_notification_sent,
@@ -218,6 +219,11 @@ class Live:
             ReceiptsRecorded(tuple(sorted({r.notification_id for r in receipts})), seen)
         )
 
+    def hold_jobs(self) -> float:
+        """Seconds until background jobs may start again: none start right after a
+        broadcast began here, so it reaches the open tabs first."""
+        return self.hold_jobs_s - self.hub.quiet_for()
+
     def jobs_finished(self, notification_ids: set[int]) -> None:
         """Pushes or e-mails of these announcements went out: refresh their status."""
         self.broker.publish(ReceiptsRecorded(tuple(sorted(notification_ids)), ()))
@@ -232,7 +238,9 @@ class Live:
         if self.app.config["GC_FREEZE"]:
             self.heap.start()
         if self.app.config["JOBS_IN_PROCESS"]:
-            self.jobs = JobRunner(self.app, on_finished=self.jobs_finished).start()
+            self.jobs = JobRunner(
+                self.app, on_finished=self.jobs_finished, hold=self.hold_jobs
+            ).start()
 
     def epoch(self) -> str:
         """This database's epoch (read once): clients compare it to notice a reset."""

@@ -26,22 +26,34 @@ from webapp.models import (
     User,
 )
 from webapp.services import links, notifications, receipts
+from webapp.services import users as users_service
 from webapp.services.audience import AudienceSpec
 
-from .conftest import TEST_SECRETS
+from .conftest import TEST_SECRETS, make_test_app
 from .helpers import csrf_token_from
 
 SECRET = TEST_SECRETS["SECRET_KEY"]
 ERROR_CODE = re.compile(r'data-error-code="([a-z_]+)"')
 
 
+def people_on(app) -> dict[str, User]:
+    """The sender, a guardian, and another guardian, on `app`'s database."""
+    people = {}
+    with app.app_context(), session_scope(app) as session:
+        for handle, role, name in (
+            ("admin", "admin", "Ada Admin"),
+            ("guardian", "guardian", "Grace G"),
+            ("other", "guardian", "Olga O"),
+        ):
+            data = users_service.UserInput(email=f"{handle}@school.test", name=name, role=role)
+            people[handle] = users_service.create(session, None, data)
+            session.expunge(people[handle])
+    return people
+
+
 @pytest.fixture
-def school(make_user):
-    return {
-        "admin": make_user("admin", name="Ada Admin", password=None),
-        "guardian": make_user("guardian", email="grace@school.test", name="Grace G", password=None),
-        "other": make_user("guardian", email="olga@school.test", password=None),
-    }
+def school(app):
+    return people_on(app)
 
 
 def send(app, school, *to: str, **fields) -> int:
@@ -115,7 +127,7 @@ def test_the_open_link_shows_the_announcement_without_signing_in_and_records_rea
     assert "Thursday, <strong>18:00</strong>, in the hall." in html
     assert "Ada Admin" in html
     assert "Sign in to see all your announcements" in html
-    assert "Not for Grace" not in html and "grace@school.test" not in html
+    assert "Not for Grace" not in html and "guardian@school.test" not in html
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.headers["Cache-Control"] == "no-store"
     d = delivery(app, mine, school["guardian"])
@@ -302,6 +314,26 @@ def test_a_failure_while_recording_leaves_the_link_unused(app, client, school, m
     assert count(app, UsedLink) == count(app, AuditEvent, AuditEvent.action == "link.opened") == 0
     assert client.get(path).status_code == 200
     assert delivery(app, notification_id, school["guardian"]).state is DeliveryState.READ
+
+
+def test_each_link_works_once_on_both_backends(any_database_url, tmp_path):
+    app = make_test_app(any_database_url, tmp_path)
+    try:
+        school = people_on(app)
+        client = app.test_client()
+        notification_id = send(app, school, require_ack=True)
+        opened = link("open", school["guardian"], notification_id)
+        confirmed = link("confirm", school["guardian"], notification_id)
+        assert client.get(opened).status_code == 200
+        refused(client.get(opened), 410, "link_used")
+        token = confirm_form(client, confirmed)
+        assert client.post(confirmed, data={"csrf_token": token}).status_code == 200
+        refused(client.post(confirmed, data={"csrf_token": token}), 410, "link_used")
+        d = delivery(app, notification_id, school["guardian"])
+        assert (d.state, d.channel) == (DeliveryState.ACKNOWLEDGED, Channel.EMAIL)
+        assert count(app, UsedLink) == 2
+    finally:
+        app.extensions["schoolbell.db"].kw["bind"].dispose()
 
 
 def test_use_link_refuses_a_nonce_used_before(app, school):

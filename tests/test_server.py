@@ -68,10 +68,14 @@ def test_healthz_and_json_errors_on_gunicorn(live_server_factory, database_url):
     assert json.loads(body)["error"]["code"] == "not_found"
 
 
-def test_access_log_never_shows_query_strings(live_server_factory, database_url):
+def test_access_log_never_shows_query_strings_or_link_tokens(live_server_factory, database_url):
     server = live_server_factory(database_url)
-    Browserish(server.url).request("/signin?token=eyJsecret.jwt.value")
+    browser = Browserish(server.url)
+    browser.request("/signin?token=eyJsecret.jwt.value")
+    browser.request("/l/open/WzEsMiwibm9uY2UiXQ.secret.link-token")
     server.stop()
     log = server.log()
     assert "GET /signin" in log
     assert "eyJsecret" not in log
+    assert '"GET /l/open/*** HTTP/1.1" 400' in log
+    assert "WzEsMiwibm9uY2UiXQ" not in log

@@ -52,11 +52,13 @@ def create_app(config: dict | None = None) -> Flask:
     from .dashboard import bp as dashboard_bp
     from .health import bp as health_bp
     from .inbox import bp as inbox_bp
+    from .links import bp as links_bp
     from .roster import bp as roster_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(inbox_bp)
+    app.register_blueprint(links_bp)
     app.register_blueprint(roster_bp, url_prefix="/roster")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(health_bp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse as parse_limit
@@ -19,6 +20,7 @@ ENV_PREFIX = "SCHOOLBELL_"
 MIN_SECRET_LENGTH = 32
 # Values that people paste from examples; never acceptable as a production secret.
 WEAK_SECRETS = {"changeme", "secret", "dev", "development", "test", "password", "schoolbell"}
+DEVELOPMENT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 class ConfigError(RuntimeError):
@@ -84,6 +86,8 @@ class Defaults:
     CONFIRM_RECIPIENTS_ABOVE = 100
     # Reaching people who have no tab open: Web Push, then e-mail, through the job queue.
     # The address people reach Schoolbell at (links in e-mails), e.g. https://bell.school.org
+    # Required in production when SMTP_URL is set; in development it defaults to
+    # DEVELOPMENT_PUBLIC_URL (gunicorn_conf.py's default address).
     PUBLIC_URL = ""
     VAPID_PRIVATE_KEY = ""  # default: generated once into instance/vapid_private.pem
     VAPID_SUBJECT = ""  # mailto:it@school.example: push services contact it about problems
@@ -93,9 +97,15 @@ class Defaults:
     PUSH_MAX_TTL_S = 3 * 24 * 3600  # how long a push service keeps trying (or until expiry)
     PUSH_TIMEOUT_S = 10
     EMAIL_AFTER_S = 15 * 60  # still unread and no device reached: one e-mail
-    SMTP_URL = ""  # smtp://user:password@host:587?starttls=true or smtps://host:465
+    # smtp://host (port 25), smtp://user:password@host?starttls=true (587), or
+    # smtps://user:password@host (465); user and password percent-encoded (@ is %40).
+    # Empty: no e-mail is sent. Certificates are always verified.
+    SMTP_URL = ""
+    # PEM file of the authority that signed an internal mail server's certificate (a
+    # school's private CA); empty: the system's authorities.
+    SMTP_CA_FILE = ""
     SMTP_TIMEOUT_S = 20
-    MAIL_FROM = ""  # "Schoolbell <bell@school.example>"
+    MAIL_FROM = ""  # "Schoolbell <bell@school.example>"; default: schoolbell@<PUBLIC_URL host>
     LINK_TTL_S = 7 * 24 * 3600  # signed links in e-mails stop working after this
     # Background jobs: each web process runs them (off: only `flask --app wsgi worker`).
     JOBS_IN_PROCESS = True
@@ -184,6 +194,9 @@ def finalise(config: dict, instance_path: Path) -> None:
     config["ALLOWED_ORIGINS"] = _origins(config.get("ALLOWED_ORIGINS", ""))
     config["PUSH_ALLOWED_ORIGINS"] = _origins(config.get("PUSH_ALLOWED_ORIGINS", ""))
     config["PUBLIC_URL"] = str(config.get("PUBLIC_URL") or "").rstrip("/")
+    if not config["PUBLIC_URL"] and not production:
+        config["PUBLIC_URL"] = DEVELOPMENT_PUBLIC_URL
+    _check_mail(config)
     try:
         ZoneInfo(config["TIMEZONE"])
     except (ValueError, ZoneInfoNotFoundError):
@@ -217,6 +230,39 @@ def finalise(config: dict, instance_path: Path) -> None:
     config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
     config["REMEMBER_COOKIE_SECURE"] = bool(config.get("HTTPS"))
     config["PREFERRED_URL_SCHEME"] = "https" if config.get("HTTPS") else "http"
+
+
+def _check_mail(config: dict) -> None:
+    """MAIL_FROM is one address (default: schoolbell@<PUBLIC_URL host>). With SMTP_URL
+    set: it parses, its CA file loads, and links have somewhere to point."""
+    from .services import mail
+
+    if not config.get("MAIL_FROM"):
+        config["MAIL_FROM"] = mail.default_sender(config["PUBLIC_URL"])
+    elif not mail.valid_sender(config["MAIL_FROM"]):
+        raise ConfigError(
+            f"{ENV_PREFIX}MAIL_FROM: use one address, e.g. Schoolbell <bell@school.example>."
+        )
+    if not config.get("SMTP_URL"):
+        return
+    try:
+        settings = mail.smtp_settings(config)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}SMTP_URL: {exc}.") from None
+    if settings.ca_file:
+        try:
+            mail.tls_context(settings)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ConfigError(
+                f"{ENV_PREFIX}SMTP_CA_FILE: cannot load {settings.ca_file!r} as PEM "
+                f"certificates ({exc})."
+            ) from None
+    public = urlsplit(config["PUBLIC_URL"])
+    if public.scheme not in ("http", "https") or not public.hostname:
+        raise ConfigError(
+            f"{ENV_PREFIX}PUBLIC_URL must be set (e.g. https://bell.school.example) when "
+            f"{ENV_PREFIX}SMTP_URL is: links in e-mails point there."
+        )
 
 
 def _origins(value: str | list | tuple) -> tuple[str, ...]:

@@ -226,6 +226,24 @@ INVALID_STATE_FILTER = INVALID_STATE.saying(
     "state must be all, pending, delivered, read, acknowledged or unconfirmed."
 )
 
+# Signed links in e-mails (tokens.py, services/links.py, links/views.py). Their pages
+# always offer signing in instead.
+INVALID_LINK_TOKEN = ErrorCode(
+    "invalid_link_token",
+    400,
+    "This link is not valid (it may have been cut short). Sign in to see the announcement.",
+)
+LINK_EXPIRED = ErrorCode(
+    "link_expired", 410, "This link has expired. Sign in to see the announcement."
+)
+NOTIFICATION_EXPIRED = LINK_EXPIRED.saying("This announcement has expired, and its links with it.")
+LINK_USED = ErrorCode(
+    "link_used", 410, "This link has already been used. Sign in to see the announcement."
+)
+NOTIFICATION_WITHDRAWN = ErrorCode(
+    "notification_withdrawn", 410, "This announcement was withdrawn by the school."
+)
+
 # /ws, refused before the handshake (an HTTP answer; realtime/admission.py, session.py).
 WEBSOCKET_REQUIRED = ErrorCode("websocket_required", 400, "This address takes WebSockets only.")
 ORIGIN_FORBIDDEN = ErrorCode("origin_forbidden", 403, "This origin may not open a socket.")

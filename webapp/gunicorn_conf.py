@@ -4,8 +4,10 @@ Each can be overridden on the command line or through SCHOOLBELL_* variables bel
 """
 
 import os
+import re
 
 import gevent
+from gunicorn.glogging import Logger
 
 bind = os.environ.get("SCHOOLBELL_BIND", "127.0.0.1:8000")
 worker_class = "gevent"
@@ -23,6 +25,23 @@ control_socket_disable = True
 accesslog = os.environ.get("SCHOOLBELL_ACCESS_LOG", "-")
 # No query string in access logs: old clients may still send ?token=<JWT>.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(D)sus "%(a)s"'
+# Signed links from e-mails carry their token in the path: log /l/open/*** instead.
+SIGNED_LINK_PATH = re.compile(r"(/l/(?:open|confirm)/)[^\s/?]+")
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, with the tokens of signed links' paths masked (in the path
+    and in the request line, should the format above ever use %(r)s)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for name in ("U", "r"):
+            if atoms.get(name):
+                atoms[name] = SIGNED_LINK_PATH.sub(r"\1***", atoms[name])
+        return atoms
+
+
+logger_class = AccessLogger
 errorlog = "-"
 loglevel = os.environ.get("SCHOOLBELL_LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("SCHOOLBELL_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

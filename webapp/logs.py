@@ -7,9 +7,11 @@ import re
 
 from flask import Flask
 
-# token=..., "token": "...", Bearer ... and our API token prefix.
+# token=..., "token": "...", Bearer ..., our API token prefix, and signed links' paths
+# (/l/open/<token>: a crash on such a page logs its path).
 _SECRET_PATTERNS = [
     re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE),
+    re.compile(r"(/l/(?:open|confirm)/)[^\s/?\"']+"),
     re.compile(r"(\"token\"\s*:\s*\")[^\"]+", re.IGNORECASE),
     re.compile(r"(Bearer\s+)\S+", re.IGNORECASE),
     re.compile(r"()sbk_[A-Za-z0-9_\-]+"),

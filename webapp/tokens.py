@@ -1,7 +1,11 @@
-"""Client JWTs (for /ws and embedded pages) and opaque API tokens.
+"""Client JWTs (for /ws and embedded pages), opaque API tokens, and signed links.
 
 JWTs are HS256 only, and must carry exp, iat, aud, iss and sub: a token without `exp`
 never expires unless `require` says otherwise, so verification always passes it.
+
+Signed links (in e-mails) name a recipient and an announcement, plus a random nonce
+that makes each link single-use (services/links.py records the nonces used). They are
+signed with SECRET_KEY and a salt per purpose, so an `open` link is no `confirm` link.
 """
 
 from __future__ import annotations
@@ -12,16 +16,38 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .db import utcnow
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "aud", "iss", "sub"]
 API_TOKEN_PREFIX = "sbk_"
+LINK_SALT = "schoolbell.link."  # + the purpose
+LINK_PURPOSES = ("open", "confirm")
+MAX_LINK_TOKEN_CHARS = 512  # ours are about 90; longer ones are not worth verifying
+MAX_NONCE_CHARS = 64  # used_links.nonce
 
 
 class InvalidToken(Exception):
     """A token was refused; the message is safe to show (it never contains the token)."""
+
+
+class InvalidLink(InvalidToken):
+    """A signed link that is not one of ours: tampered, cut short, or another purpose's."""
+
+
+class LinkExpired(InvalidToken):
+    """A signed link of ours, older than its maximum age."""
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    """What a signed link names."""
+
+    user_id: int
+    notification_id: int
+    nonce: str
 
 
 @dataclass(frozen=True)
@@ -87,3 +113,36 @@ def new_api_token() -> tuple[str, str, str]:
 def hash_api_token(token: str) -> str:
     """SHA-256 of an API token (tokens are random, so no salt or slow hash is needed)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _link_serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
+    if purpose not in LINK_PURPOSES:
+        raise ValueError(f"unknown link purpose {purpose!r}")
+    return URLSafeTimedSerializer(secret, salt=LINK_SALT + purpose)
+
+
+def sign_link(secret: str, purpose: str, user_id: int, notification_id: int) -> str:
+    """A URL-safe token for one recipient's `purpose` link to one announcement, with a
+    fresh nonce (each link made is a different, single-use one)."""
+    nonce = secrets.token_urlsafe(16)
+    return _link_serializer(secret, purpose).dumps([user_id, notification_id, nonce])
+
+
+def verify_link(secret: str, purpose: str, token: str, max_age_s: int) -> LinkClaims:
+    """The claims of a valid `purpose` link, or LinkExpired / InvalidLink."""
+    if not token or len(token) > MAX_LINK_TOKEN_CHARS:
+        raise InvalidLink("invalid link")
+    try:
+        claims = _link_serializer(secret, purpose).loads(token, max_age=max_age_s)
+    except SignatureExpired:  # raised only once the signature checked out
+        raise LinkExpired("link expired") from None
+    except BadSignature:
+        raise InvalidLink("invalid link") from None
+    match claims:
+        case [int() as user_id, int() as notification_id, str() as nonce] if (
+            not isinstance(user_id, bool)
+            and not isinstance(notification_id, bool)
+            and 0 < len(nonce) <= MAX_NONCE_CHARS
+        ):
+            return LinkClaims(user_id, notification_id, nonce)
+    raise InvalidLink("invalid link")

@@ -182,6 +182,7 @@ def finalise(config: dict, instance_path: Path) -> None:
     config["ALLOWED_ORIGINS"] = _origins(config.get("ALLOWED_ORIGINS", ""))
     config["PUSH_ALLOWED_ORIGINS"] = _origins(config.get("PUSH_ALLOWED_ORIGINS", ""))
     config["PUBLIC_URL"] = str(config.get("PUBLIC_URL") or "").rstrip("/")
+    config["VAPID_SUBJECT"] = _vapid_subject(str(config.get("VAPID_SUBJECT") or "").strip())
     try:
         ZoneInfo(config["TIMEZONE"])
     except (ValueError, ZoneInfoNotFoundError):
@@ -215,6 +216,23 @@ def finalise(config: dict, instance_path: Path) -> None:
     config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
     config["REMEMBER_COOKIE_SECURE"] = bool(config.get("HTTPS"))
     config["PREFERRED_URL_SCHEME"] = "https" if config.get("HTTPS") else "http"
+
+
+def _vapid_subject(value: str) -> str:
+    """A VAPID subject push services can reach someone at (RFC 8292): mailto: or https:
+    (empty: services/push.py derives one from MAIL_FROM or PUBLIC_URL)."""
+    if not value:
+        return value
+    scheme, _, rest = value.partition(":")
+    scheme = scheme.lower()
+    if (scheme == "mailto" and "@" in rest.strip("@")) or (
+        scheme == "https" and rest.startswith("//") and rest[2:].strip("/")
+    ):
+        return f"{scheme}:{rest}"
+    raise ConfigError(
+        f"{ENV_PREFIX}VAPID_SUBJECT: {value!r} is neither a mailto: address nor an https: URL "
+        "(e.g. mailto:it@school.example); push services contact it about problems."
+    )
 
 
 def _origins(value: str | list | tuple) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ subscriptions are accepted; the VAPID key."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from datetime import timedelta
 
@@ -691,6 +692,16 @@ def test_pushes_are_counted_once_per_delivery(app, service, people):
     stamped = delivery_of(app, notification_id, student).pushed_at
     jobs.run(app, second)
     assert delivery_of(app, notification_id, student).pushed_at == stamped
+
+
+def test_vapid_keys_prints_a_pair_the_server_accepts(app, database_url, tmp_path):
+    result = app.test_cli_runner().invoke(args=["vapid-keys"])
+    assert result.exit_code == 0, result.output
+    private = re.search(r"^SCHOOLBELL_VAPID_PRIVATE_KEY=(\S+)$", result.output, re.M).group(1)
+    public = re.search(r"^Public key: (\S+)$", result.output, re.M).group(1)
+    configured = make_test_app(database_url, tmp_path / "other", VAPID_PRIVATE_KEY=private)
+    assert push.public_key(configured) == public != push.public_key(app)
+    configured.extensions["schoolbell.db"].kw["bind"].dispose()
 
 
 # --- the stand-in is as strict as a real push service --------------------------------

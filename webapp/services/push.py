@@ -220,9 +220,11 @@ def subscribe(
         with session.begin_nested():
             session.add(subscription)
             session.flush()
-    except IntegrityError:  # the same endpoint, subscribed at this moment by another tab
+    except IntegrityError:  # the same endpoint, subscribed at this moment by another tab?
         session.rollback()
-        return subscribe(session, user, info, user_agent, address, config=config)
+        if session.scalar(select(PushSubscription.id).where(PushSubscription.endpoint == endpoint)):
+            return subscribe(session, user, info, user_agent, address, config=config)
+        raise
     audit.record(
         session,
         "push.subscribed",

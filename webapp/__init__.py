@@ -27,6 +27,7 @@ def create_app(config: dict | None = None) -> Flask:
     from . import cli, db, errors, logs, passwords, security
     from .extensions import csrf, limiter, login_manager
     from .realtime import live, session
+    from .services import vapid
 
     logs.init_app(app)
     db.init_app(app)
@@ -35,6 +36,7 @@ def create_app(config: dict | None = None) -> Flask:
     limiter.init_app(app)
     security.init_app(app)
     passwords.init_app(app)
+    vapid.init_app(app)
     errors.register_handlers(app)
     cli.init_app(app)
     live.init_app(app)
@@ -47,6 +49,7 @@ def create_app(config: dict | None = None) -> Flask:
             x_host=app.config["PROXY_COUNT"],
         )
 
+    from .account import bp as account_bp
     from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .dashboard import bp as dashboard_bp
@@ -59,6 +62,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(inbox_bp)
     app.register_blueprint(links_bp)
+    app.register_blueprint(account_bp)
     app.register_blueprint(roster_bp, url_prefix="/roster")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(health_bp)

@@ -137,6 +137,20 @@ def create_api_token(name: str, owner_email: str | None) -> None:
     click.echo(secret)
 
 
+@click.command("vapid-keys")
+def vapid_keys() -> None:
+    """Print a new VAPID key pair: the private key (for SCHOOLBELL_VAPID_PRIVATE_KEY) and
+    its public key. Changing the key ends every device's subscription: browsers must
+    subscribe again."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .services import vapid
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    click.echo(f"SCHOOLBELL_VAPID_PRIVATE_KEY={vapid.raw_private_key(key)}")
+    click.echo(f"Public key: {vapid.raw_public_key(key)}")
+
+
 @click.command("worker")
 def worker() -> None:
     """Run background jobs (pushes, e-mails) in this process until stopped; for
@@ -151,5 +165,13 @@ def worker() -> None:
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(db_cli)
-    for command in (create_admin, seed_demo, import_roster, issue_token, create_api_token, worker):
+    for command in (
+        create_admin,
+        seed_demo,
+        import_roster,
+        issue_token,
+        create_api_token,
+        vapid_keys,
+        worker,
+    ):
         app.cli.add_command(command)

@@ -197,6 +197,7 @@ def finalise(config: dict, instance_path: Path) -> None:
     if not config["PUBLIC_URL"] and not production:
         config["PUBLIC_URL"] = DEVELOPMENT_PUBLIC_URL
     _check_mail(config)
+    config["VAPID_SUBJECT"] = _vapid_subject(str(config.get("VAPID_SUBJECT") or "").strip())
     try:
         ZoneInfo(config["TIMEZONE"])
     except (ValueError, ZoneInfoNotFoundError):
@@ -263,6 +264,23 @@ def _check_mail(config: dict) -> None:
             f"{ENV_PREFIX}PUBLIC_URL must be set (e.g. https://bell.school.example) when "
             f"{ENV_PREFIX}SMTP_URL is: links in e-mails point there."
         )
+
+
+def _vapid_subject(value: str) -> str:
+    """A VAPID subject push services can reach someone at (RFC 8292): mailto: or https:
+    (empty: services/push.py derives one from MAIL_FROM or PUBLIC_URL)."""
+    if not value:
+        return value
+    scheme, _, rest = value.partition(":")
+    scheme = scheme.lower()
+    if (scheme == "mailto" and "@" in rest.strip("@")) or (
+        scheme == "https" and rest.startswith("//") and rest[2:].strip("/")
+    ):
+        return f"{scheme}:{rest}"
+    raise ConfigError(
+        f"{ENV_PREFIX}VAPID_SUBJECT: {value!r} is neither a mailto: address nor an https: URL "
+        "(e.g. mailto:it@school.example); push services contact it about problems."
+    )
 
 
 def _origins(value: str | list | tuple) -> tuple[str, ...]:

@@ -243,6 +243,28 @@ LINK_USED = ErrorCode(
 NOTIFICATION_WITHDRAWN = ErrorCode(
     "notification_withdrawn", 410, "This announcement was withdrawn by the school."
 )
+# Web Push: subscriptions from browsers (services/push.py) and who may make them
+# (api/auth.py: a client JWT reaches only a person's own inbox and devices).
+INVALID_PUSH_ENDPOINT = ErrorCode(
+    "invalid_push_endpoint", 422, "The endpoint must be an https URL of at most {max} characters."
+)
+PUSH_SERVICE_NOT_ALLOWED = ErrorCode(
+    "push_service_not_allowed", 422, "{origin} is not a push service Schoolbell sends to."
+)
+INVALID_PUSH_KEY = ErrorCode(
+    "invalid_push_key", 422, "keys.p256dh must be a P-256 public key (65 bytes, base64url)."
+)
+INVALID_PUSH_AUTH = INVALID_PUSH_KEY.saying("keys.auth must be 16 bytes, base64url.")
+PUSH_SUBSCRIPTION_NOT_FOUND = ErrorCode(
+    "push_subscription_not_found", 404, "None of your devices has that push endpoint."
+)
+DEVICE_NOT_FOUND = PUSH_SUBSCRIPTION_NOT_FOUND.saying("None of your devices has id {id}.")
+INVALID_CLIENT_TOKEN = INVALID_TOKEN.saying("The client token was refused: {reason}.")
+CLIENT_TOKEN_NOT_ALLOWED = ErrorCode(
+    "client_token_not_allowed",
+    403,
+    "A client token reaches only your own inbox and push subscriptions; use an API token.",
+)
 
 # /ws, refused before the handshake (an HTTP answer; realtime/admission.py, session.py).
 WEBSOCKET_REQUIRED = ErrorCode("websocket_required", 400, "This address takes WebSockets only.")

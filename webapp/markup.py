@@ -7,6 +7,9 @@ shown; they never go through here.
 
 from __future__ import annotations
 
+import html
+import re
+
 import markdown
 import nh3
 
@@ -80,3 +83,18 @@ def render_markdown(text: str) -> str:
         link_rel="noopener noreferrer nofollow",
         set_tag_attribute_values={"a": {"target": "_blank"}},
     )
+
+
+# Tags that separate words: a push or e-mail shows "a b" for <p>a</p><p>b</p>, and
+# "lunch!" for <strong>lunch</strong>!
+_BLOCK_TAG = re.compile(
+    r"</?(?:p|br|hr|li|ul|ol|blockquote|pre|h[3-6]|table|thead|tbody|tr|th|td)\b[^>]*>", re.I
+)
+_ANY_TAG = re.compile(r"<[^>]*>")
+
+
+def plain_text(body_html: str) -> str:
+    """The text of a rendered body (render_markdown's output, already sanitised): tags
+    dropped, entities decoded, all whitespace collapsed to single spaces."""
+    text = _ANY_TAG.sub("", _BLOCK_TAG.sub(" ", body_html or ""))
+    return " ".join(html.unescape(text).split())

@@ -104,6 +104,12 @@ def verify_client_token(token: str, *, secret: str, issuer: str, audience: str) 
         raise InvalidToken("invalid token subject") from None
 
 
+def is_client_token(token: str) -> bool:
+    """Whether a Bearer token is a client JWT (three dot-separated parts) rather than an
+    API token (`sbk_...`)."""
+    return not token.startswith(API_TOKEN_PREFIX) and token.count(".") == 2
+
+
 def new_api_token() -> tuple[str, str, str]:
     """A fresh API token: (the token to show once, its hash to store, its prefix)."""
     token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -1,4 +1,5 @@
-"""Who an API request acts as: a Bearer API token, or the signed-in session (with CSRF).
+"""Who an API request acts as: a Bearer API token, a client JWT (on a person's own
+inbox and push subscriptions only), or the signed-in session (with CSRF).
 
 Flask-WTF's global check runs before any blueprint hook, so the blueprint is exempted
 from it and `authenticate` applies it again to cookie-authenticated requests only. A
@@ -8,10 +9,10 @@ to a cross-site request on their own. The token itself is never logged.
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_login import current_user
 
-from .. import errors
+from .. import errors, tokens
 from ..db import get_session
 from ..errors import NotAuthenticated, error_response
 from ..extensions import csrf
@@ -20,6 +21,15 @@ from ..services import api_tokens
 from . import bp
 
 csrf.exempt(bp)
+
+# A client JWT is made for one person's embedded page or tab (`issue-token`, POST
+# /tokens): it reaches only that person's own things, never what an API token may do.
+CLIENT_TOKEN_ENDPOINTS = {
+    "api.push_key",
+    "api.push_subscribe",
+    "api.push_unsubscribe",
+    "api.my_notifications",
+}
 
 
 @bp.before_request
@@ -31,7 +41,14 @@ def authenticate() -> None:
         return  # the view checks the token its body carries
     header = request.headers.get("Authorization")
     if header is not None:
-        g.api_user = api_tokens.authenticate(get_session(), bearer_token(header))
+        token = bearer_token(header)
+        if not tokens.is_client_token(token):
+            g.api_user = api_tokens.authenticate(get_session(), token)
+            return
+        user = api_tokens.authenticate_client(get_session(), current_app.config, token)
+        if request.endpoint not in CLIENT_TOKEN_ENDPOINTS:
+            raise errors.CLIENT_TOKEN_NOT_ALLOWED.error()
+        g.api_user = user
         return
     if not current_user.is_authenticated:
         raise errors.SIGN_IN_REQUIRED.error()

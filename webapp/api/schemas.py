@@ -9,7 +9,15 @@ from typing import Any
 from flask import request
 
 from .. import errors
-from ..models import Delivery, DeliveryState, Notification, Priority, SchoolClass, User
+from ..models import (
+    Delivery,
+    DeliveryState,
+    Notification,
+    Priority,
+    PushSubscription,
+    SchoolClass,
+    User,
+)
 from ..realtime import protocol
 from ..services import audience
 from ..services.audience import AudienceSpec
@@ -22,7 +30,8 @@ from ..tokens import ClientToken
 
 @dataclass(frozen=True)
 class Field:
-    """One body field: `str`, `bool`, `dict`, or `list` (of strings); required or not."""
+    """One body field: `str`, `bool`, `dict`, `float` (a number), or `list` (of
+    strings); required or not."""
 
     kind: type
     required: bool = False
@@ -40,6 +49,15 @@ USER_FIELDS = {
 CLASS_FIELDS = {"name": Field(str, required=True)}
 TOKEN_FIELDS = {"email": Field(str, required=True)}
 DEVICE_RECEIPT_FIELDS = {"token": Field(str, required=True), "state": Field(str, required=True)}
+# A browser's PushSubscription.toJSON(); expirationTime (ms since 1970, or null) is
+# accepted and not kept: an expired endpoint answers 410 and is deleted then.
+PUSH_SUBSCRIPTION_FIELDS = {
+    "endpoint": Field(str, required=True),
+    "keys": Field(dict, required=True),
+    "expirationTime": Field(float),
+}
+PUSH_KEYS_FIELDS = {"p256dh": Field(str, required=True), "auth": Field(str, required=True)}
+PUSH_ENDPOINT_FIELDS = {"endpoint": Field(str, required=True)}
 
 
 def json_body(fields: dict[str, Field]) -> dict[str, Any]:
@@ -63,7 +81,7 @@ def _check(name: str, value: Any, field: Field) -> None:
         if field.required:
             raise errors.FIELD_REQUIRED.error(field=name, details={"field": name})
         return
-    if field.kind in (str, bool, dict):
+    if field.kind in (str, bool, dict, float):
         _check_type(name, value, field.kind)
     if field.kind is list and not (
         isinstance(value, list) and all(isinstance(item, str) for item in value)
@@ -71,11 +89,14 @@ def _check(name: str, value: Any, field: Field) -> None:
         raise errors.FIELD_NOT_STRINGS.error(field=name, details={"field": name})
 
 
-TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object"}
+TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object", float: "a number"}
 
 
 def _check_type(name: str, value: Any, kind: type) -> None:
-    """Refuse a present value that is not of `kind` (None passes: optional)."""
+    """Refuse a present value that is not of `kind` (None passes: optional; `float`
+    takes any JSON number)."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return
     if value is not None and not isinstance(value, kind):
         raise errors.FIELD_WRONG_TYPE.error(
             field=name, expected=TYPE_NAMES[kind], details={"field": name}
@@ -263,3 +284,27 @@ def delivery_json(d: Delivery, user: User) -> dict[str, Any]:
 def inbox_json(n: Notification, d: Delivery, author: str | None) -> dict[str, Any]:
     """One of the caller's announcements: the wire message plus its receipt state."""
     return {**protocol.notification(n, author), "state": d.state.value}
+
+
+def push_subscription(body: dict[str, Any]) -> dict[str, Any]:
+    """A checked PushSubscription body, its `keys` object checked too."""
+    keys = body["keys"]
+    unknown = sorted(set(keys) - set(PUSH_KEYS_FIELDS))
+    if unknown:
+        fields = [f"keys.{name}" for name in unknown]
+        raise errors.UNKNOWN_FIELD.error(fields=", ".join(fields), details={"fields": fields})
+    for name, field in PUSH_KEYS_FIELDS.items():
+        _check(f"keys.{name}", keys.get(name), field)
+    return body
+
+
+def push_subscription_json(subscription: PushSubscription, device: str) -> dict[str, Any]:
+    """A saved device, as its browser learns it (the endpoint and keys it sent stay out)."""
+    return {
+        "id": subscription.id,
+        "device": device,
+        "created_at": _iso(subscription.created_at),
+        "last_success_at": _iso(subscription.last_success_at)
+        if subscription.last_success_at
+        else None,
+    }

@@ -55,6 +55,28 @@ def authenticate(session: Session, secret: str) -> User:
     return token.user
 
 
+def authenticate_client(session: Session, config, token: str) -> User:
+    """The active user a client JWT names; NotAuthenticated saying why it is refused."""
+    try:
+        user_id = tokens.verify_client_token(
+            token,
+            secret=config["JWT_SECRET"],
+            issuer=config["JWT_ISSUER"],
+            audience=config["JWT_AUDIENCE"],
+        )
+    except tokens.InvalidToken as exc:
+        raise errors.INVALID_CLIENT_TOKEN.error(reason=str(exc)) from None
+    user = session.get(User, user_id)
+    # End this read's transaction (on SQLite it holds the write lock) before the view
+    # reads the request body.
+    session.commit()
+    if user is None:
+        raise errors.INVALID_CLIENT_TOKEN.error(reason="unknown user")
+    if not user.active:
+        raise errors.INVALID_CLIENT_TOKEN.error(reason="account disabled")
+    return user
+
+
 def issue_client_token(
     session: Session, config, user: User, actor: User | None, address: str | None = None
 ) -> tokens.ClientToken:

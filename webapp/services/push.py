@@ -1,4 +1,9 @@
-"""Web Push: VAPID keys, subscriptions, and sending one push (the job).
+"""Web Push: subscriptions, and sending one push (the job); the key is services/vapid.py.
+
+A subscription is only accepted for a known push service's origin (Google, Mozilla,
+Microsoft, Apple) or one in PUSH_ALLOWED_ORIGINS: the server POSTs to whatever endpoint
+it stores, so any other URL would let a user make it call anything (SSRF). Nothing is
+ever sent to an endpoint that was refused.
 
 A push carries a receipt token: the service worker on the device reports `delivered`
 (and `read` when the notification is clicked) with it, without a session or CSRF
@@ -8,15 +13,58 @@ announcement, is signed with SECRET_KEY and expires after LINK_TTL_S.
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from pywebpush import WebPusher
+from requests.adapters import HTTPAdapter
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import errors
-from ..models import Channel, DeliveryState
-from . import receipts
+from ..db import session_scope, utcnow
+from ..markup import plain_text
+from ..models import (
+    Channel,
+    Delivery,
+    DeliveryState,
+    Job,
+    Notification,
+    Priority,
+    PushSubscription,
+    User,
+)
+from . import audit, jobs, reach, receipts, vapid
+from .vapid import b64url, b64url_decode
+
+log = logging.getLogger(__name__)
 
 RECEIPT_SALT = "schoolbell.push-receipt"
 DEVICE_STATES = (DeliveryState.DELIVERED, DeliveryState.READ)  # what a worker may report
+HTTP_EXTENSION = "schoolbell.push.http"
+MAX_ENDPOINT_CHARS = 1024
+MAX_PAYLOAD_BYTES = 3000  # the JSON; encrypted it stays well under the 4,096 bytes allowed
+MIN_TTL_S = 60
+RETRY_AFTER_DEFAULT_S = 60
+ELLIPSIS = "\u2026"
+# Known push services: exact hosts, and domains whose every host is the service's.
+PUSH_HOSTS = frozenset({"fcm.googleapis.com", "web.push.apple.com"})
+PUSH_DOMAINS = (".push.services.mozilla.com", ".notify.windows.com", ".push.apple.com")
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+# Receipts from devices ------------------------------------------------------------------
 
 
 def receipt_token(secret_key: str, user_id: int, notification_id: int) -> str:
@@ -39,3 +87,517 @@ def record_device_receipt(
     if state not in {s.value for s in DEVICE_STATES}:
         raise errors.INVALID_DEVICE_STATE.error()
     return receipts.record_one(session, user_id, notification_id, state, Channel.PUSH)
+
+
+def public_key(app: Flask) -> str:
+    """The VAPID public key, base64url: what `pushManager.subscribe` needs."""
+    return vapid.of(app).public_key
+
+
+# Subscriptions ---------------------------------------------------------------------------
+
+
+def _origin(scheme: str, host: str, port: int | None) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port and port != DEFAULT_PORTS[scheme] else "")
+
+
+def _normalised(origin: str) -> str:
+    parts = urlsplit(origin)
+    try:
+        return _origin(parts.scheme, parts.hostname or "", parts.port)
+    except (KeyError, ValueError):
+        return origin
+
+
+def endpoint_origin(endpoint: Any, allowed_origins: tuple[str, ...] = ()) -> str:
+    """The origin of an endpoint Schoolbell may POST to; else a 422 (and no request)."""
+    if (
+        not isinstance(endpoint, str)
+        or len(endpoint) > MAX_ENDPOINT_CHARS
+        or not endpoint.isascii()
+        or any(char <= " " or char in '\\"<>^`{|}\x7f' for char in endpoint)
+    ):
+        raise errors.INVALID_PUSH_ENDPOINT.error(max=MAX_ENDPOINT_CHARS)
+    parts = urlsplit(endpoint)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in DEFAULT_PORTS
+        or not parts.hostname
+        or port == -1
+        or "@" in parts.netloc
+        or parts.fragment
+    ):
+        raise errors.INVALID_PUSH_ENDPOINT.error(max=MAX_ENDPOINT_CHARS)
+    origin = _origin(parts.scheme, parts.hostname, port)
+    if origin in {_normalised(allowed) for allowed in allowed_origins}:
+        return origin
+    host = parts.hostname
+    known = host in PUSH_HOSTS or any(
+        host.endswith(domain) and len(host) > len(domain) for domain in PUSH_DOMAINS
+    )
+    if parts.scheme == "https" and port in (None, 443) and known:
+        return origin
+    raise errors.PUSH_SERVICE_NOT_ALLOWED.error(origin=origin)
+
+
+def _p256dh(value: Any) -> str:
+    """The browser's public key, checked to be a point on P-256; base64url."""
+    try:
+        raw = b64url_decode(value)
+        if len(raw) != 65 or raw[0] != 4:
+            raise ValueError("not an uncompressed point")
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)  # on the curve?
+    except ValueError:
+        raise errors.INVALID_PUSH_KEY.error() from None
+    return b64url(raw)
+
+
+def _auth(value: Any) -> str:
+    """The browser's 16-byte auth secret; base64url."""
+    try:
+        raw = b64url_decode(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise errors.INVALID_PUSH_AUTH.error()
+    return b64url(raw)
+
+
+def subscribe(
+    session: Session,
+    user: User,
+    info: Mapping[str, Any],
+    user_agent: str | None,
+    address: str | None,
+    *,
+    config: Mapping[str, Any],
+) -> tuple[PushSubscription, bool]:
+    """Save a browser's PushSubscription (`endpoint`, `keys.p256dh`, `keys.auth`) for
+    `user`, and commit; return it and whether it is new (False: the same endpoint again,
+    its keys updated). An endpoint another person subscribed on this device (a shared
+    computer) moves to `user`. At the cap, the device that has gone longest without a
+    push is dropped: browsers rotate endpoints, and dead ones pile up."""
+    endpoint = info.get("endpoint")
+    origin = endpoint_origin(endpoint, config["PUSH_ALLOWED_ORIGINS"])
+    keys = info.get("keys") or {}
+    p256dh, auth = _p256dh(keys.get("p256dh")), _auth(keys.get("auth"))
+    user_agent = (user_agent or "")[:300] or None
+    subject = f"user:{user.email}"
+    existing = session.scalar(select(PushSubscription).where(PushSubscription.endpoint == endpoint))
+    if existing is not None and existing.user_id == user.id:
+        if (existing.p256dh, existing.auth) != (p256dh, auth):
+            audit.record(
+                session, "push.renewed", actor=user, subject=subject, address=address, origin=origin
+            )
+        existing.p256dh, existing.auth, existing.user_agent = p256dh, auth, user_agent
+        session.commit()
+        return existing, False
+    _make_room(session, user, config["PUSH_MAX_SUBSCRIPTIONS_PER_USER"], address)
+    if existing is not None:
+        previous = session.get(User, existing.user_id)
+        existing.user_id, existing.p256dh, existing.auth = user.id, p256dh, auth
+        existing.user_agent, existing.created_at = user_agent, utcnow()
+        existing.last_success_at, existing.failures = None, 0
+        audit.record(
+            session,
+            "push.moved",
+            actor=user,
+            subject=subject,
+            address=address,
+            origin=origin,
+            from_user=previous.email if previous else None,
+        )
+        session.commit()
+        return existing, False
+    subscription = PushSubscription(
+        user_id=user.id, endpoint=endpoint, p256dh=p256dh, auth=auth, user_agent=user_agent
+    )
+    try:
+        with session.begin_nested():
+            session.add(subscription)
+            session.flush()
+    except IntegrityError:  # the same endpoint, subscribed at this moment by another tab?
+        session.rollback()
+        if session.scalar(select(PushSubscription.id).where(PushSubscription.endpoint == endpoint)):
+            return subscribe(session, user, info, user_agent, address, config=config)
+        raise
+    audit.record(
+        session,
+        "push.subscribed",
+        actor=user,
+        subject=subject,
+        address=address,
+        origin=origin,
+        device=device_name(user_agent),
+    )
+    session.commit()
+    return subscription, True
+
+
+def _make_room(session: Session, user: User, cap: int, address: str | None) -> None:
+    """Drop `user`'s devices beyond cap - 1, those that last had a push longest ago first."""
+    subscriptions = session.scalars(
+        select(PushSubscription)
+        .where(PushSubscription.user_id == user.id)
+        .order_by(
+            func.coalesce(PushSubscription.last_success_at, PushSubscription.created_at),
+            PushSubscription.id,
+        )
+    ).all()
+    for oldest in subscriptions[: max(len(subscriptions) - (cap - 1), 0)]:
+        audit.record(
+            session,
+            "push.replaced",
+            actor=user,
+            subject=f"user:{user.email}",
+            address=address,
+            origin=_normalised(oldest.endpoint),
+            device=device_name(oldest.user_agent),
+        )
+        session.delete(oldest)
+    session.flush()
+
+
+def unsubscribe(session: Session, user: User, endpoint: str, address: str | None = None) -> None:
+    """Forget one of `user`'s subscriptions by its endpoint (the browser unsubscribed),
+    and commit; 404 if none of theirs has it."""
+    subscription = session.scalar(
+        select(PushSubscription).where(
+            PushSubscription.endpoint == endpoint, PushSubscription.user_id == user.id
+        )
+    )
+    if subscription is None:
+        raise errors.PUSH_SUBSCRIPTION_NOT_FOUND.error()
+    _delete(session, user, subscription, "push.unsubscribed", address)
+
+
+def remove(
+    session: Session, user: User, subscription_id: int, address: str | None = None
+) -> PushSubscription:
+    """Remove one of `user`'s devices (the settings page), and commit; return it."""
+    subscription = session.get(PushSubscription, subscription_id)
+    if subscription is None or subscription.user_id != user.id:
+        raise errors.DEVICE_NOT_FOUND.error(id=subscription_id)
+    _delete(session, user, subscription, "push.removed", address)
+    return subscription
+
+
+def _delete(
+    session: Session, user: User, subscription: PushSubscription, action: str, address: str | None
+) -> None:
+    audit.record(
+        session,
+        action,
+        actor=user,
+        subject=f"user:{user.email}",
+        address=address,
+        origin=_normalised(subscription.endpoint),
+        device=device_name(subscription.user_agent),
+    )
+    session.delete(subscription)  # its queued pushes go with it (ON DELETE CASCADE)
+    session.commit()
+
+
+def subscriptions_of(session: Session, user: User) -> list[PushSubscription]:
+    """`user`'s devices, newest first."""
+    return list(
+        session.scalars(
+            select(PushSubscription)
+            .where(PushSubscription.user_id == user.id)
+            .order_by(PushSubscription.created_at.desc(), PushSubscription.id.desc())
+        )
+    )
+
+
+# (substring of the user agent, name), first match wins: Edge and Opera also say Chrome,
+# Chrome also says Safari.
+BROWSERS = (
+    ("Edg", "Edge"),
+    ("OPR/", "Opera"),
+    ("SamsungBrowser", "Samsung Internet"),
+    ("Firefox/", "Firefox"),
+    ("FxiOS", "Firefox"),
+    ("CriOS", "Chrome"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+SYSTEMS = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("CrOS", "ChromeOS"),
+    ("Windows", "Windows"),
+    ("Macintosh", "macOS"),
+    ("Linux", "Linux"),
+)
+
+
+def device_name(user_agent: str | None) -> str:
+    """A name people recognise their device by: "Chrome on Android"."""
+    ua = user_agent or ""
+    browser = next((name for token, name in BROWSERS if token in ua), None)
+    system = next((name for token, name in SYSTEMS if token in ua), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or (f"A browser on {system}" if system else "Unknown browser")
+
+
+# Sending one push (the job) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutgoingPush:
+    """Everything one push needs, read from the database before any network call."""
+
+    subscription_id: int
+    delivery_id: int
+    origin: str
+    info: dict[str, Any]  # the PushSubscription as pywebpush takes it
+    data: bytes  # the JSON message
+    title_only: bytes  # the same without the body, for a service that says 413
+    urgency: str
+    topic: str
+    ttl_s: int
+
+
+def push_message(notification: Notification, receipt: str) -> dict[str, Any]:
+    """The push message the service worker shows (its body is filled in by `encode`)."""
+    return {
+        "type": "notification",
+        "id": notification.id,
+        "title": notification.title,
+        "body": "",
+        "priority": notification.priority.value,
+        "require_ack": bool(notification.require_ack),
+        "url": f"/inbox?open={notification.id}",
+        "tag": str(notification.id),
+        "receipt": receipt,
+        "created_at": notification.created_at.isoformat(),
+    }
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode(message: dict[str, Any], body: str, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """The message as UTF-8 JSON with `body`, cut (with an ellipsis) to fit `limit`."""
+    data = _json({**message, "body": body})
+    keep = len(body)
+    while len(data) > limit and keep > 0:
+        keep = max(keep - max(len(data) - limit, 1), 0)  # a character is at least a byte
+        data = _json({**message, "body": body[:keep].rstrip() + ELLIPSIS if keep else ""})
+    return data
+
+
+def ttl_s(expires_at: datetime | None, max_ttl_s: int, now: datetime) -> int:
+    """How long the push service keeps trying: until the announcement expires, at least a
+    minute, at most `max_ttl_s` (never 0, pywebpush's default: an offline phone would
+    never get it)."""
+    if expires_at is None:
+        return max(max_ttl_s, 1)
+    return max(int(min(max((expires_at - now).total_seconds(), MIN_TTL_S), max_ttl_s)), 1)
+
+
+def urgency(priority: Priority) -> str:
+    """RFC 8030 Urgency: high wakes a sleeping phone at once."""
+    return "normal" if priority is Priority.NORMAL else "high"
+
+
+def _outgoing(session: Session, config: Mapping[str, Any], job: jobs.JobRef) -> OutgoingPush:
+    """Read what the push needs, or Cancel when it is no longer needed."""
+    notification = session.get(Notification, job.notification_id) if job.notification_id else None
+    delivery = session.get(Delivery, job.delivery_id) if job.delivery_id else None
+    if notification is None or delivery is None:
+        raise jobs.Cancel("the announcement is gone")
+    subscription = (
+        session.get(PushSubscription, job.subscription_id) if job.subscription_id else None
+    )
+    if subscription is None:
+        raise jobs.Cancel("the device is no longer subscribed")
+    if subscription.user_id != delivery.user_id:
+        raise jobs.Cancel("the device now belongs to someone else")
+    reason = reach.check_live(notification) or reach.push_still_needed(
+        notification, delivery, delivery.user
+    )
+    if reason is not None:
+        raise jobs.Cancel(reason)
+    receipt = receipt_token(config["SECRET_KEY"], delivery.user_id, notification.id)
+    shown = push_message(notification, receipt)
+    return OutgoingPush(
+        subscription_id=subscription.id,
+        delivery_id=delivery.id,
+        origin=_normalised(subscription.endpoint),
+        info={
+            "endpoint": subscription.endpoint,
+            "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth},
+        },
+        data=encode(shown, plain_text(notification.body_html)),
+        title_only=encode(shown, ""),
+        urgency=urgency(notification.priority),
+        topic=f"n{notification.id}",
+        ttl_s=ttl_s(notification.expires_at, config["PUSH_MAX_TTL_S"], utcnow()),
+    )
+
+
+class _PushHttp(requests.Session):
+    """A requests session for push services: no redirects (a push service answers; it
+    never sends us anywhere else, which would be an SSRF through the back door), and the
+    environment's proxy settings read once per push service, not per push (requests
+    scans every environment variable on each request: 0.7 ms of CPU, measured)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple, dict] = {}
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs["allow_redirects"] = False
+        return super().request(method, url, *args, **kwargs)
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies:  # never the case for pushes: nothing to cache
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = (_normalised(url), stream, verify, cert)
+        if key not in self._environment:
+            self._environment[key] = super().merge_environment_settings(
+                url, proxies, stream, verify, cert
+            )
+        return dict(self._environment[key])
+
+
+def http_session(app: Flask) -> requests.Session:
+    """The app's one HTTP session for pushes: connections to each push service stay
+    open (TLS set up once, not per push), up to JOB_CONCURRENCY of them."""
+    session = app.extensions.get(HTTP_EXTENSION)
+    if session is None:
+        session = _PushHttp()
+        adapter = HTTPAdapter(
+            pool_connections=8, pool_maxsize=app.config["JOB_CONCURRENCY"], max_retries=0
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        app.extensions[HTTP_EXTENSION] = session
+    return session
+
+
+def _post(app: Flask, push: OutgoingPush, data: bytes) -> requests.Response:
+    """Encrypt and POST one push (aes128gcm), with the cached VAPID header."""
+    timeout_s = app.config["PUSH_TIMEOUT_S"]
+    headers = {
+        "Authorization": vapid.of(app).authorization(push.origin),
+        "Urgency": push.urgency,
+        "Topic": push.topic,
+    }
+    try:
+        return WebPusher(push.info, requests_session=http_session(app)).send(
+            data=data,
+            headers=headers,
+            ttl=push.ttl_s,
+            content_encoding="aes128gcm",
+            timeout=timeout_s,
+        )
+    except requests.Timeout:
+        raise jobs.RetryLater(f"{push.origin} did not answer within {timeout_s} s") from None
+    except requests.RequestException as exc:
+        raise jobs.RetryLater(f"{push.origin} unreachable ({type(exc).__name__})") from None
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float:
+    """Seconds to wait for a Retry-After header (seconds or an HTTP date; 60 without)."""
+    if not value or not value.strip():
+        return RETRY_AFTER_DEFAULT_S
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return RETRY_AFTER_DEFAULT_S
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        seconds = (when - (now or utcnow())).total_seconds()
+    return min(max(seconds, 1.0), jobs.BACKOFF_MAX_S)
+
+
+@jobs.handler(reach.PUSH)
+def send_push(app: Flask, job: jobs.JobRef) -> None:
+    """Send one announcement to one device, and record how the push service answered."""
+    with session_scope(app) as session:
+        push = _outgoing(session, app.config, job)
+    # The session is closed: no transaction (on SQLite, no write lock) is held while the
+    # push service answers.
+    response = _post(app, push, push.data)
+    if response.status_code == 413:  # too big for this service: the title alone, once
+        response = _post(app, push, push.title_only)
+    _settle(app, job, push, response)
+
+
+def _settle(app: Flask, job: jobs.JobRef, push: OutgoingPush, response: requests.Response) -> None:
+    """Record the push service's answer; raise how the job ends unless it succeeded."""
+    status = response.status_code
+    if 200 <= status < 300:
+        now = utcnow()
+        with session_scope(app) as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == push.delivery_id, Delivery.pushed_at.is_(None))
+                .values(pushed_at=now)
+            )
+            session.execute(
+                update(PushSubscription)
+                .where(PushSubscription.id == push.subscription_id)
+                .values(last_success_at=now, failures=0)
+            )
+            session.commit()
+        return
+    if status in (404, 410):
+        _expire(app, job, push, status)
+        raise jobs.Cancel(f"subscription gone ({status})")
+    if status == 429:
+        raise jobs.RetryLater(
+            f"429 from {push.origin}", after_s=retry_after_s(response.headers.get("Retry-After"))
+        )
+    if status >= 500:
+        raise jobs.RetryLater(f"{status} from {push.origin}")
+    # 400, 401, 403 (a VAPID or key problem), a 413 even for the title alone, a redirect:
+    # trying again would get the same answer.
+    with session_scope(app) as session:
+        session.execute(
+            update(PushSubscription)
+            .where(PushSubscription.id == push.subscription_id)
+            .values(failures=PushSubscription.failures + 1)
+        )
+        session.commit()
+    detail = " ".join(response.text.split())[:200]
+    log.warning("push to %s refused with %d: %s", push.origin, status, detail)
+    raise jobs.GiveUp(f"{status} from {push.origin}: {detail}")
+
+
+def _expire(app: Flask, job: jobs.JobRef, push: OutgoingPush, status: int) -> None:
+    """The push service forgot the subscription: delete it (its queued pushes go with it,
+    by cascade; this job's row stays, as the record of why)."""
+    with session_scope(app) as session:
+        subscription = session.get(PushSubscription, push.subscription_id)
+        if subscription is None:
+            return
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(subscription_id=None)
+            .execution_options(synchronize_session=False)
+        )
+        audit.record(
+            session,
+            "push.expired",
+            subject=f"user:{subscription.user.email}",
+            origin=push.origin,
+            status=status,
+            device=device_name(subscription.user_agent),
+        )
+        session.delete(subscription)
+        session.commit()
+    log.info("push subscription %d at %s is gone (%d)", push.subscription_id, push.origin, status)

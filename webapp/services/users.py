@@ -271,6 +271,31 @@ def set_active(
     return user
 
 
+def set_channels(
+    session: Session, user: User, push: bool, email: bool, address: str | None = None
+) -> list[str]:
+    """Choose how `user` is reached besides open tabs (pushes to their devices, e-mails
+    when they have not seen an announcement), and commit; return what changed.
+    Emergencies reach every channel whatever they choose."""
+    changed = []
+    if user.push_enabled != push:
+        user.push_enabled, changed = push, [*changed, "push"]
+    if user.email_enabled != email:
+        user.email_enabled, changed = email, [*changed, "email"]
+    if changed:
+        audit.record(
+            session,
+            "user.channels_changed",
+            actor=user,
+            subject=f"user:{user.email}",
+            address=address,
+            push=push,
+            email=email,
+        )
+    session.commit()
+    return changed
+
+
 def authenticate(session: Session, email: str, password: str, address: str | None) -> User:
     """Check a sign-in, record it in the audit trail, and return the user.
 

@@ -48,6 +48,7 @@ class Push:
     headers: dict[str, str]
     claims: dict[str, Any]
     status: int
+    at: float = field(default_factory=time.time)  # when it arrived
 
     @property
     def message(self) -> Any:

@@ -416,8 +416,10 @@ class Job(Base):
     delivery_id: Mapped[int | None] = mapped_column(
         ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
     )
+    # A removed device keeps the record of what was pushed to it; its queued pushes
+    # are cancelled when they come up (services/push.py).
     subscription_id: Mapped[int | None] = mapped_column(
-        ForeignKey("push_subscriptions.id", ondelete="CASCADE"), index=True
+        ForeignKey("push_subscriptions.id", ondelete="SET NULL"), index=True
     )
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     last_error: Mapped[str | None] = mapped_column(String(500))

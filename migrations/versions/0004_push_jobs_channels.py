@@ -96,7 +96,7 @@ def upgrade() -> None:
             ["subscription_id"],
             ["push_subscriptions.id"],
             name=op.f("fk_jobs_subscription_id_push_subscriptions"),
-            ondelete="CASCADE",
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
         sa.UniqueConstraint("key", name=op.f("uq_jobs_key")),

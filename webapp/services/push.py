@@ -39,7 +39,6 @@ from ..models import (
     Channel,
     Delivery,
     DeliveryState,
-    Job,
     Notification,
     Priority,
     PushSubscription,
@@ -578,18 +577,12 @@ def _settle(app: Flask, job: jobs.JobRef, push: OutgoingPush, response: requests
 
 
 def _expire(app: Flask, job: jobs.JobRef, push: OutgoingPush, status: int) -> None:
-    """The push service forgot the subscription: delete it (its queued pushes go with it,
-    by cascade; this job's row stays, as the record of why)."""
+    """The push service forgot the subscription: delete it. Jobs keep their rows (the
+    foreign key is SET NULL): its queued pushes are cancelled when they come up."""
     with session_scope(app) as session:
         subscription = session.get(PushSubscription, push.subscription_id)
         if subscription is None:
             return
-        session.execute(
-            update(Job)
-            .where(Job.id == job.id)
-            .values(subscription_id=None)
-            .execution_options(synchronize_session=False)
-        )
         audit.record(
             session,
             "push.expired",

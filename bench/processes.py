@@ -185,31 +185,22 @@ class Gunicorn:
         return time.monotonic() - start
 
 
-class LoadGen:
-    """The Node load generator, pinned to LOADGEN_CPU; one JSON command per line in, one
-    JSON reply per line out (read by a thread, so every wait has a timeout)."""
+class LineProcess:
+    """A child speaking one JSON command per line in, one JSON reply per line out (read
+    by a thread, so every wait has a timeout); it exits when its stdin closes."""
 
-    def __init__(self, log_path: Path, max_s: int = 1800):
-        self.log_path, self.max_s = log_path, max_s
+    what = "child"
+
+    def __init__(self, command: list[str], cwd: Path, log_path: Path):
+        self.command, self.cwd, self.log_path = command, cwd, log_path
         self.proc: subprocess.Popen | None = None
         self.replies: queue.Queue = queue.Queue()
 
-    def start(self) -> LoadGen:
+    def start(self):
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    "taskset",
-                    "-c",
-                    LOADGEN_CPU,
-                    "node",
-                    # A larger young generation: fewer scavenges in the middle of a
-                    # broadcast (each pauses every client's receipt at once).
-                    "--max-semi-space-size=64",
-                    str(BENCH / "loadgen.mjs"),
-                    "--max-s",
-                    str(self.max_s),
-                ],
-                cwd=BENCH,
+                self.command,
+                cwd=self.cwd,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -226,20 +217,18 @@ class LoadGen:
     def call(self, cmd: str, timeout_s: float, **fields) -> dict:
         """Send one command and wait for its reply (BenchError on timeout or failure)."""
         if self.proc is None or self.proc.poll() is not None:
-            raise BenchError(f"the load generator is not running; see {self.log_path}")
+            raise BenchError(f"the {self.what} is not running; see {self.log_path}")
         self.proc.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
         self.proc.stdin.flush()
         try:
             line = self.replies.get(timeout=timeout_s)
         except queue.Empty:
-            raise BenchError(
-                f"load generator: no answer to {cmd} within {timeout_s:.0f} s"
-            ) from None
+            raise BenchError(f"{self.what}: no answer to {cmd} within {timeout_s:.0f} s") from None
         if line is None:
-            raise BenchError(f"the load generator exited during {cmd}; see {self.log_path}")
+            raise BenchError(f"the {self.what} exited during {cmd}; see {self.log_path}")
         reply = json.loads(line)
         if not reply.get("ok"):
-            raise BenchError(f"load generator: {cmd} failed: {reply.get('error')}")
+            raise BenchError(f"{self.what}: {cmd} failed: {reply.get('error')}")
         return reply
 
     def stop(self) -> None:
@@ -248,3 +237,36 @@ class LoadGen:
         with contextlib.suppress(OSError, ValueError):
             self.proc.stdin.close()  # it exits when stdin closes
         stop_pid(self.proc, signal.SIGTERM, 10)
+
+
+class LoadGen(LineProcess):
+    """The Node load generator, pinned to LOADGEN_CPU."""
+
+    what = "load generator"
+
+    def __init__(self, log_path: Path, max_s: int = 1800):
+        command = [
+            "taskset",
+            "-c",
+            LOADGEN_CPU,
+            "node",
+            # A larger young generation: fewer scavenges in the middle of a broadcast
+            # (each pauses every client's receipt at once).
+            "--max-semi-space-size=64",
+            str(BENCH / "loadgen.mjs"),
+            "--max-s",
+            str(max_s),
+        ]
+        super().__init__(command, BENCH, log_path)
+
+
+class PushStandIn(LineProcess):
+    """bench/push_service.py: the strict stand-in push service, on LOADGEN_CPU at
+    SCHED_IDLE (the load generator comes first)."""
+
+    what = "push service"
+
+    def __init__(self, log_path: Path):
+        python = str(ROOT / ".venv" / "bin" / "python")
+        command = ["taskset", "-c", LOADGEN_CPU, python, str(BENCH / "push_service.py")]
+        super().__init__(command, ROOT, log_path)

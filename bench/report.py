@@ -215,6 +215,47 @@ def storm_table(runs: list[dict]) -> str:
     return _align(header, lines) if lines else ""
 
 
+def push_table(runs: list[dict]) -> str:
+    """Web Push: N devices with no tab, and broadcasts to the open tabs meanwhile."""
+    header = [
+        "N devices",
+        "accepted / refused / bad",
+        "first push",
+        "all pushed",
+        "pushes/s",
+        "worker CPU",
+        "quiet e2e p99",
+        "during pushes p99 (each)",
+        "during /quiet",
+        "after p99",
+    ]
+    lines = []
+    for run in runs:
+        pushes = run.get("schoolbell", {}).get("pushes")
+        if not pushes:
+            continue
+        stand_in = pushes["stand_in"]
+        quiet = pushes["quiet"]["e2e"]["p99_ms"]
+        during = [b["e2e"]["p99_ms"] for b in pushes["during"]]
+        worst = max(during, default=None)
+        span = (stand_in["last_at"] or 0) - (stand_in["first_at"] or 0)
+        lines.append(
+            [
+                f"{pushes['devices']:,}",
+                f"{stand_in['accepted']:,} / {stand_in['refused']} / {stand_in['errors']}",
+                _seconds(pushes["first_push_s"]),
+                _seconds(pushes["all_pushed_s"]),
+                f"{stand_in['accepted'] / span:,.0f}" if span > 0 else "-",
+                f"{pushes['worker_cpu_s']:.1f} s",
+                f"{quiet:.0f} ms",
+                " / ".join(f"{p:.0f}" for p in during) + " ms",
+                f"{worst / quiet:.2f}x" if quiet and worst else "-",
+                f"{pushes['quiet_after']['e2e']['p99_ms']:.0f} ms",
+            ]
+        )
+    return _align(header, lines) if lines else ""
+
+
 def _probe_cell(stats: dict | None) -> str:
     if not stats or not stats.get("count"):
         return "-"
@@ -293,6 +334,18 @@ def render(results: dict) -> str:
             "sign-in is answered (302 signed in, or 503 + Retry-After past the queue's",
             "deadline). storm /quiet: e2e p99 against a broadcast just before, same run.",
             storm,
+        ]
+    pushes = push_table(runs)
+    if pushes:
+        parts += [
+            "",
+            "Web Push (Schoolbell): N guardians with one device each and no tab get one",
+            "announcement; its pushes are due PUSH_AFTER_S after the send (first push / all",
+            "pushed: counted from then), each encrypted for its device, VAPID-signed and",
+            "posted to a stand-in push service that decrypts and checks it (bad: refused by",
+            "it). Meanwhile broadcasts go to the N students' open tabs on the same worker;",
+            "during /quiet: the worst of them against one just before the pushes.",
+            pushes,
         ]
     return "\n".join(parts)
 

@@ -44,6 +44,7 @@ from processes import (
     BenchError,
     Gunicorn,
     LoadGen,
+    PushStandIn,
     free_port,
     raise_fd_limit,
     stop_pid,
@@ -58,6 +59,10 @@ BROADCAST_GAP_S = 1.0
 HEALTHZ_SAMPLES = 50
 MAX_PROBE_BROADCASTS = 8
 SIGNIN_LEAD_MS = 150  # the storm's sign-ins are being hashed when the broadcast starts
+STUDENTS = {"roles": ["student"]}  # the push phase's broadcasts: the open tabs only
+GUARDIANS = {"roles": ["guardian"]}  # its pushes: the devices, none with a tab
+BROADCASTS_DURING_PUSHES = 3
+PUSHES_TIMEOUT_S = 600
 
 
 @dataclass
@@ -66,6 +71,7 @@ class Options:
     broadcasts: int
     servers: list[str]
     reconnect: bool
+    pushes: bool
     concurrency: int
     profile: set[str] = field(default_factory=set)
     out: Path = BENCH / "results"
@@ -158,10 +164,11 @@ def payload(seq: int) -> dict:
     }
 
 
-def send_request(name: str, base_url: str, seq: int, school) -> dict:
-    """The HTTP request that makes this server broadcast message `seq`."""
+def send_request(name: str, base_url: str, seq: int, school, targets: dict | None = None) -> dict:
+    """The HTTP request that makes this server broadcast message `seq` (Schoolbell:
+    to everyone, or to `targets`)."""
     if name == "schoolbell":
-        return schoolbell.send_request(base_url, school, seq)
+        return schoolbell.send_request(base_url, school, seq, targets)
     return {
         "method": "POST",
         "url": base_url + "/broadcast",
@@ -187,11 +194,17 @@ class Scenario:
         self.result: dict = {"server": name, "n": n, "error": None}
         self.servers: list[Gunicorn] = []
         self.loadgen: LoadGen | None = None
+        self.push_service: PushStandIn | None = None
         self.school = None
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-{n}-"))
 
     def log_path(self, what: str) -> Path:
         return self.logdir / f"{self.name}-{self.n}-{what}.log"
+
+    @property
+    def push_file(self) -> Path:
+        """The push phase's devices: the stand-in's browsers' subscriptions."""
+        return self.workdir / "subscriptions.json"
 
     def run(self) -> dict:
         """Measure; on failure record the error (the run goes on with the next one)."""
@@ -230,6 +243,12 @@ class Scenario:
         if self.name == "schoolbell":
             step = time.monotonic()
             self.school = schoolbell.build(self.workdir, self.n)
+            if self.options.pushes:
+                self.push_service = PushStandIn(self.log_path("push-service")).start()
+                reply = self.push_service.call(
+                    "browsers", timeout_s=120, n=self.n, file=str(self.push_file)
+                )
+                self.school.push_origin = reply["origin"]
             self.result["setup_s"] = round(time.monotonic() - step, 1)
         server = self.start_server(free_port())
         self.loadgen = LoadGen(self.log_path("loadgen"), max_s=900).start()
@@ -278,17 +297,23 @@ class Scenario:
         )
 
     def broadcast(
-        self, server: Gunicorn, seq: int, probes: list | None = None, burst: list | None = None
+        self,
+        server: Gunicorn,
+        seq: int,
+        probes: list | None = None,
+        burst: list | None = None,
+        targets: dict | None = None,
     ) -> dict:
         """One broadcast, timed by the load generator from the send request's start
-        (with `burst`: those requests fired at once just before it)."""
+        (with `burst`: those requests fired at once just before it; `targets`: to
+        whom, when not everyone)."""
         time.sleep(BROADCAST_GAP_S)
         reply = self.loadgen.call(
             "broadcast",
             timeout_s=75,
             wait_s=60,
             seq=seq,
-            request=send_request(self.name, server.url, seq, self.school),
+            request=send_request(self.name, server.url, seq, self.school, targets),
             probes=probes or [],
             burst=burst or [],
             burst_lead_ms=SIGNIN_LEAD_MS,
@@ -321,6 +346,66 @@ class Scenario:
             extra["reconnect"] = self.restart_and_catch_up(server)
         else:
             extra["reconnect"] = None
+        if self.push_service is not None:
+            seq = max(extra["signin_storm"]["storm"]["seq"], seq) + 1
+            with self.profiling(self.servers[-1], "pushes"):
+                extra["pushes"] = self.pushes_during_broadcasts(self.servers[-1], seq)
+
+    def pushes_during_broadcasts(self, server: Gunicorn, seq: int) -> dict:
+        """N guardians with one device each and no tab; one announcement to them all.
+        While their pushes go out (each encrypted for its device, VAPID-signed, posted
+        to the stand-in, which decrypts and checks it), broadcasts to the students' open
+        tabs on the same worker, against one just before."""
+        devices = schoolbell.add_devices(self.school, json.loads(self.push_file.read_text()))
+        quiet = self.broadcast(server, seq, targets=STUDENTS)
+        cpu_before = server.cpu_s()
+        status, body = schoolbell.api_call(
+            server.url,
+            self.school,
+            "POST",
+            "/api/v1/notifications",
+            {"title": "bench push", "body": schoolbell.BODY, "targets": GUARDIANS},
+        )
+        if status != 201:
+            raise BenchError(f"the push announcement: HTTP {status} {body}")
+        sent_at = time.time()
+        due_at = sent_at + self.school.app.config["PUSH_AFTER_S"]
+        stats = self._push_stats_once(lambda st: st["accepted"] >= max(50, devices // 50), 60)
+        during = []
+        for n in range(BROADCASTS_DURING_PUSHES):
+            before = self.push_service.call("stats", timeout_s=30)["accepted"]
+            reply = self.broadcast(server, seq + 1 + n, targets=STUDENTS)
+            reply["pushes_before"] = before
+            reply["pushes_after"] = self.push_service.call("stats", timeout_s=30)["accepted"]
+            during.append(reply)
+        stats = self._push_stats_once(
+            lambda st: st["accepted"] + st["refused"] >= devices or st["errors"], PUSHES_TIMEOUT_S
+        )
+        cpu_pushes = server.cpu_s() - cpu_before
+        after = self.broadcast(server, seq + 1 + BROADCASTS_DURING_PUSHES, targets=STUDENTS)
+        return {
+            "devices": devices,
+            "stand_in": stats,
+            "jobs": schoolbell.push_jobs(self.school, body["id"]),
+            "push_after_s": self.school.app.config["PUSH_AFTER_S"],
+            "first_push_s": stats["first_at"] - due_at if stats["first_at"] else None,
+            "all_pushed_s": stats["last_at"] - due_at if stats["last_at"] else None,
+            "worker_cpu_s": round(cpu_pushes, 2),
+            "quiet": quiet,
+            "during": during,
+            "quiet_after": after,
+        }
+
+    def _push_stats_once(self, done, timeout_s: float) -> dict:
+        """Poll the stand-in every 0.5 s until `done(stats)`; BenchError past the time."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stats = self.push_service.call("stats", timeout_s=30)
+            if done(stats):
+                return stats
+            if time.monotonic() > deadline:
+                raise BenchError(f"pushes: not done within {timeout_s} s: {stats}")
+            time.sleep(0.5)
 
     def probe_during_broadcasts(self, server: Gunicorn) -> dict:
         """Extra broadcasts with /healthz and the compose preview requested while each is
@@ -443,6 +528,8 @@ class Scenario:
             with contextlib.suppress(Exception):
                 self.loadgen.call("close", timeout_s=30)
             self.loadgen.stop()
+        if self.push_service is not None:
+            self.push_service.stop()
         if self.school is not None:
             with contextlib.suppress(Exception):
                 self.school.app.extensions["schoolbell.db"].kw["bind"].dispose()
@@ -483,6 +570,9 @@ def parse_options(argv: list[str]) -> Options:
     )
     parser.add_argument("--no-reconnect", action="store_true", help="skip the restart test")
     parser.add_argument(
+        "--no-pushes", action="store_true", help="skip the Web Push phase (Schoolbell)"
+    )
+    parser.add_argument(
         "--concurrency", type=int, default=100, help="handshakes in flight while connecting"
     )
     parser.add_argument(
@@ -501,6 +591,7 @@ def parse_options(argv: list[str]) -> Options:
         broadcasts=args.broadcasts,
         servers=servers,
         reconnect=not args.no_reconnect,
+        pushes=not args.no_pushes,
         concurrency=args.concurrency,
         profile={s for s in args.profile.split(",") if s},
     )
@@ -539,6 +630,7 @@ def main(argv: list[str]) -> int:
             "broadcasts": options.broadcasts,
             "servers": options.servers,
             "reconnect": options.reconnect,
+            "pushes": options.pushes,
             "concurrency": options.concurrency,
             "fd_limit": fd_limit,
         },

@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class School:
     staff_password: str
     student_ids: list[int]
     tokens_file: Path
+    push_origin: str | None = None  # the stand-in push service, for the push phase
 
     def server_env(self, n: int) -> dict[str, str]:
         """SCHOOLBELL_* settings for gunicorn: this database and secrets, limits raised."""
@@ -54,7 +56,14 @@ class School:
             "SCHOOLBELL_JWT_SECRET": self.jwt_secret,
             "SCHOOLBELL_WS_MAX_CONNECTIONS": room,
             "SCHOOLBELL_WS_MAX_PER_USER": room,
-        }
+        } | (
+            {
+                "SCHOOLBELL_PUSH_ALLOWED_ORIGINS": self.push_origin,
+                "SCHOOLBELL_VAPID_SUBJECT": "mailto:bench@school.test",
+            }
+            if self.push_origin
+            else {}
+        )
 
     def api_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_token}", "Content-Type": "application/json"}
@@ -155,15 +164,27 @@ def mint_tokens(app, user_ids: list[int], path: Path) -> None:
     path.write_text(json.dumps(tokens))
 
 
-def send_request(base_url: str, school: School, seq: int) -> dict:
-    """The real send path: POST /api/v1/notifications to everyone."""
-    body = {"title": f"bench #{seq}", "body": BODY, "targets": {"everyone": True}}
+def send_request(base_url: str, school: School, seq: int, targets: dict | None = None) -> dict:
+    """The real send path: POST /api/v1/notifications to everyone (or `targets`)."""
+    body = {"title": f"bench #{seq}", "body": BODY, "targets": targets or {"everyone": True}}
     return {
         "method": "POST",
         "url": base_url + "/api/v1/notifications",
         "headers": school.api_headers(),
         "body": json.dumps(body),
     }
+
+
+def api_call(base_url: str, school: School, method: str, path: str, body: dict) -> tuple:
+    """One JSON API request with the school's token: (status, decoded body)."""
+    request = urllib.request.Request(
+        base_url + path, method=method, data=json.dumps(body).encode(), headers=school.api_headers()
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
 
 
 def send_while_down(school: School) -> int:
@@ -253,3 +274,65 @@ def preview_probe(base_url: str, cookie: str, csrf: str) -> dict:
         },
         "body": urllib.parse.urlencode(form),
     }
+
+
+def add_devices(school: School, subscriptions: list[dict]) -> int:
+    """One guardian per subscription, none with a tab: each has that one device (the
+    push phase). Returns how many."""
+    from sqlalchemy import insert, select
+
+    from webapp.db import session_scope, utcnow
+    from webapp.models import PushSubscription, Role, User
+
+    with school.app.app_context(), session_scope(school.app) as session:
+        session.execute(
+            insert(User),
+            [
+                {
+                    "email": f"guardian{i}@school.test",
+                    "name": f"Guardian {i}",
+                    "role": Role.GUARDIAN,
+                    "active": True,
+                    "session_epoch": 0,
+                }
+                for i in range(len(subscriptions))
+            ],
+        )
+        ids = session.scalars(
+            select(User.id).where(User.role == Role.GUARDIAN).order_by(User.id)
+        ).all()
+        now = utcnow()
+        session.execute(
+            insert(PushSubscription),
+            [
+                {
+                    "user_id": user_id,
+                    "endpoint": sub["endpoint"],
+                    "p256dh": sub["keys"]["p256dh"],
+                    "auth": sub["keys"]["auth"],
+                    "created_at": now,
+                    "failures": 0,
+                }
+                for user_id, sub in zip(ids, subscriptions, strict=True)
+            ],
+        )
+        session.commit()
+    return len(ids)
+
+
+def push_jobs(school: School, notification_id: int) -> dict[str, int]:
+    """The push jobs of one announcement, by state (read from the database)."""
+    from sqlalchemy import func, select
+
+    from webapp.db import session_scope
+    from webapp.models import Job
+
+    with school.app.app_context(), session_scope(school.app) as session:
+        return {
+            state.value: n
+            for state, n in session.execute(
+                select(Job.state, func.count())
+                .where(Job.notification_id == notification_id, Job.kind == "push")
+                .group_by(Job.state)
+            )
+        }

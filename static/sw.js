@@ -119,21 +119,25 @@ self.addEventListener("notificationclick", function (event) {
   event.waitUntil(openAnnouncement(event.notification.data || {}));
 });
 
-// Report `read`, then show the announcement in the Schoolbell window the person was
-// using (focused, else visible, else any), or in a new one.
+// Report `read` and show the announcement in the Schoolbell window the person was using
+// (focused, else visible, else any), or in a new one. Focusing and opening a window are
+// allowed only shortly after the click (in Firefox, about a second), so they come first; a
+// window already open is navigated once the receipt is in, so it shows "read".
 async function openAnnouncement(data) {
   var url = appUrl(data.url);
-  if (data.receipt) await sendReceipt(data.receipt, "read");
+  var reported = data.receipt ? sendReceipt(data.receipt, "read") : Promise.resolve(false);
   var windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
   windows.sort(function (a, b) { return rank(b) - rank(a); });
   var win = windows[0];
   if (win) {
-    try { win = (await win.focus()) || win; } catch (e) { /* focus is only allowed after a click */ }
+    try { win = (await win.focus()) || win; } catch (e) { /* not allowed: no click */ }
+    await reported;
     try {
       if (await win.navigate(url)) return;
     } catch (e) { /* a window this worker does not control (yet): open a new one */ }
   }
-  try { await self.clients.openWindow(url); } catch (e) { /* only allowed after a click */ }
+  try { await self.clients.openWindow(url); } catch (e) { /* not allowed: no click */ }
+  await reported;  // a page opened meanwhile hears of it over its socket
 }
 
 function rank(client) {

@@ -61,6 +61,17 @@ def test_the_inbox_lists_ones_own_newest_first_without_retracted_ones(app, clien
     assert item_ids(client.get("/inbox/list").get_data(as_text=True)) == [second, first]
 
 
+def test_open_brings_the_announcement_a_notification_leads_to_into_view(app, client, auth, school):
+    first = send(app, school, "First")
+    send(app, school, "Second")
+    auth.signin(school.emails["s7b_1"])
+    focused = re.compile(r'<article id="inbox-item-(\d+)"[^>]*\sautofocus')
+    assert focused.findall(client.get(f"/inbox?open={first}").get_data(as_text=True)) == [
+        str(first)
+    ]
+    assert focused.findall(client.get("/inbox?open=nonsense").get_data(as_text=True)) == []
+
+
 def test_confirming_from_the_page_moves_the_receipt_and_returns_the_item(app, client, auth, school):
     nid = send(app, school, "Please confirm", require_ack=True)
     auth.signin(school.emails["s7b_1"])

@@ -56,6 +56,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .health import bp as health_bp
     from .inbox import bp as inbox_bp
     from .links import bp as links_bp
+    from .pwa import bp as pwa_bp
     from .roster import bp as roster_bp
 
     app.register_blueprint(auth_bp)
@@ -66,4 +67,5 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(roster_bp, url_prefix="/roster")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(health_bp)
+    app.register_blueprint(pwa_bp)
     return app

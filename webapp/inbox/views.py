@@ -17,9 +17,11 @@ def _signed_in():
 
 @bp.get("/inbox")
 def home():
-    """The page: the newest announcements; new ones arrive live (schoolbell.js)."""
+    """The page: the newest announcements; new ones arrive live (schoolbell.js).
+    `?open=<id>` (where a push notification leads) brings that announcement into view."""
     items = inbox.inbox(get_session(), current_user.id)
-    return render_template("inbox/home.html", items=items)
+    opened = request.args.get("open", type=int)
+    return render_template("inbox/home.html", items=items, opened=opened)
 
 
 @bp.get("/inbox/list")

@@ -24,6 +24,14 @@ def _ok(app, job):
     CALLS.append(job.key)
 
 
+@jobs.handler("test.record")
+def _record(app, job):
+    def record(session):
+        jobs.enqueue(session, "test.ok", f"recorded-by:{job.key}")
+
+    return record
+
+
 @jobs.handler("test.cancel")
 def _cancel(app, job):
     raise jobs.Cancel("a receipt came first")
@@ -191,3 +199,22 @@ def test_cancelling_an_announcements_jobs_leaves_others(app, make_user):
         session.commit()
     assert job(app, f"job:{ids[0]}").state is JobState.CANCELLED
     assert job(app, f"job:{ids[1]}").state is JobState.QUEUED
+
+
+def test_a_handlers_record_of_success_commits_with_the_jobs_end(app):
+    queue(app, "test.record", "k")
+    (claimed,) = claim(app)
+    assert jobs.run(app, claimed) is JobState.DONE
+    assert job(app, "k").state is JobState.DONE
+    assert job(app, "recorded-by:k").state is JobState.QUEUED
+
+
+def test_claimed_jobs_that_never_ran_go_back_without_costing_an_attempt(app):
+    for n in range(3):
+        queue(app, "test.ok", f"k{n}")
+    claimed = claim(app)
+    assert claim(app) == []
+    with session_scope(app) as session:
+        jobs.release(session, claimed[1:])
+    again = claim(app)
+    assert [(j.key, j.attempts) for j in again] == [("k1", 1), ("k2", 1)]

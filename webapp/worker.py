@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 import gevent
@@ -53,6 +54,7 @@ class JobRunner:
         self.wakeup = Event()
         self.stopping = False
         self.greenlet: gevent.Greenlet | None = None
+        self.ready: deque[jobs.JobRef] = deque()  # claimed, waiting for a free slot
         self.touched: set[int] = set()  # announcements whose jobs finished, not yet told
         self._told_at = 0.0
 
@@ -68,33 +70,53 @@ class JobRunner:
         self.wakeup.set()
 
     def stop(self, timeout_s: float = 5) -> None:
-        """Claim nothing more; give running jobs `timeout_s` to end (an unfinished one
-        runs again after its lease)."""
+        """Claim nothing more and hand back what was claimed but not started; give
+        running jobs `timeout_s` to end (an unfinished one runs again after its lease)."""
         self.stopping = True
         self.wakeup.set()
-        self.pool.join(timeout=timeout_s)
         if self.greenlet is not None:
-            self.greenlet.kill(block=False)
+            self.greenlet.kill()
+        self._release()
+        self.pool.join(timeout=timeout_s)
         self._tell(force=True)
 
     def _loop(self) -> None:
         while not self.stopping:
-            free = self.pool.free_count()
-            claimed: list[jobs.JobRef] = []
-            if free:
-                try:
-                    with session_scope(self.app) as session:
-                        claimed = jobs.claim(session, limit=free, lease_s=self.lease_s)
-                except SQLAlchemyError:
-                    log.exception("claiming jobs failed; trying again shortly")
-            for job in claimed:
-                self.pool.spawn(self._run_one, job)
+            self._claim_ahead()
+            while self.ready and self.pool.free_count():
+                self.pool.spawn(self._run_one, self.ready.popleft())
             self._tell()
-            if claimed and len(claimed) == free:
-                self.pool.wait_available(timeout=self.poll_s)  # busy: claim as slots free
+            if self.ready:
+                self.pool.wait_available(timeout=self.poll_s)  # busy: start as slots free
             else:
                 self.wakeup.wait(self.poll_s)
                 self.wakeup.clear()
+
+    def _claim_ahead(self) -> None:
+        """Keep up to two pools' worth of due jobs claimed: one claim per batch of jobs,
+        not per job, while a big fan-out is being worked through."""
+        size = self.pool.size
+        in_hand = len(self.ready) + size - self.pool.free_count()
+        if in_hand > size:
+            return
+        try:
+            with session_scope(self.app) as session:
+                self.ready.extend(
+                    jobs.claim(session, limit=2 * size - in_hand, lease_s=self.lease_s)
+                )
+        except SQLAlchemyError:
+            log.exception("claiming jobs failed; trying again shortly")
+
+    def _release(self) -> None:
+        """Hand claimed jobs that never started back to the queue."""
+        ready, self.ready = list(self.ready), deque()
+        if not ready:
+            return
+        try:
+            with session_scope(self.app) as session:
+                jobs.release(session, ready)
+        except SQLAlchemyError:  # their leases end anyway
+            log.exception("handing back %d claimed jobs failed", len(ready))
 
     def _run_one(self, job: jobs.JobRef) -> None:
         if self.hold is not None:
@@ -102,9 +124,11 @@ class JobRunner:
                 gevent.sleep(wait_s)
         try:
             outcome = jobs.run(self.app, job)
-        except SQLAlchemyError:  # recording the outcome failed: the lease brings it back
+        except SQLAlchemyError:  # recording the end failed: the lease brings it back
             log.exception("recording the end of job %s failed", job.key)
             return
+        finally:
+            self.wakeup.set()  # it may have queued more (a fan-out): look again
         if outcome is JobState.DONE and job.notification_id is not None:
             self.touched.add(job.notification_id)
 

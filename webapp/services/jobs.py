@@ -10,7 +10,9 @@ job's handler, outside any transaction, and records how it ended.
 Handlers (`@handler("push")`) take the app and a `JobRef`, open short sessions of their
 own, and never hold a transaction across a network call. They end by returning (done) or
 by raising `RetryLater`, `GiveUp` or `Cancel`; any other exception is retried with
-backoff, up to JOB_MAX_ATTEMPTS in all.
+backoff, up to JOB_MAX_ATTEMPTS in all. A handler may return a `Record`: the writes that
+record its success, made in the same transaction that marks the job done (one commit
+instead of two, for work done 10,000 times an announcement).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -75,7 +77,8 @@ class Cancel(JobEnded):
     """The job is no longer needed (a receipt came first, the person opted out, ...)."""
 
 
-Handler = Callable[[Flask, JobRef], None]
+Record = Callable[[Session], None]  # a handler's success, written with the job's end
+Handler = Callable[[Flask, JobRef], Record | None]
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -171,9 +174,13 @@ def finish(
     state: JobState,
     *,
     error: str | None = None,
+    record: Record | None = None,
 ) -> None:
-    """Record how a job ended (done, failed or cancelled), and commit."""
+    """Record how a job ended (done, failed or cancelled), with its handler's `record`
+    of success, and commit."""
     now = utcnow()
+    if record is not None:
+        record(session)
     session.execute(
         update(Job)
         .where(Job.id == job.id)
@@ -221,11 +228,12 @@ def run(app: Flask, job: JobRef) -> JobState | None:
     outcome: JobState | None
     error: str | None = None
     retry_after: float | None = None
+    record: Record | None = None
     if fn is None:
         outcome, error = JobState.FAILED, f"no handler for {job.kind!r}"
     else:
         try:
-            fn(app, job)
+            record = fn(app, job)
             outcome = JobState.DONE
         except Cancel as exc:
             outcome, error = JobState.CANCELLED, exc.reason
@@ -249,13 +257,20 @@ def run(app: Flask, job: JobRef) -> JobState | None:
                 log.warning("job %s failed for good: %s", job.key, error)
                 return JobState.FAILED
             return None
-        finish(session, job, outcome, error=error)
+        finish(session, job, outcome, error=error, record=record)
     return outcome
 
 
-def next_due(session: Session) -> datetime | None:
-    """When the earliest queued job is due (None: nothing is queued)."""
-    return session.scalar(select(func.min(Job.due_at)).where(Job.state == JobState.QUEUED))
+def release(session: Session, claimed: list[JobRef]) -> None:
+    """Hand claimed jobs that never ran back to the queue (their claim not counted as
+    an attempt), and commit."""
+    session.execute(
+        update(Job)
+        .where(Job.id.in_([job.id for job in claimed]), Job.state == JobState.QUEUED)
+        .values(leased_until=None, attempts=Job.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def cancel_for_notification(session: Session, notification_id: int, reason: str) -> int:

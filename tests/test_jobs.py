@@ -218,3 +218,19 @@ def test_claimed_jobs_that_never_ran_go_back_without_costing_an_attempt(app):
         jobs.release(session, claimed[1:])
     again = claim(app)
     assert [(j.key, j.attempts) for j in again] == [("k1", 1), ("k2", 1)]
+
+
+def test_a_job_waits_while_its_process_holds_background_work(app):
+    """A broadcast began: the job's end is written only once the hold is over."""
+    asked = []
+
+    def hold() -> float:
+        asked.append(utcnow())
+        return 0.05 if len(asked) < 3 else 0
+
+    app.extensions[jobs.HOLD_EXTENSION] = hold
+    queue(app, "test.ok", "k")
+    (claimed,) = claim(app)
+    assert jobs.run(app, claimed) is JobState.DONE
+    assert len(asked) == 3
+    assert job(app, "k").finished_at >= asked[-1]

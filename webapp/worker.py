@@ -7,8 +7,9 @@ bigger installation turns that off and runs `flask --app wsgi worker` (or
 Why it cannot slow a broadcast on the same worker much: it runs at most JOB_CONCURRENCY
 jobs at once, each in its own greenlet; every network wait (push service, SMTP) yields
 to the event loop; and in a web process no job starts within JOB_HOLD_AFTER_BROADCAST_MS
-of a broadcast's start, so a fan-out to thousands of tabs has the loop to itself but for
-the jobs already running (bench: "pushes during a broadcast").
+of a broadcast's start, and none that runs takes its next step then (jobs.
+yield_to_broadcasts), so a fan-out to thousands of tabs waits for at most one step of
+each running job (bench: "Web Push").
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class JobRunner:
         from .services import load_job_handlers
 
         load_job_handlers()
+        if self.hold is not None:
+            self.app.extensions[jobs.HOLD_EXTENSION] = self.hold
         self.greenlet = gevent.spawn(self._loop)
         return self
 
@@ -119,9 +122,7 @@ class JobRunner:
             log.exception("handing back %d claimed jobs failed", len(ready))
 
     def _run_one(self, job: jobs.JobRef) -> None:
-        if self.hold is not None:
-            while (wait_s := self.hold()) > 0:
-                gevent.sleep(wait_s)
+        jobs.yield_to_broadcasts(self.app)
         try:
             outcome = jobs.run(self.app, job)
         except SQLAlchemyError:  # recording the end failed: the lease brings it back

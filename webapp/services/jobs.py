@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import gevent
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -178,21 +179,31 @@ def finish(
 ) -> None:
     """Record how a job ended (done, failed or cancelled), with its handler's `record`
     of success, and commit."""
-    now = utcnow()
     if record is not None:
         record(session)
     session.execute(
-        update(Job)
-        .where(Job.id == job.id)
-        .values(
-            state=state,
-            leased_until=None,
-            finished_at=now,
-            last_error=error[:MAX_ERROR_CHARS] if error else None,
-        )
-        .execution_options(synchronize_session=False)
+        _FINISH,
+        {
+            "job_id": job.id,
+            "state": state,
+            "now": utcnow(),
+            "error": error[:MAX_ERROR_CHARS] if error else None,
+        },
     )
     session.commit()
+
+
+# Built once: a statement run for every job costs more to build than to execute.
+_FINISH = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"))
+    .values(
+        state=bindparam("state", type_=_jobs.c.state.type),
+        leased_until=None,
+        finished_at=bindparam("now", type_=_jobs.c.finished_at.type),
+        last_error=bindparam("error", type_=_jobs.c.last_error.type),
+    )
+)
 
 
 def retry(
@@ -221,6 +232,21 @@ def retry(
     return True
 
 
+HOLD_EXTENSION = "schoolbell.jobs.hold"
+
+
+def yield_to_broadcasts(app: Flask) -> None:
+    """Wait while this process says background work should (a broadcast began here a
+    moment ago: worker.JobRunner's `hold`). Called before a job starts, between a
+    handler's CPU-heavy steps, and before its end is written, so that a broadcast to
+    thousands of tabs is never queued behind more than one step of each running job."""
+    hold = app.extensions.get(HOLD_EXTENSION)
+    if hold is None:
+        return
+    while (wait_s := hold()) > 0:
+        gevent.sleep(wait_s)
+
+
 def run(app: Flask, job: JobRef) -> JobState | None:
     """Run one claimed job's handler and record the outcome; return the state it ended
     in (None: queued again)."""
@@ -244,6 +270,7 @@ def run(app: Flask, job: JobRef) -> JobState | None:
         except Exception as exc:  # a bug or an outage: log it, try again later
             log.exception("job %s (attempt %d) failed", job.key, job.attempts)
             outcome, error = None, f"{type(exc).__name__}: {exc}"
+    yield_to_broadcasts(app)
     with session_scope(app) as session:
         if outcome is None:
             again = retry(

@@ -29,7 +29,7 @@ from flask import Flask
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from pywebpush import WebPusher
 from requests.adapters import HTTPAdapter
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -412,11 +412,7 @@ def _outgoing(session: Session, config: Mapping[str, Any], job: jobs.JobRef) -> 
     """Read what the push needs, or Cancel when it is no longer needed."""
     # One query for the four rows (it runs for every push: 10,000 an announcement).
     row = session.execute(
-        select(Notification, Delivery, User, PushSubscription)
-        .join(Delivery, Delivery.notification_id == Notification.id)
-        .join(User, User.id == Delivery.user_id)
-        .outerjoin(PushSubscription, PushSubscription.id == job.subscription_id)
-        .where(Delivery.id == job.delivery_id)
+        _PUSH_ROWS, {"delivery_id": job.delivery_id, "subscription_id": job.subscription_id}
     ).first()
     if row is None:
         raise jobs.Cancel("the announcement is gone")
@@ -533,6 +529,7 @@ def send_push(app: Flask, job: jobs.JobRef) -> jobs.Record:
         push = _outgoing(session, app.config, job)
     # The session is closed: no transaction (on SQLite, no write lock) is held while the
     # push service answers.
+    jobs.yield_to_broadcasts(app)  # encrypting is the step's CPU: not during a broadcast
     response = _post(app, push, push.data)
     if response.status_code == 413:  # too big for this service: the title alone, once
         response = _post(app, push, push.title_only)
@@ -543,16 +540,31 @@ def send_push(app: Flask, job: jobs.JobRef) -> jobs.Record:
 def _record_success(push: OutgoingPush, now: datetime, session: Session) -> None:
     """A push service took the push: the delivery was pushed (first time kept), and the
     device works."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id == push.delivery_id, Delivery.pushed_at.is_(None))
-        .values(pushed_at=now)
+    session.execute(_PUSHED, {"delivery_id": push.delivery_id, "now": now})
+    session.execute(_DEVICE_WORKS, {"subscription_id": push.subscription_id, "now": now})
+
+
+# Built once (they run for every push): building a statement costs more than running it.
+_deliveries, _subscriptions = Delivery.__table__, PushSubscription.__table__
+_PUSHED = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("delivery_id"), _deliveries.c.pushed_at.is_(None))
+    .values(pushed_at=bindparam("now", type_=_deliveries.c.pushed_at.type))
+)
+_DEVICE_WORKS = (
+    update(_subscriptions)
+    .where(_subscriptions.c.id == bindparam("subscription_id"))
+    .values(
+        last_success_at=bindparam("now", type_=_subscriptions.c.last_success_at.type), failures=0
     )
-    session.execute(
-        update(PushSubscription)
-        .where(PushSubscription.id == push.subscription_id)
-        .values(last_success_at=now, failures=0)
-    )
+)
+_PUSH_ROWS = (
+    select(Notification, Delivery, User, PushSubscription)
+    .join(Delivery, Delivery.notification_id == Notification.id)
+    .join(User, User.id == Delivery.user_id)
+    .outerjoin(PushSubscription, PushSubscription.id == bindparam("subscription_id"))
+    .where(Delivery.id == bindparam("delivery_id"))
+)
 
 
 def _settle(app: Flask, job: jobs.JobRef, push: OutgoingPush, response: requests.Response) -> None:

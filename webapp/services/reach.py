@@ -123,7 +123,14 @@ def fan_out_pushes(app: Flask, job: jobs.JobRef) -> None:
             )
             .join(s, s.user_id == d.user_id)
             .join(User, User.id == d.user_id)
-            .where(d.notification_id == notification.id, User.active.is_(True))
+            .where(
+                d.notification_id == notification.id,
+                # Redundant with the join, on purpose: SQLite then probes the deliveries
+                # of the people who have a device (0.1 ms) instead of walking all of
+                # the announcement's (4 ms for 10,000, on the event loop).
+                d.user_id.in_(select(s.user_id)),
+                User.active.is_(True),
+            )
         )
         if notification.priority is not Priority.EMERGENCY:
             rows = rows.where(d.state == DeliveryState.PENDING, User.push_enabled.is_(True))

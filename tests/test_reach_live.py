@@ -307,3 +307,29 @@ def test_jobs_due_while_no_server_ran_go_out_at_start_and_the_worker_command_run
         worker.terminate()
         worker.wait(timeout=10)
         log.close()
+
+
+def test_the_status_page_shows_live_how_each_recipient_was_reached(reach_school, push_service):
+    """A staff socket watching the announcement gets the status with the tab, then the
+    push that went out, without reloading."""
+    from .helpers import session_cookie, signed_in
+    from .wsclient import WSClient
+
+    live = reach_school
+    subscribe(live, push_service, "s7b_1")
+    tab = live.tab("s7b_2")
+    sent = live.api.send(
+        "Trip", "Body", targets={"users": [live.school.emails[h] for h in ("s7b_1", "s7b_2")]}
+    )
+    url = live.server.url
+    browser = signed_in(url, live.school.emails["admin"])
+    dashboard = WSClient(
+        url, cookie=session_cookie(browser), origin=url, query=f"watch=notification:{sent['id']}"
+    ).connect()
+    assert 'data-sent="push">0<' in dashboard.recv()
+    tab.ack(tab.expect("notification")["id"], "delivered")
+    seen = []
+    while not any('data-sent="push">1<' in html for html in seen):
+        seen.append(dashboard.recv(timeout=10))
+    assert '<dd data-channel="tab">1</dd>' in seen[-1]
+    assert '<dd data-channel="not_yet">1</dd>' in seen[-1]

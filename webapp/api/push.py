@@ -16,9 +16,6 @@ from ..services import push
 from . import bp, schemas
 from .auth import api_user
 
-# Authenticated by the token in the push itself: no session, API token or CSRF.
-TOKEN_AUTHENTICATED = {"api.device_receipt"}
-
 
 @bp.get("/push/key")
 def push_key():

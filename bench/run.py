@@ -355,9 +355,13 @@ class Scenario:
         """N guardians with one device each and no tab; one announcement to them all.
         While their pushes go out (each encrypted for its device, VAPID-signed, posted
         to the stand-in, which decrypts and checks it), broadcasts to the students' open
-        tabs on the same worker, against one just before."""
+        tabs on the same worker, against as many just before."""
         devices = schoolbell.add_devices(self.school, json.loads(self.push_file.read_text()))
-        quiet = self.broadcast(server, seq, targets=STUDENTS)
+        quiet = [  # the baseline: as many quiet broadcasts as there are loaded ones
+            self.broadcast(server, seq + n, targets=STUDENTS)
+            for n in range(BROADCASTS_DURING_PUSHES)
+        ]
+        seq += BROADCASTS_DURING_PUSHES - 1
         cpu_before = server.cpu_s()
         status, body = schoolbell.api_call(
             server.url,

@@ -368,6 +368,21 @@ def test_a_key_or_vapid_problem_gives_up_and_counts_a_failure(app, service, peop
     assert len(service.received("phone")) == 1
 
 
+def test_a_device_refused_again_and_again_is_dropped(app, service, people):
+    """A key the push service keeps refusing (400/401/403) costs a push per
+    announcement forever; after MAX_REFUSALS in a row the device is removed."""
+    admin, student = people
+    phone = service.browser("phone")
+    subscription_id, _ = subscribe(app, student, phone.subscription)
+    service.answer("phone", *[403] * push.MAX_REFUSALS)
+    for n in range(push.MAX_REFUSALS):
+        assert row(app, PushSubscription, subscription_id) is not None
+        send(app, admin, student, title=f"Notice {n}")
+        run_due(app)
+    assert len(service.received("phone")) == push.MAX_REFUSALS
+    assert row(app, PushSubscription, subscription_id) is None
+
+
 def test_the_endpoints_secret_path_never_reaches_the_logs(app, service, people, caplog):
     admin, student = people
     phone = service.browser("secret-path-xyz")

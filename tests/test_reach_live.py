@@ -333,3 +333,33 @@ def test_the_status_page_shows_live_how_each_recipient_was_reached(reach_school,
         seen.append(dashboard.recv(timeout=10))
     assert '<dd data-channel="tab">1</dd>' in seen[-1]
     assert '<dd data-channel="not_yet">1</dd>' in seen[-1]
+
+
+def test_pushes_due_while_the_server_was_down_go_out_when_it_starts(
+    database_url, tmp_path, live_server_factory, push_service
+):
+    """An announcement committed while no server ran (a CLI, another host): the web
+    process's own runner pushes it as soon as it starts."""
+    from webapp.db import get_session
+    from webapp.models import User
+    from webapp.services import notifications, push, reach
+    from webapp.services.audience import AudienceSpec
+
+    app = make_test_app(database_url, tmp_path, PUSH_ALLOWED_ORIGINS=push_service.origin)
+    school = build_school(app)
+    phone = push_service.browser("phone")
+    with app.app_context():
+        session = get_session()
+        student = session.get(User, school.ids["s7b_1"])
+        push.subscribe(session, student, phone.subscription, None, "127.0.0.1", config=app.config)
+        draft = notifications.Draft(
+            title="Snow day", body="Closed.", audience=AudienceSpec(users=(student.email,))
+        )
+        prepared = notifications.prepare(session, session.get(User, school.ids["admin"]), draft)
+        notifications.send(session, prepared, delays=reach.Delays(0, 3600))
+    time.sleep(1)
+    assert push_service.received("phone") == []
+    live_server_factory(database_url, **reach_env(push_service))
+    (pushed,) = push_service.wait_for("phone", timeout_s=15)
+    assert pushed.message["title"] == "Snow day" and pushed.status == 201
+    app.extensions["schoolbell.db"].kw["bind"].dispose()

@@ -50,6 +50,9 @@ from .vapid import b64url, b64url_decode
 
 log = logging.getLogger(__name__)
 
+# A device refused this many times in a row (400/401/403: a key or signature the push
+# service no longer takes) is dropped; the person can turn alerts on again.
+MAX_REFUSALS = 3
 RECEIPT_SALT = "schoolbell.push-receipt"
 DEVICE_STATES = (DeliveryState.DELIVERED, DeliveryState.READ)  # what a worker may report
 HTTP_EXTENSION = "schoolbell.push.http"
@@ -585,27 +588,33 @@ def _settle(app: Flask, job: jobs.JobRef, push: OutgoingPush, response: requests
     # 400, 401, 403 (a VAPID or key problem), a 413 even for the title alone, a redirect:
     # trying again would get the same answer.
     with session_scope(app) as session:
-        session.execute(
+        failures = session.scalar(
             update(PushSubscription)
             .where(PushSubscription.id == push.subscription_id)
             .values(failures=PushSubscription.failures + 1)
+            .returning(PushSubscription.failures)
         )
         session.commit()
     detail = " ".join(response.text.split())[:200]
     log.warning("push to %s refused with %d: %s", push.origin, status, detail)
+    if failures is not None and failures >= MAX_REFUSALS:
+        _expire(app, job, push, status, action="push.dropped")
     raise jobs.GiveUp(f"{status} from {push.origin}: {detail}")
 
 
-def _expire(app: Flask, job: jobs.JobRef, push: OutgoingPush, status: int) -> None:
-    """The push service forgot the subscription: delete it. Jobs keep their rows (the
-    foreign key is SET NULL): its queued pushes are cancelled when they come up."""
+def _expire(
+    app: Flask, job: jobs.JobRef, push: OutgoingPush, status: int, action: str = "push.expired"
+) -> None:
+    """The push service forgot the subscription (or refused it MAX_REFUSALS times in a
+    row): delete it. Jobs keep their rows (the foreign key is SET NULL): its queued
+    pushes are cancelled when they come up."""
     with session_scope(app) as session:
         subscription = session.get(PushSubscription, push.subscription_id)
         if subscription is None:
             return
         audit.record(
             session,
-            "push.expired",
+            action,
             subject=f"user:{subscription.user.email}",
             origin=push.origin,
             status=status,

@@ -26,6 +26,9 @@ accesslog = os.environ.get("SCHOOLBELL_ACCESS_LOG", "-")
 # No query string in access logs: old clients may still send ?token=<JWT>.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(D)sus "%(a)s"'
 # Signed links from e-mails carry their token in the path: log /l/open/*** instead.
+# (webapp/logs.py has the same pattern for the app's log; it is not imported from there
+# because importing the webapp package loads Flask, and with it ssl, in the master before
+# gevent patches the workers.)
 SIGNED_LINK_PATH = re.compile(r"(/l/(?:open|confirm)/)[^\s/?]+")
 
 

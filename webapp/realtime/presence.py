@@ -120,10 +120,9 @@ class SharedPresence(Presence):
             self._wake.wait(timeout=self.ttl_s / 3)
             self._wake.clear()
             try:
-                self.sync()
-                if self._failing:
+                if self.sync() and self._failing:  # it did reach Redis
                     log.warning("presence in Redis is back")
-                self._failing = False
+                    self._failing = False
             except Exception as exc:  # Redis away: keep what is dirty and try again
                 if not self._failing:
                     log.warning("presence in Redis unavailable (%s); retrying", exc)
@@ -133,9 +132,10 @@ class SharedPresence(Presence):
                 continue
             gevent.sleep(self.FLUSH_INTERVAL_S)  # coalesce: at most twice a second
 
-    def sync(self) -> None:
+    def sync(self) -> bool:
         """Write what changed here, refresh this share's TTL when due, and read the
-        shares of processes that changed (or appeared, or expired)."""
+        shares of processes that changed (or appeared, or expired). Returns whether
+        Redis was asked anything."""
         now = time.time()
         dirty, self.dirty = self.dirty, set()
         heartbeat = self.rewrite or now - self._last_heartbeat >= self.ttl_s / 3
@@ -149,10 +149,15 @@ class SharedPresence(Presence):
         if heartbeat:
             self._last_heartbeat = now
             self._read_processes(now)
-        for process in list(self.stale):
-            self.stale.discard(process)
-            self._read_share(process)
+        stale, self.stale = self.stale, set()
+        try:
+            for process in stale:
+                self._read_share(process)
+        except Exception:
+            self.stale |= stale
+            raise
         self.on_changed()  # cheap: the pusher re-renders only watched panels, coalesced
+        return bool(wrote or heartbeat or stale)
 
     def _write(self, dirty: set[int], heartbeat: bool, now: float) -> bool:
         key = self.share_key(self.process)
@@ -167,7 +172,7 @@ class SharedPresence(Presence):
             else:
                 present[str(user_id)] = f"{online.sockets} {online.tabs} {online.since:.0f}"
         if not (present or gone or heartbeat):
-            return False
+            return False  # nothing to say
         pipe = self.client.pipeline(transaction=True)
         if self.rewrite:
             pipe.delete(key)

@@ -634,11 +634,9 @@ def test_presence_says_since_when_a_user_is_online(net):
     assert before <= net.hub.presence()[1].since == first.connected_at <= time.time()
 
 
-def test_every_change_of_a_users_sockets_or_tabs_is_told_and_tabs_are_counted(
-    net, presence_calls
-):
+def test_every_change_of_a_users_sockets_or_tabs_is_told_and_tabs_are_counted(net, presence_calls):
     first, _ = net.connect(1)
-    second, _ = net.connect(1)
+    net.connect(1)
     net.connect(1, watch_only=True)
     assert presence_calls == [1, 1]
     net.hub.set_tabs(first, 3)  # a leader tab serving three tabs of its browser

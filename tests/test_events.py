@@ -1,16 +1,25 @@
-"""Broker events: typed values that encode to compact JSON and decode back, refusing
-anything else; the in-process broker hands them over as they are."""
+"""Broker events: typed values that encode to compact JSON naming what to load (never
+bodies or lists of recipients) and decode back, refusing anything else; the broker
+hands this process's own events over as they are."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import gevent
 import pytest
 
 from webapp.realtime import events
 from webapp.realtime.broker import InProcessBroker
-from webapp.realtime.events import CloseUser, EventError, NotificationSent, ReceiptsRecorded
+from webapp.realtime.events import (
+    CloseUser,
+    EventError,
+    Fanout,
+    NotificationSent,
+    PresenceChanged,
+    ReceiptsRecorded,
+)
 
 MESSAGE = {
     "type": "notification",
@@ -24,12 +33,14 @@ MESSAGE = {
     "link": None,
     "author": "Ada",
 }
+READ_AT = datetime(2025, 9, 1, 7, 31, 2, 250_000, tzinfo=UTC)
 EVENTS = [
-    NotificationSent(7, (3, 4, 5), MESSAGE),
-    NotificationSent(7, (), MESSAGE),
-    ReceiptsRecorded((7, 9), ((3, 7, "read"), (4, 9, "acknowledged"))),
-    ReceiptsRecorded((7,), ()),
+    NotificationSent(7, Fanout((3, 4, 5), MESSAGE)),
+    NotificationSent(7),
+    ReceiptsRecorded((7, 9), READ_AT, ((3, 7, "read"), (4, 9, "acknowledged"))),
+    ReceiptsRecorded((7,), None, ()),
     CloseUser(3, "account disabled"),
+    PresenceChanged("host-a:4711:beef01"),
 ]
 
 
@@ -40,21 +51,30 @@ def test_every_event_survives_encode_and_decode(event):
     assert events.decode(encoded) == event
 
 
-def test_the_wire_form_is_compact_json_with_a_type():
+def test_the_wire_form_is_compact_json_naming_what_to_load():
     assert CloseUser(3, "bye").encode() == b'{"type":"close_user","user_id":3,"reason":"bye"}'
-    assert json.loads(ReceiptsRecorded((7,), ((3, 7, "read"),)).encode()) == {
+    # What only the publishing process holds stays there: no body, no recipient list.
+    sent = NotificationSent(7, Fanout(tuple(range(1, 10_001)), MESSAGE))
+    assert sent.encode() == b'{"type":"notification_sent","id":7}'
+    receipts = ReceiptsRecorded((7,), READ_AT, tuple((u, 7, "read") for u in range(1, 10_001)))
+    assert json.loads(receipts.encode()) == {
         "type": "receipts_recorded",
         "notification_ids": [7],
-        "seen": [[3, 7, "read"]],
+        "read_since": "2025-09-01T07:31:02.250000+00:00",
     }
-    assert "Früh".encode() in NotificationSent(7, (3,), MESSAGE).encode()  # not \u-escaped
+    assert PresenceChanged("a:1:ff").encode() == b'{"type":"presence_changed","process":"a:1:ff"}'
+
+
+def test_a_decoded_event_has_nothing_but_what_the_wire_carried():
+    assert events.decode(NotificationSent(7, Fanout((3,), MESSAGE)).encode()).fanout is None
+    assert events.decode(EVENTS[2].encode()).seen is None
 
 
 def wire(**payload) -> bytes:
     return json.dumps(payload).encode()
 
 
-GOOD_SENT = {"type": "notification_sent", "id": 7, "user_ids": [3], "message": MESSAGE}
+GOOD_SENT = {"type": "notification_sent", "id": 7}
 
 
 @pytest.mark.parametrize(
@@ -71,22 +91,23 @@ GOOD_SENT = {"type": "notification_sent", "id": 7, "user_ids": [3], "message": M
         (wire(**{**GOOD_SENT, "id": True}), "notification_sent.id must be an id"),
         (wire(**{**GOOD_SENT, "id": 0}), "notification_sent.id must be an id"),
         (wire(**{**GOOD_SENT, "id": 2**31}), "notification_sent.id must be an id"),
-        (wire(**{**GOOD_SENT, "user_ids": 3}), "user_ids must be a list"),
-        (wire(**{**GOOD_SENT, "user_ids": [3, None]}), "user_ids must be an id"),
-        (wire(**{**GOOD_SENT, "message": "hi"}), "message must be a notification"),
-        (wire(**{**GOOD_SENT, "message": {**MESSAGE, "type": "pong"}}), "must be a notification"),
-        (wire(**{**GOOD_SENT, "id": 8}), "message is not notification 8"),
-        (wire(type="receipts_recorded", notification_ids=[7]), "seen must be a list"),
-        (wire(type="receipts_recorded", seen=[]), "notification_ids must be a list"),
-        (wire(type="receipts_recorded", notification_ids=[7], seen=[[3, 7]]), "each is [user"),
+        (wire(type="receipts_recorded", read_since=None), "notification_ids must be a list"),
+        (wire(type="receipts_recorded", notification_ids=[7, "8"]), "notification_ids must be"),
         (
-            wire(type="receipts_recorded", notification_ids=[7], seen=[[3, 7, "lost"]]),
-            "each is [user",
+            wire(type="receipts_recorded", notification_ids=[7], read_since="yesterday"),
+            "read_since must be an ISO time",
         ),
         (
-            wire(type="receipts_recorded", notification_ids=[7], seen=[["3", 7, "read"]]),
-            "seen must be an id",
+            wire(type="receipts_recorded", notification_ids=[7], read_since=5),
+            "read_since must be an ISO time",
         ),
+        (
+            wire(type="receipts_recorded", notification_ids=[7], read_since="2025-09-01T07:31"),
+            "read_since must have a time zone",
+        ),
+        (wire(type="presence_changed"), "process must be a process name"),
+        (wire(type="presence_changed", process=""), "process must be a process name"),
+        (wire(type="presence_changed", process="x" * 201), "process must be a process name"),
         (wire(type="close_user", user_id=3), "reason must be a string"),
         (wire(type="close_user", reason="bye"), "user_id must be an id"),
         (b"[" * 100_000, "UTF-8 JSON"),

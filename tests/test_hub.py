@@ -163,22 +163,35 @@ class Harness:
 
 
 @pytest.fixture
-def presence_events() -> list[tuple[int, bool]]:
+def presence_calls() -> list[int]:
+    """Every on_presence call: the user whose sockets or tabs changed."""
     return []
 
 
 @pytest.fixture
-def make_hub(presence_events):
+def presence_events() -> list[tuple[int, bool]]:
+    """(user, online) each time a user comes online or goes offline."""
+    return []
+
+
+@pytest.fixture
+def make_hub(presence_calls, presence_events):
     """make_hub(**options) -> a Harness; no heartbeat unless asked for."""
     harnesses: list[Harness] = []
 
     def make(**options) -> Harness:
-        options = {
-            "ping_interval_s": 0,
-            "on_presence": lambda uid, online: presence_events.append((uid, online)),
-            **options,
-        }
-        harness = Harness(Hub(**options))
+        online: dict[int, bool] = {}
+
+        def on_presence(user_id: int) -> None:
+            presence_calls.append(user_id)
+            now = hub.connections_of(user_id) > 0
+            if online.get(user_id, False) != now:
+                online[user_id] = now
+                presence_events.append((user_id, now))
+
+        options = {"ping_interval_s": 0, "on_presence": on_presence, **options}
+        hub = Hub(**options)
+        harness = Harness(hub)
         harnesses.append(harness)
         return harness
 
@@ -592,14 +605,14 @@ def test_close_all_with_a_code_of_its_own(net):
 # Presence --------------------------------------------------------------------------------------
 
 
-def test_presence_changes_on_a_users_first_and_last_socket_only(net, presence_events):
+def test_presence_changes_on_a_users_first_and_last_socket(net, presence_events):
     first, _ = net.connect(1)
     second, _ = net.connect(1)
     watcher, _ = net.connect(1, watch_only=True)
     other, _ = net.connect(2)
     assert presence_events == [(1, True), (2, True)]
     assert set(net.hub.presence()) == {1, 2}
-    assert len(net.hub.presence()[1]) == 2  # watch-only sockets are not presence
+    assert net.hub.presence()[1].sockets == 2  # watch-only sockets are not presence
     net.hub.unregister(first)
     net.hub.unregister(watcher)
     assert presence_events == [(1, True), (2, True)]
@@ -613,14 +626,28 @@ def test_presence_changes_on_a_users_first_and_last_socket_only(net, presence_ev
     assert presence_events[-1] == (1, True)
 
 
-def test_presence_lists_connect_times_in_order(net):
+def test_presence_says_since_when_a_user_is_online(net):
     before = time.time()
-    net.connect(1)
+    first, _ = net.connect(1)
     gevent.sleep(0.01)
     net.connect(1)
-    times = net.hub.presence()[1]
-    assert times == sorted(times) and times[0] < times[1]
-    assert before <= times[0] <= time.time()
+    assert before <= net.hub.presence()[1].since == first.connected_at <= time.time()
+
+
+def test_every_change_of_a_users_sockets_or_tabs_is_told_and_tabs_are_counted(
+    net, presence_calls
+):
+    first, _ = net.connect(1)
+    second, _ = net.connect(1)
+    net.connect(1, watch_only=True)
+    assert presence_calls == [1, 1]
+    net.hub.set_tabs(first, 3)  # a leader tab serving three tabs of its browser
+    net.hub.set_tabs(first, 3)  # no change: not told again
+    assert presence_calls == [1, 1, 1]
+    assert net.hub.presence()[1][:2] == (2, 4)  # two sockets, four tabs
+    net.hub.unregister(first)
+    assert presence_calls == [1, 1, 1, 1]
+    assert net.hub.presence()[1][:2] == (1, 1)
 
 
 def test_a_watcher_only_user_is_never_online(net, presence_events):

@@ -39,6 +39,13 @@ class Defaults:
     JWT_AUDIENCE = "schoolbell-client"
     JWT_TTL_S = 3600
     BROKER_URL = "memory://"  # redis://host:6379/0 when scaled out
+    # The Redis broker's pub/sub link is probed this often (a message to itself), and
+    # replaced when the probe is not back within the timeout (realtime/broker.py).
+    BROKER_PROBE_INTERVAL_S = 20
+    BROKER_PROBE_TIMEOUT_S = 5
+    # With Redis: each process's share of presence expires this long after it stopped
+    # refreshing it (a killed process's tabs leave presence within about this long).
+    PRESENCE_TTL_S = 45
     RATELIMIT_STORAGE_URL = "memory://"  # redis://... so limits hold across workers
     # Comma-separated origins allowed to open /ws with cookies and embed the client,
     # besides the app's own origin.

@@ -298,6 +298,7 @@ INVALID_MESSAGE = ErrorCode(
 NOT_AN_ID = INVALID_MESSAGE.saying("'{field}' must be an id (0 to {max})")
 BAD_AUTH_TOKEN = INVALID_MESSAGE.saying("'token' must be a non-empty string")
 BAD_ACK_STATE = INVALID_MESSAGE.saying("'state' must be one of {states}")
+BAD_TAB_COUNT = INVALID_MESSAGE.saying("'count' must be a whole number from 1 to {max}")
 UNKNOWN_TYPE = ErrorCode("unknown_type", OnSocket.ERROR, "unknown message type {type!r}")
 UNKNOWN_NOTIFICATION = ErrorCode(
     "unknown_notification", OnSocket.ERROR, "notification {id} was not sent to you"

@@ -44,7 +44,7 @@ def online_viewer(user: User) -> User | None:
 
 def online_summary(session: Session, viewer: User | None) -> presence_service.OnlineSummary:
     """Who is online, as `viewer` may see it (None: the whole school)."""
-    return presence_service.summary(session, viewer, live().presence())
+    return presence_service.summary(session, viewer, live().presence.online())
 
 
 def render_online(session: Session, viewer: User | None) -> str:

@@ -202,7 +202,9 @@ def cookie_user() -> SocketUser | None:
 
 def admit(app: Flask, environ: dict) -> Admission | Refusal:
     """Refuse before the handshake what must never get a socket; identify the user."""
-    req, hub, config = Request(environ), app.extensions["schoolbell.live"].hub, app.config
+    req, config = Request(environ), app.config
+    runtime = app.extensions["schoolbell.live"]
+    hub = runtime.hub
     if req.headers.get("Upgrade", "").lower() != "websocket":
         return Refusal(errors.WEBSOCKET_REQUIRED, None)
     origin = req.headers.get("Origin")
@@ -230,7 +232,8 @@ def admit(app: Flask, environ: dict) -> Admission | Refusal:
             user = in_short_greenlet(cookie_user)
     watch = req.args.get("watch")
     if user is not None:
-        if hub.connections_of(user.id) >= config["WS_MAX_PER_USER"]:
+        open_sockets = hub.connections_of(user.id) + runtime.presence.sockets_elsewhere(user.id)
+        if open_sockets >= config["WS_MAX_PER_USER"]:
             return Refusal(errors.TOO_MANY_TABS)
         return Admission(user, None, watch, None)
     gate: AddressGate = app.extensions["schoolbell.ws_gate"]

@@ -1,15 +1,18 @@
 """What the broker carries between processes: one typed, frozen value per event.
 
-On one process (the in-process broker) the values are passed through as they are; a
-broker between processes puts `encode()` on the wire (compact JSON with a `type`) and
-gives `decode()` what it receives, which refuses anything that is not one of these,
+Every event reaches this process's own handlers as the very value published, with
+what only this process holds (an announcement's recipients and message, the receipts
+just written). A broker between processes puts `encode()` on the wire: compact JSON
+with a `type` that names what to load, never bodies or lists of thousands of ids; the
+database is the source of truth. `decode()` refuses anything that is not one of these,
 fully formed (`EventError`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from ..db import MAX_ID
@@ -37,60 +40,60 @@ def _ids(values: object, what: str) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class NotificationSent:
-    """An announcement was committed: send `message` to these recipients' sockets."""
+class Fanout:
+    """What a process that committed an announcement already holds: its recipients and
+    its message. Handed to this process's own hub as it is, never put on the wire."""
 
-    TYPE: ClassVar[str] = "notification_sent"
-    id: int
     user_ids: tuple[int, ...]
     message: dict  # protocol.notification(...); read-only by convention
 
+
+@dataclass(frozen=True, slots=True)
+class NotificationSent:
+    """An announcement was committed. On the wire only its id: every other process
+    reads its recipients and message from the database, once."""
+
+    TYPE: ClassVar[str] = "notification_sent"
+    id: int
+    fanout: Fanout | None = field(default=None, compare=False)  # in this process only
+
     def encode(self) -> bytes:
-        return _encode(
-            self.TYPE, {"id": self.id, "user_ids": list(self.user_ids), "message": self.message}
-        )
+        return _encode(self.TYPE, {"id": self.id})
 
     @classmethod
     def from_payload(cls, payload: dict) -> NotificationSent:
-        notification_id = _id(payload.get("id"), f"{cls.TYPE}.id")
-        user_ids = _ids(payload.get("user_ids"), f"{cls.TYPE}.user_ids")
-        message = payload.get("message")
-        if not isinstance(message, dict) or message.get("type") != "notification":
-            raise EventError(f"{cls.TYPE}.message must be a notification message")
-        if message.get("id") != notification_id:
-            raise EventError(f"{cls.TYPE}.message is not notification {notification_id}")
-        return cls(notification_id, user_ids, message)
+        return cls(_id(payload.get("id"), f"{cls.TYPE}.id"))
 
 
 @dataclass(frozen=True, slots=True)
 class ReceiptsRecorded:
-    """Receipts were committed: these announcements' status changed, and each "seen"
-    (user, notification, state) tells that user's other tabs to drop the alert."""
+    """Receipts were committed: these announcements' status changed. Readers' other
+    tabs drop what was read: this process knows which (`seen`: user, notification,
+    state); another reads the receipts since `read_since` of its own sockets' users."""
 
     TYPE: ClassVar[str] = "receipts_recorded"
     notification_ids: tuple[int, ...]
-    seen: tuple[tuple[int, int, str], ...]
+    read_since: datetime | None = None  # the earliest read or confirmation among them
+    seen: tuple[tuple[int, int, str], ...] | None = field(default=None, compare=False)
 
     def encode(self) -> bytes:
+        since = None if self.read_since is None else self.read_since.isoformat()
         return _encode(
-            self.TYPE,
-            {"notification_ids": list(self.notification_ids), "seen": [list(s) for s in self.seen]},
+            self.TYPE, {"notification_ids": list(self.notification_ids), "read_since": since}
         )
 
     @classmethod
     def from_payload(cls, payload: dict) -> ReceiptsRecorded:
         notification_ids = _ids(payload.get("notification_ids"), f"{cls.TYPE}.notification_ids")
-        seen = payload.get("seen")
-        if not isinstance(seen, list):
-            raise EventError(f"{cls.TYPE}.seen must be a list")
-        triples = []
-        for item in seen:
-            if not (isinstance(item, list) and len(item) == 3 and item[2] in protocol.ACK_STATES):
-                raise EventError(f"{cls.TYPE}.seen: each is [user id, notification id, state]")
-            user_id, notification_id, state = item
-            what = f"{cls.TYPE}.seen"
-            triples.append((_id(user_id, what), _id(notification_id, what), state))
-        return cls(notification_ids, tuple(triples))
+        since = payload.get("read_since")
+        if since is not None:
+            try:
+                since = datetime.fromisoformat(since)
+            except (TypeError, ValueError):
+                raise EventError(f"{cls.TYPE}.read_since must be an ISO time or null") from None
+            if since.tzinfo is None:
+                raise EventError(f"{cls.TYPE}.read_since must have a time zone")
+        return cls(notification_ids, since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +115,27 @@ class CloseUser:
         return cls(_id(payload.get("user_id"), f"{cls.TYPE}.user_id"), reason)
 
 
-Event = NotificationSent | ReceiptsRecorded | CloseUser
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """Process `process` changed its share of presence (in Redis): read it again."""
+
+    TYPE: ClassVar[str] = "presence_changed"
+    process: str
+
+    def encode(self) -> bytes:
+        return _encode(self.TYPE, {"process": self.process})
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> PresenceChanged:
+        process = payload.get("process")
+        if not isinstance(process, str) or not 0 < len(process) <= 200:
+            raise EventError(f"{cls.TYPE}.process must be a process name")
+        return cls(process)
+
+
+Event = NotificationSent | ReceiptsRecorded | CloseUser | PresenceChanged
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (NotificationSent, ReceiptsRecorded, CloseUser)
+    cls.TYPE: cls for cls in (NotificationSent, ReceiptsRecorded, CloseUser, PresenceChanged)
 }
 
 

@@ -22,6 +22,7 @@ from array import array
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import gevent
 from wsproto.frame_protocol import FrameProtocol
@@ -34,6 +35,20 @@ log = logging.getLogger(__name__)
 # is valid on every socket.
 _framer = FrameProtocol(client=False, extensions=[])
 PING_FRAME = bytes(_framer.ping(b""))
+
+
+class Online(NamedTuple):
+    """One user's presence (here, or summed over every process)."""
+
+    sockets: int
+    tabs: int
+    since: float  # epoch seconds of the first socket still open
+
+    def plus(self, other: Online) -> Online:
+        """Both together (one user's presence on two processes)."""
+        return Online(
+            self.sockets + other.sockets, self.tabs + other.tabs, min(self.since, other.since)
+        )
 
 
 def ping_slice(fd: int, slices: int) -> int:
@@ -69,6 +84,7 @@ class Connection:
         "outbox_bytes",
         "sent_ids",
         "sock",
+        "tabs",
         "topics",
         "user_id",
         "watch_only",
@@ -86,6 +102,7 @@ class Connection:
         # notifications and does not count towards presence.
         self.watch_only = watch_only
         self.connected_at = time.time()
+        self.tabs = 1  # browser tabs this socket serves (a leader tab reports the others)
         self.outbox: deque[bytes | memoryview] | None = None  # only while backed up
         self.outbox_bytes = 0
         self.writer: gevent.Greenlet | None = None
@@ -242,7 +259,7 @@ class Hub:
         ping_interval_s: float = 25.0,
         pong_timeout_s: float = 10.0,
         yield_every: int = 1000,
-        on_presence: Callable[[int, bool], None] | None = None,
+        on_presence: Callable[[int], None] | None = None,
     ):
         self.max_outbox_bytes = max_outbox_bytes
         self.send_timeout_s = send_timeout_s
@@ -272,8 +289,8 @@ class Hub:
             return
         conns = self.by_user.get(conn.user_id, ())
         self.by_user[conn.user_id] = (*conns, conn)
-        if not conns and self.on_presence:
-            self.on_presence(conn.user_id, True)
+        if self.on_presence:
+            self.on_presence(conn.user_id)
 
     def unregister(self, conn: Connection) -> None:
         """Remove a connection (idempotent); the last one of a user makes them offline."""
@@ -295,8 +312,8 @@ class Hub:
         self.closed_total += 1
         for topic in list(conn.topics or ()):
             self.unwatch(conn, topic)
-        if left == () and self.on_presence:  # the user's last socket
-            self.on_presence(conn.user_id, False)
+        if left is not None and self.on_presence:
+            self.on_presence(conn.user_id)
 
     def watch(self, conn: Connection, topic: str) -> None:
         """Send this connection the updates published on `topic`."""
@@ -314,12 +331,26 @@ class Hub:
         if conn.topics:
             conn.topics.discard(topic)
 
+    def set_tabs(self, conn: Connection, tabs: int) -> None:
+        """A leader tab reports how many tabs of its browser share its socket."""
+        if tabs != conn.tabs:
+            conn.tabs = tabs
+            if self.on_presence and not conn.watch_only:
+                self.on_presence(conn.user_id)
+
     def connections_of(self, user_id: int) -> int:
         return len(self.by_user.get(user_id, ()))
 
-    def presence(self) -> dict[int, list[float]]:
-        """Online users here: user id -> the connect times of their open sockets."""
-        return {uid: sorted(c.connected_at for c in conns) for uid, conns in self.by_user.items()}
+    def online(self, user_id: int) -> Online | None:
+        """This user's sockets and tabs here, and since when; None when offline here."""
+        conns = self.by_user.get(user_id)
+        if not conns:
+            return None
+        return Online(len(conns), sum(c.tabs for c in conns), min(c.connected_at for c in conns))
+
+    def presence(self) -> dict[int, Online]:
+        """Online users here: user id -> their sockets, tabs and first connect time."""
+        return {uid: self.online(uid) for uid in self.by_user}
 
     def watched_topics(self) -> list[str]:
         return list(self.by_topic)

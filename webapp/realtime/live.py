@@ -1,8 +1,11 @@
-"""The realtime runtime of one process: hub + broker + receipt writer + status pusher.
+"""The realtime runtime of one process: hub + broker + presence + receipt writer +
+status pusher.
 
 Views call it after they commit (`live().publish_sent(result)`); the broker brings
 every event (a typed value, see events.py) back to every process's `handle()`, which
-gives it to the handler of its type, which drives the local hub.
+gives it to the handler of its type, which drives the local hub. An event published
+here carries what this process already holds; one from another process names what to
+read from the database, and is read only where a socket needs it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import gevent
 from flask import Flask, current_app
@@ -19,17 +23,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import errors
 from ..db import session_scope, utcnow
 from ..models import DeliveryState, Installation, Notification, Priority
+from ..services import receipts as receipts_service
+from ..services import replay as replay_service
+from ..services import users as users_service
 from ..services.notifications import SendResult
 from ..services.receipts import Receipt, record_receipts
 from ..worker import JobRunner
 from . import protocol, topics
-from .broker import make_broker
-from .events import CloseUser, Event, NotificationSent, ReceiptsRecorded
+from .broker import RedisBroker, make_broker
+from .events import CloseUser, Event, Fanout, NotificationSent, PresenceChanged, ReceiptsRecorded
 from .heap import HeapKeeper
 from .hub import Hub
+from .presence import Presence, SharedPresence
 
 log = logging.getLogger(__name__)
 MAX_PENDING_RECEIPTS = 200_000
+# A catch-up reads back this much before the broker link was last known whole: an
+# announcement's time is taken before its commit (thousands of deliveries take a
+# while to write), and by the clock of the host that sent it. Sockets drop repeats.
+CATCH_UP_OVERLAP = timedelta(seconds=60)
 
 
 class ReceiptWriter:
@@ -135,17 +147,29 @@ class Live:
             pong_timeout_s=config["WS_PONG_TIMEOUT_S"],
             on_presence=self._presence_changed,
         )
-        self.broker = make_broker(config["BROKER_URL"])
+        self.broker = make_broker(config)
         self.receipts = ReceiptWriter(app, on_written=self.receipts_recorded)
         self.status = StatusPusher(app, self.hub)
+        if isinstance(self.broker, RedisBroker):
+            self.presence: Presence = SharedPresence(
+                self.hub,
+                self.broker.client,
+                ttl_s=config["PRESENCE_TTL_S"],
+                on_changed=self.status.mark_online,
+                announce=lambda: self.broker.publish(PresenceChanged(self.broker.process)),
+            )
+        else:
+            self.presence = Presence(self.hub)
         self.heap = HeapKeeper(self.hub, sweep_after_closes=config["GC_SWEEP_AFTER_CLOSES"])
         self.jobs: JobRunner | None = None  # started by serve() when JOBS_IN_PROCESS
         self.hold_jobs_s = config["JOB_HOLD_AFTER_BROADCAST_MS"] / 1000
+        self.serving_since: datetime | None = None
         self._epoch: str | None = None
         self.handlers: dict[type[Event], Callable] = {
             NotificationSent: self.on_notification_sent,
             ReceiptsRecorded: self.on_receipts_recorded,
             CloseUser: self.on_close_user,
+            PresenceChanged: self.on_presence_changed,
         }
         self.broker.start(self.handle)
 
@@ -161,20 +185,11 @@ class Live:
     def notification_sent(
         self, notification: Notification, author_name: str | None, recipient_ids: list[int]
     ) -> None:
-        self.broker.publish(
-            NotificationSent(
-                notification.id,
-                tuple(recipient_ids),
-                protocol.notification(notification, author_name),
-            )
-        )
+        fanout = Fanout(tuple(recipient_ids), protocol.notification(notification, author_name))
+        self.broker.publish(NotificationSent(notification.id, fanout))
 
     def user_disabled(self, user_id: int) -> None:
         self.broker.publish(CloseUser(user_id, errors.ACCOUNT_DISABLED_CLOSE.message))
-
-    def presence(self) -> dict[int, list[float]]:
-        """Who is online: user id -> connect times of their open tabs."""
-        return self.hub.presence()
 
     # Events from the broker ------------------------------------------------------------
     def handle(self, event: Event) -> None:
@@ -188,7 +203,10 @@ class Live:
     def on_notification_sent(self, event: NotificationSent) -> None:
         """Write the announcement to every local socket of its recipients."""
         started = time.perf_counter()
-        sockets = self.hub.deliver(event.user_ids, event.id, event.message)
+        fanout = event.fanout or self.load_fanout(event.id)
+        if fanout is None:
+            return
+        sockets = self.hub.deliver(fanout.user_ids, event.id, fanout.message)
         log.info(
             "notification %d: written to %d sockets here in %.1f ms",
             event.id,
@@ -196,16 +214,37 @@ class Live:
             (time.perf_counter() - started) * 1000,
         )
 
+    def load_fanout(self, notification_id: int) -> Fanout | None:
+        """Another process's announcement, read from the database (only when a tab is
+        open here; None when withdrawn, expired or gone)."""
+        if not self.hub.by_user:
+            return None
+        with session_scope(self.app) as session:
+            found = replay_service.message_and_recipients(session, notification_id)
+        if found is None:
+            return None
+        row, user_ids = found
+        return Fanout(tuple(user_ids), protocol.notification(row, row.author))
+
     def on_receipts_recorded(self, event: ReceiptsRecorded) -> None:
         """Refresh the watched status of these announcements; tell the readers' other
         tabs what was seen."""
         for notification_id in event.notification_ids:
             self.status.mark(topics.notification_topic(notification_id))
-        for user_id, notification_id, state in event.seen:
+        seen = event.seen
+        if seen is None and event.read_since is not None and self.hub.by_user:
+            with session_scope(self.app) as session:
+                seen = receipts_service.seen_since(
+                    session, event.notification_ids, event.read_since
+                )
+        for user_id, notification_id, state in seen or ():
             self.hub.send_to_user(user_id, protocol.receipt(notification_id, state))
 
     def on_close_user(self, event: CloseUser) -> None:
         self.hub.close_user(event.user_id, protocol.CLOSE_POLICY, event.reason)
+
+    def on_presence_changed(self, event: PresenceChanged) -> None:
+        self.presence.changed_elsewhere(event.process)
 
     def receipts_recorded(self, receipts: list[Receipt]) -> None:
         """Receipts were committed: every process refreshes the status of these
@@ -215,9 +254,36 @@ class Live:
             for r in receipts
             if r.state.rank >= DeliveryState.READ.rank
         )
-        self.broker.publish(
-            ReceiptsRecorded(tuple(sorted({r.notification_id for r in receipts})), seen)
+        read_since = min(
+            (r.at for r in receipts if r.state.rank >= DeliveryState.READ.rank), default=None
         )
+        self.broker.publish(
+            ReceiptsRecorded(tuple(sorted({r.notification_id for r in receipts})), read_since, seen)
+        )
+
+    def catch_up(self, whole_until: datetime | None) -> None:
+        """The broker (re)subscribed: events committed elsewhere since the link was last
+        known whole may never have arrived. Send the sockets here what they miss (each
+        drops what it has), redraw the dashboards, close disabled users' sockets."""
+        if not self.hub.count:
+            return
+        since = (whole_until or self.serving_since or utcnow()) - CATCH_UP_OVERLAP
+        try:
+            with session_scope(self.app) as session:
+                missed = replay_service.missed_since(session, since)
+                disabled = users_service.inactive_ids(session) & set(self.hub.by_user)
+        except SQLAlchemyError:
+            log.exception("catching up after the broker came back failed")
+            return
+        for row, user_ids in missed:
+            self.hub.deliver(user_ids, row.id, protocol.notification(row, row.author))
+        for user_id in disabled:
+            self.hub.close_user(
+                user_id, protocol.CLOSE_POLICY, errors.ACCOUNT_DISABLED_CLOSE.message
+            )
+        for topic in self.hub.watched_topics():
+            self.status.mark(topic)
+        log.info("caught up since %s: %d announcements", since.isoformat(), len(missed))
 
     def hold_jobs(self) -> float:
         """Seconds until background jobs may start again: none start right after a
@@ -226,15 +292,20 @@ class Live:
 
     def jobs_finished(self, notification_ids: set[int]) -> None:
         """Pushes or e-mails of these announcements went out: refresh their status."""
-        self.broker.publish(ReceiptsRecorded(tuple(sorted(notification_ids)), ()))
+        self.broker.publish(ReceiptsRecorded(tuple(sorted(notification_ids)), None, ()))
 
-    def _presence_changed(self, _user_id: int, _online: bool) -> None:
+    def _presence_changed(self, user_id: int) -> None:
+        self.presence.changed(user_id)
         self.status.mark_online()
 
     # Process life ----------------------------------------------------------------------
     def serve(self) -> None:
-        """This process is a server worker (not a test or a CLI command): tune its
-        garbage collection for thousands of long-lived sockets."""
+        """This process is a server worker (not a test or a CLI command): listen to the
+        other processes, share presence, run jobs, tune garbage collection for
+        thousands of long-lived sockets."""
+        self.serving_since = utcnow()
+        self.broker.serve(self.catch_up)
+        self.presence.serve(self.broker.process)
         if self.app.config["GC_FREEZE"]:
             self.heap.start()
         if self.app.config["JOBS_IN_PROCESS"]:
@@ -256,6 +327,7 @@ class Live:
             self.jobs.stop()
         self.heap.stop()
         self.receipts.flush()
+        self.presence.stop()
         self.broker.stop()
         return closed
 

@@ -15,6 +15,7 @@ from ..errors import ErrorCode
 LEGACY_PING = "ping"  # the old design's plain-text keep-alive, answered with "pong"
 LEGACY_PONG = "pong"
 ACK_STATES = ("delivered", "read", "acknowledged")
+MAX_TABS = 100  # tabs one socket may say it serves
 
 # Close codes (RFC 6455 and the registered 4xxx range for the app).
 CLOSE_GOING_AWAY = 1001  # server shutting down: reconnect (with jitter)
@@ -53,7 +54,14 @@ class Ping:
     legacy: bool = False  # True for the plain-text "ping"
 
 
-ClientMessage = Auth | Resume | Ack | Ping
+@dataclass(frozen=True)
+class Tabs:
+    """A leader tab serves this many tabs of its browser over its one socket."""
+
+    count: int
+
+
+ClientMessage = Auth | Resume | Ack | Ping | Tabs
 
 
 def _int_field(payload: dict, name: str, *, optional: bool = False) -> int | None:
@@ -90,6 +98,11 @@ def parse_client(raw: str | bytes) -> ClientMessage:
         return Auth(token)
     if kind == "resume":
         return Resume(_int_field(payload, "last_id", optional=True))
+    if kind == "tabs":
+        count = payload.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_TABS:
+            raise ProtocolError(errors.BAD_TAB_COUNT, max=MAX_TABS)
+        return Tabs(count)
     if kind == "ack":
         state = payload.get("state")
         if state not in ACK_STATES:

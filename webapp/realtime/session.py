@@ -229,6 +229,8 @@ def receive_loop(app: Flask, conn: Connection) -> None:
             replayed = True
         elif isinstance(message, protocol.Ack):
             accept_receipt(app, conn, message)
+        elif isinstance(message, protocol.Tabs):
+            conn.hub.set_tabs(conn, message.count)
         else:
             conn.send_message(protocol.error(errors.ALREADY_AUTHENTICATED))
 

@@ -6,8 +6,10 @@ it into what a viewer may see: admins the whole school, teachers their own class
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +17,9 @@ from sqlalchemy.orm import Session
 from ..models import MemberRole, Membership, Role, SchoolClass, User
 from . import audience
 
-Presence = dict[int, list[float]]  # user id -> connect times (epoch seconds) of open tabs
+# user id -> their presence, summed over every process: `.tabs` open (a browser's tabs
+# may share one socket) and `.since` (epoch seconds of the first socket still open).
+Presence = Mapping[int, Any]
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def summary(session: Session, viewer: User | None, presence: Presence) -> Online
     result.by_class = _by_class(session, viewer if scope is not None else None, online_ids)
     people = session.scalars(select(User).where(User.id.in_(online_ids)).order_by(User.name))
     result.people = [
-        OnlinePerson(u, len(presence[u.id]), datetime.fromtimestamp(min(presence[u.id]), UTC))
+        OnlinePerson(u, presence[u.id].tabs, datetime.fromtimestamp(presence[u.id].since, UTC))
         for u in people
     ]
     return result

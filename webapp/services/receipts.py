@@ -109,3 +109,35 @@ def _forward_update(state: DeliveryState):
         )
         .values(**values)
     )
+
+
+_SEEN_SINCE = select(
+    _deliveries.c.user_id,
+    _deliveries.c.notification_id,
+    _deliveries.c.acknowledged_at,
+).where(
+    _deliveries.c.notification_id.in_(bindparam("ids", expanding=True)),
+    or_(
+        _deliveries.c.read_at >= bindparam("since"),
+        _deliveries.c.acknowledged_at >= bindparam("since"),
+    ),
+)
+
+
+def seen_since(
+    session: Session, notification_ids: Iterable[int], since: datetime
+) -> list[tuple[int, int, str]]:
+    """(user, notification, "read" or "acknowledged") of these announcements' receipts
+    read or confirmed at or after `since`: what another process recorded, for the
+    readers' tabs here."""
+    rows = session.connection().execute(
+        _SEEN_SINCE, {"ids": list(notification_ids), "since": since}
+    )
+    return [
+        (
+            user_id,
+            notification_id,
+            (DeliveryState.ACKNOWLEDGED if acknowledged else DeliveryState.READ).value,
+        )
+        for user_id, notification_id, acknowledged in rows
+    ]

@@ -1,5 +1,7 @@
 """Replay: what a (re)connecting socket must get from the database, so nothing sent
-while a tab was closed or reconnecting is lost."""
+while a tab was closed or reconnecting is lost; and what a process's open sockets must
+get of an announcement another process committed (its message and recipients), or of
+everything it may have missed while its broker link was down (catch-up)."""
 
 from __future__ import annotations
 
@@ -14,43 +16,61 @@ from ..models import Delivery, DeliveryState, Notification, User
 REPLAY_LIMIT = 500
 
 
-def _replay_statement():
-    """Built once: every (re)connecting socket runs it, and building a select with an
-    aliased join (and its cache key) cost more than running it."""
-    notifications, deliveries, authors = (
-        Notification.__table__,
-        Delivery.__table__,
-        User.__table__.alias("author"),
+_notifications, _deliveries, _authors = (
+    Notification.__table__,
+    Delivery.__table__,
+    User.__table__.alias("author"),
+)
+
+
+def _messages():
+    """The fields of a notification message, with its author's name."""
+    notifications = _notifications
+    return select(
+        notifications.c.id,
+        notifications.c.title,
+        notifications.c.body_html,
+        notifications.c.priority,
+        notifications.c.require_ack,
+        notifications.c.created_at,
+        notifications.c.expires_at,
+        notifications.c.link,
+        _authors.c.name.label("author"),
+    ).outerjoin(_authors, _authors.c.id == notifications.c.author_id)
+
+
+def _live(notifications):
+    """Neither withdrawn nor expired (at :now)."""
+    return and_(
+        notifications.c.retracted_at.is_(None),
+        or_(notifications.c.expires_at.is_(None), notifications.c.expires_at > bindparam("now")),
     )
-    wanted = or_(
+
+
+def _still_wanted(notifications, deliveries, last_id):
+    """A delivery its recipient has not seen, or not confirmed yet where asked to, or
+    (with `last_id`) one newer than what the client has."""
+    return or_(
         deliveries.c.state == DeliveryState.PENDING,
         and_(
             notifications.c.require_ack.is_(True),
             deliveries.c.state != DeliveryState.ACKNOWLEDGED,
         ),
-        notifications.c.id > bindparam("last_id"),
+        notifications.c.id > last_id,
     )
+
+
+def _replay_statement():
+    """Built once: every (re)connecting socket runs it, and building a select with an
+    aliased join (and its cache key) cost more than running it."""
+    notifications, deliveries = _notifications, _deliveries
     return (
-        select(
-            notifications.c.id,
-            notifications.c.title,
-            notifications.c.body_html,
-            notifications.c.priority,
-            notifications.c.require_ack,
-            notifications.c.created_at,
-            notifications.c.expires_at,
-            notifications.c.link,
-            authors.c.name.label("author"),
-        )
+        _messages()
         .join(deliveries, deliveries.c.notification_id == notifications.c.id)
-        .outerjoin(authors, authors.c.id == notifications.c.author_id)
         .where(
             deliveries.c.user_id == bindparam("user_id"),
-            notifications.c.retracted_at.is_(None),
-            or_(
-                notifications.c.expires_at.is_(None), notifications.c.expires_at > bindparam("now")
-            ),
-            wanted,
+            _live(notifications),
+            _still_wanted(notifications, deliveries, bindparam("last_id")),
         )
         .order_by(notifications.c.id)
         .limit(bindparam("limit"))
@@ -77,3 +97,46 @@ def replay_for(
         },
     )
     return [(row, row.author) for row in rows]
+
+
+# For other processes' sockets ----------------------------------------------------------
+_MESSAGE = _messages().where(_notifications.c.id == bindparam("id"), _live(_notifications))
+_RECIPIENTS = select(_deliveries.c.user_id).where(_deliveries.c.notification_id == bindparam("id"))
+_MISSED = (
+    _messages()
+    .where(_notifications.c.created_at >= bindparam("since"), _live(_notifications))
+    .order_by(_notifications.c.id)
+    .limit(REPLAY_LIMIT)
+)
+_STILL_WANTED_BY = (
+    select(_deliveries.c.user_id)
+    .join(_notifications, _notifications.c.id == _deliveries.c.notification_id)
+    .where(
+        _deliveries.c.notification_id == bindparam("id"),
+        _still_wanted(_notifications, _deliveries, MAX_ID),
+    )
+)
+
+
+def message_and_recipients(
+    session: Session, notification_id: int, now: datetime | None = None
+) -> tuple[Row, list[int]] | None:
+    """A committed announcement's message fields and every recipient's id; None once
+    it is withdrawn, expired or gone."""
+    connection = session.connection()
+    row = connection.execute(_MESSAGE, {"id": notification_id, "now": now or utcnow()}).first()
+    if row is None:
+        return None
+    return row, list(connection.execute(_RECIPIENTS, {"id": notification_id}).scalars())
+
+
+def missed_since(
+    session: Session, since: datetime, now: datetime | None = None
+) -> list[tuple[Row, list[int]]]:
+    """Every announcement committed since `since` (still live), oldest first, with the
+    recipients who have not seen it yet (or not confirmed it where asked to)."""
+    connection = session.connection()
+    rows = connection.execute(_MISSED, {"since": since, "now": now or utcnow()}).all()
+    return [
+        (row, list(connection.execute(_STILL_WANTED_BY, {"id": row.id}).scalars())) for row in rows
+    ]

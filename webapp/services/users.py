@@ -389,3 +389,8 @@ def _required(password_hash: str | None) -> str:
     if password_hash is None:  # a caller's mistake, never a user's
         raise ValueError("a new password needs its hash, made with new_password_hash()")
     return password_hash
+
+
+def inactive_ids(session: Session) -> set[int]:
+    """Every disabled account's id."""
+    return set(session.scalars(select(User.id).where(User.active.is_(False))))

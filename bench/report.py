@@ -305,7 +305,7 @@ def redis_table(runs: list[dict]) -> str:
                 _ratio(redis["fanout"]["p99"], local["fanout"]["p99"]),
                 _pair(local["cpu_per_broadcast_ms"], redis["cpu_per_broadcast_ms"]),
                 _ratio(redis["cpu_per_broadcast_ms"], local["cpu_per_broadcast_ms"]),
-                _fmt(redis["redis_cpu_per_broadcast_ms"]),
+                _fmt(redis["redis_cpu_per_broadcast_ms"], 1),
                 _ratio(with_redis, local["cpu_per_broadcast_ms"]),
             ]
         )
@@ -358,7 +358,7 @@ def two_process_table(runs: list[dict]) -> str:
                 f"{_fmt(single['write_ms'])} / {_pair(*writes)}",
                 received,
                 _pair(single["cpu_per_broadcast_ms"], two["cpu_per_broadcast_ms"]),
-                _pair(single["redis_cpu_per_broadcast_ms"], two["redis_cpu_per_broadcast_ms"]),
+                _pair(single["redis_cpu_per_broadcast_ms"], two["redis_cpu_per_broadcast_ms"], 1),
             ]
         )
         for row in (single, two):

@@ -97,6 +97,7 @@ NOT_BEARER = INVALID_TOKEN.saying("Use 'Authorization: Bearer <API token>'.")
 ADMINS_ONLY = FORBIDDEN.saying("Only administrators can manage the roster.")
 TOKENS_ADMINS_ONLY = FORBIDDEN.saying("Only administrators can issue client tokens.")
 STAFF_ONLY = FORBIDDEN.saying("The dashboard is for school staff.")
+PRESENCE_STAFF_ONLY = FORBIDDEN.saying("Who is online is for school staff to see.")
 
 # The JSON API's request bodies and query parameters (api/schemas.py).
 JSON_BODY_REQUIRED = UNSUPPORTED_MEDIA_TYPE.saying(

@@ -53,6 +53,17 @@ forwarded_allow_ips = os.environ.get("SCHOOLBELL_FORWARDED_ALLOW_IPS", "127.0.0.
 gevent.config.track_greenlet_tree = False
 
 
+def on_starting(server):
+    """Several workers need a broker between them: with the in-process one, each
+    worker's tabs would only get what that worker sent (the others on reconnect)."""
+    broker = os.environ.get("SCHOOLBELL_BROKER_URL", "memory://") or "memory://"
+    if server.cfg.workers > 1 and broker == "memory://":
+        raise SystemExit(
+            f"Schoolbell: {server.cfg.workers} workers need a shared broker: set "
+            "SCHOOLBELL_BROKER_URL=redis://host:6379/0 (README: Scaling out), or run one worker."
+        )
+
+
 def post_worker_init(worker):
     """Tune garbage collection for long-lived sockets (realtime/heap.py). On SIGTERM,
     close every socket with 1001 at once (clients reconnect elsewhere or after the

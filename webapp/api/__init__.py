@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from . import notifications, push, views
+from . import notifications, presence, push, views

@@ -23,6 +23,7 @@ from ..services import audience
 from ..services.audience import AudienceSpec
 from ..services.classes import Person
 from ..services.notifications import Draft, SendResult
+from ..services.presence import OnlineSummary
 from ..services.status import ChannelCounts, reached_by
 from ..services.users import UserInput, parse_role
 from ..tokens import ClientToken
@@ -141,6 +142,26 @@ def class_json(school_class: SchoolClass) -> dict[str, Any]:
         "id": school_class.id,
         "name": school_class.name,
         "created_at": _iso(school_class.created_at),
+    }
+
+
+def presence_json(summary: OnlineSummary) -> dict[str, Any]:
+    """Who is online: counts per role and class (online / total), and the people."""
+    return {
+        "online": summary.online,
+        "total": summary.people_total,
+        "roles": [{"role": r, "online": on, "total": n} for r, on, n in summary.by_role],
+        "classes": [{"name": c, "online": on, "total": n} for c, on, n in summary.by_class],
+        "users": [
+            {
+                "email": person.user.email,
+                "name": person.user.name,
+                "role": person.user.role.value,
+                "tabs": person.tabs,
+                "since": _iso(person.since),
+            }
+            for person in summary.people
+        ],
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import errors
 from ..models import MemberRole, Membership, Role, SchoolClass, User
 from . import audience
 
@@ -36,6 +37,14 @@ class OnlineSummary:
     by_role: list[tuple[str, int, int]] = field(default_factory=list)  # role, online, all
     by_class: list[tuple[str, int, int]] = field(default_factory=list)  # class, online, all
     people: list[OnlinePerson] = field(default_factory=list)
+
+
+def visible_to(session: Session, user: User, presence: Presence) -> OnlineSummary:
+    """What `user` may see of presence: admins the whole school, teachers their own
+    classes; nobody else (Forbidden)."""
+    if not user.role.is_staff:
+        raise errors.PRESENCE_STAFF_ONLY.error()
+    return summary(session, None if user.role is Role.ADMIN else user, presence)
 
 
 def summary(session: Session, viewer: User | None, presence: Presence) -> OnlineSummary:

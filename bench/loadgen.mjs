@@ -96,6 +96,7 @@ function countInto(map, key) {
 /** Bench state: the clients and what is being measured right now. */
 const state = {
   kind: null, // "schoolbell" | "naive" | "socketio"
+  urls: [], // the server's URL, or one per process: client i talks to urls[i % length]
   clients: [],
   measuring: null, // the broadcast being timed: {seq, t0, arrivals, received}
   reconnect: null, // while a restart is being watched: per-client times
@@ -131,7 +132,7 @@ function seqOf(message) {
 class Client {
   constructor(index, options) {
     this.index = index;
-    this.options = options; // {kind, url, token}
+    this.options = options; // {kind, url, token, group}
     this.ready = false;
     this.open = false;
     this.lastId = null; // highest notification id received (Schoolbell)
@@ -315,14 +316,19 @@ function openClients() {
 }
 
 // Commands ---------------------------------------------------------------------------
-/** connect {kind, url, n, tokens_file?, concurrency, wait_s}: open N clients, at most
- * `concurrency` handshakes in flight; ready = open (naive), connected (socketio), or
- * `hello` received after the auth message (Schoolbell). */
+/** connect {kind, url | urls, n, tokens_file?, concurrency, wait_s}: open N clients, at
+ * most `concurrency` handshakes in flight; ready = open (naive), connected (socketio), or
+ * `hello` received after the auth message (Schoolbell). With `urls` (one server process
+ * each), client i connects to urls[i % urls.length]: the processes share the clients. */
 async function connectAll(cmd) {
   state.kind = cmd.kind;
   state.dropped = 0;
+  state.urls = cmd.urls || [cmd.url];
   const tokens = cmd.tokens_file ? JSON.parse(readFileSync(cmd.tokens_file, "utf8")) : [];
-  state.clients = Array.from({ length: cmd.n }, (_, i) => new Client(i, { kind: cmd.kind, url: cmd.url, token: tokens[i] }));
+  state.clients = Array.from({ length: cmd.n }, (_, i) => {
+    const group = i % state.urls.length;
+    return new Client(i, { kind: cmd.kind, url: state.urls[group], token: tokens[i], group });
+  });
   const errors = {};
   let next = 0;
   let inflight = 0;
@@ -386,6 +392,7 @@ async function broadcast(cmd) {
   const probes = burst.length ? (cmd.probes || []).map((probe) => runProbe(probe, active)) : [];
   if (burst.length) await sleep(cmd.burst_lead_ms ?? 100);
   const expected = openClients().length;
+  const expectedByUrl = state.urls.map((_, group) => openClients().filter((c) => c.options.group === group).length);
   const cpu = process.cpuUsage();
   let done;
   const finished = new Promise((resolve) => (done = resolve));
@@ -413,6 +420,7 @@ async function broadcast(cmd) {
   const samples = await Promise.all(probes);
   const latencies = Array.from(m.arrivals).filter((x) => !Number.isNaN(x));
   const first = latencies.length ? Math.min(...latencies) : 0;
+  const byUrl = state.urls.length > 1 ? perUrl(m, first, expectedByUrl) : null;
   let parsed = null;
   try {
     parsed = JSON.parse(response.body);
@@ -429,11 +437,30 @@ async function broadcast(cmd) {
     complete_ms: round2(completeMs),
     e2e: summary(latencies),
     fanout: summary(latencies.map((x) => x - first)),
+    by_url: byUrl,
     probes: Object.fromEntries((cmd.probes || []).map((p, i) => [p.name, samples[i]])),
     burst: burst.length ? burstSummary(answered, burstStarted) : null,
     dropped_so_far: state.dropped,
     loadgen_cpu_s: cpuSeconds(cpu),
   };
+}
+
+/** The same broadcast per server process (several URLs): each one's clients, how many
+ * received it, and their latencies (fan-out still from the first receipt of all). */
+function perUrl(m, first, expected) {
+  return state.urls.map((url, group) => {
+    const arrivals = [];
+    state.clients.forEach((client, i) => {
+      if (client.options.group === group && !Number.isNaN(m.arrivals[i])) arrivals.push(m.arrivals[i]);
+    });
+    return {
+      url,
+      expected: expected[group],
+      received: arrivals.length,
+      e2e: summary(arrivals),
+      fanout: summary(arrivals.map((x) => x - first)),
+    };
+  });
 }
 
 /** What a burst got: how many of each status, how many 503s lacked Retry-After, and the

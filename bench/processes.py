@@ -1,4 +1,5 @@
-"""Child processes of the benchmark: gunicorn servers and the Node load generator.
+"""Child processes of the benchmark: gunicorn servers, the Node load generator, and the
+redis-server of the Redis broker's rows.
 
 Each is started pinned to its core (`taskset -c`), and stopped by its PID: first
 politely, then with SIGKILL after a deadline. /proc gives the worker's RSS and CPU time.
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SERVER_CPU = "0"
 LOADGEN_CPU = "1"
+REDIS_SERVER = "/usr/bin/redis-server"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -183,6 +185,71 @@ class Gunicorn:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.worker_pid, signal.SIGKILL)
         return time.monotonic() - start
+
+
+class RedisServer:
+    """A redis-server of the bench's own (never the machine's shared one) on a free port,
+    pinned to SERVER_CPU: it is part of the server side, so its work competes with the
+    workers', not with the load generator that keeps the clock. Nothing is persisted."""
+
+    def __init__(self, port: int, workdir: Path, log_path: Path):
+        self.port, self.workdir, self.log_path = port, workdir, log_path
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        return [
+            "taskset",
+            "-c",
+            SERVER_CPU,
+            REDIS_SERVER,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--logfile",
+            "",  # stdout, into log_path
+        ]
+
+    def start(self, timeout_s: float = 10) -> RedisServer:
+        """Start and wait until it answers PING."""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(
+                    f"redis-server exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn,
+            ):
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise BenchError(f"redis-server did not answer within {timeout_s} s; see {self.log_path}")
+
+    def cpu_s(self) -> float | None:
+        # taskset execs redis-server: the same PID
+        return cpu_seconds(self.proc.pid) if self.proc else None
+
+    def rss_kb(self) -> int | None:
+        return rss_kb(self.proc.pid) if self.proc else None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_pid(self.proc, signal.SIGTERM, 10)
 
 
 class LineProcess:

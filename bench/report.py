@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 BASELINE = "naive-plain"
+IN_PROCESS, REDIS, TWO_PROCESSES = "schoolbell", "schoolbell-redis", "schoolbell-2proc"
 
 
 def _median(values: list[float]) -> float | None:
@@ -48,7 +49,16 @@ def summarize(run: dict) -> dict:
         "kb_per_conn": memory.get("kb_per_conn_connected"),
         "kb_per_conn_after": memory.get("kb_per_conn_after_broadcasts"),
         "cpu_s": run.get("cpu", {}).get("total_s"),
+        "cpu_per_broadcast_ms": _per_broadcast_ms(run.get("cpu"), casts),
+        "redis_cpu_per_broadcast_ms": _per_broadcast_ms(run.get("redis_cpu"), casts),
     }
+
+
+def _per_broadcast_ms(cpu: dict | None, casts: list[dict]) -> float | None:
+    """CPU time over the measured broadcasts (from /proc, in 10 ms ticks), per broadcast."""
+    if not cpu or not casts:
+        return None
+    return cpu["broadcasts_s"] * 1000 / len(casts)
 
 
 def _ratio(value, base) -> str:
@@ -132,6 +142,8 @@ def broadcast_table(runs: list[dict]) -> str:
         for cast in run.get("broadcasts", []):
             mark = "" if cast["received"] == run["n"] else " !"
             hub = f" (write {cast['write_ms']:.0f})" if cast.get("write_ms") is not None else ""
+            if cast.get("write_ms_each"):
+                hub = " (write " + "/".join(_fmt(ms) for ms in cast["write_ms_each"]) + ")"
             cells.append(f"{_fmt(cast['e2e']['p99_ms'], 1)} / {cast['received']}{mark}{hub}")
         lines.append(cells + [""] * (len(header) - len(cells)))
     return _align(header, lines)
@@ -258,6 +270,103 @@ def push_table(runs: list[dict]) -> str:
     return _align(header, lines) if lines else ""
 
 
+def _pair(a, b, digits: int = 0) -> str:
+    return f"{_fmt(a, digits)} / {_fmt(b, digits)}"
+
+
+def redis_table(runs: list[dict]) -> str:
+    """The Redis broker against the in-process one: one worker each, same N."""
+    rows = {(r["server"], r["n"]): r for r in map(summarize, runs)}
+    header = [
+        "N",
+        "e2e p99 in-process / Redis",
+        "e2e ratio",
+        "fan-out p99 in-process / Redis",
+        "fan-out ratio",
+        "worker CPU ms/broadcast in-process / Redis",
+        "CPU ratio",
+        "redis-server CPU ms/broadcast",
+        "CPU ratio with redis-server",
+    ]
+    lines = []
+    for n in sorted({n for server, n in rows if server == REDIS}):
+        local, redis = rows.get((IN_PROCESS, n)), rows[(REDIS, n)]
+        if local is None:
+            continue
+        with_redis = None
+        if redis["cpu_per_broadcast_ms"] is not None:
+            with_redis = redis["cpu_per_broadcast_ms"] + (redis["redis_cpu_per_broadcast_ms"] or 0)
+        lines.append(
+            [
+                f"{n:,}",
+                _pair(local["e2e"]["p99"], redis["e2e"]["p99"]),
+                _ratio(redis["e2e"]["p99"], local["e2e"]["p99"]),
+                _pair(local["fanout"]["p99"], redis["fanout"]["p99"]),
+                _ratio(redis["fanout"]["p99"], local["fanout"]["p99"]),
+                _pair(local["cpu_per_broadcast_ms"], redis["cpu_per_broadcast_ms"]),
+                _ratio(redis["cpu_per_broadcast_ms"], local["cpu_per_broadcast_ms"]),
+                _fmt(redis["redis_cpu_per_broadcast_ms"], 1),
+                _ratio(with_redis, local["cpu_per_broadcast_ms"]),
+            ]
+        )
+        for row in (local, redis):
+            if row["error"]:
+                lines.append([f"  ^ {row['server']} FAILED: {row['error']}"])
+    return _align(header, lines) if lines else ""
+
+
+def two_process_table(runs: list[dict]) -> str:
+    """Two processes holding N/2 clients each against one holding N, both with the Redis
+    broker (sends go through the first of the two)."""
+    one = {r["n"]: summarize(r) for r in runs if r["server"] == REDIS}
+    header = [
+        "N",
+        "e2e p99 one / two",
+        "e2e ratio",
+        "e2e p99 A / B",
+        "fan-out p99 one / two",
+        "fan-out ratio",
+        "write ms one / A / B",
+        "received A + B",
+        "worker CPU ms/broadcast one / A+B",
+        "redis-server CPU ms/broadcast one / two",
+    ]
+    lines = []
+    for run in runs:
+        if run["server"] != TWO_PROCESSES or run["n"] not in one:
+            continue
+        two, single = summarize(run), one[run["n"]]
+        casts = run.get("broadcasts", [])
+        halves = [[b["by_url"][i] for b in casts if b.get("by_url")] for i in range(2)]
+        writes = [
+            _median([(b.get("write_ms_each") or [None, None])[i] for b in casts]) for i in range(2)
+        ]
+        received = " + ".join(
+            "-" if not half else f"{min(h['received'] for h in half)}/{half[0]['expected']}"
+            for half in halves
+        )
+        if two["received"] is not None and two["received"] < run["n"]:
+            received += " !"
+        lines.append(
+            [
+                f"{run['n']:,}",
+                _pair(single["e2e"]["p99"], two["e2e"]["p99"]),
+                _ratio(two["e2e"]["p99"], single["e2e"]["p99"]),
+                _pair(*(_median([h["e2e"]["p99_ms"] for h in half]) for half in halves)),
+                _pair(single["fanout"]["p99"], two["fanout"]["p99"]),
+                _ratio(two["fanout"]["p99"], single["fanout"]["p99"]),
+                f"{_fmt(single['write_ms'])} / {_pair(*writes)}",
+                received,
+                _pair(single["cpu_per_broadcast_ms"], two["cpu_per_broadcast_ms"]),
+                _pair(single["redis_cpu_per_broadcast_ms"], two["redis_cpu_per_broadcast_ms"], 1),
+            ]
+        )
+        for row in (single, two):
+            if row["error"]:
+                lines.append([f"  ^ {row['server']} FAILED: {row['error']}"])
+    return _align(header, lines) if lines else ""
+
+
 def _probe_cell(stats: dict | None) -> str:
     if not stats or not stats.get("count"):
         return "-"
@@ -317,6 +426,34 @@ def render(results: dict) -> str:
         "Each broadcast (e2e p99 ms / clients that received it):",
         broadcast_table(runs),
     ]
+    override = results.get("settings", {}).get("broker_url_override")
+    if override:
+        parts += [
+            "",
+            f"NOTE: BENCH_BROKER_URL={override} replaced the redis:// URL: the Redis rows",
+            "below did not use the Redis broker (a check of the harness, not a measurement).",
+        ]
+    broker = redis_table(runs)
+    if broker:
+        parts += [
+            "",
+            "Redis broker vs in-process broker: one worker each, same N (the issue's bar: the",
+            "Redis path at most 1.10x). p99: as in the main table. CPU ms/broadcast: the",
+            "worker's CPU time over the measured broadcasts (/proc, 10 ms ticks) divided by",
+            "their number; redis-server's apart (it shares CPU 0 with the worker).",
+            broker,
+        ]
+    split = two_process_table(runs)
+    if split:
+        parts += [
+            "",
+            "Two processes vs one, both with the Redis broker: schoolbell-2proc (N/2 tabs on",
+            "each of A and B, every send through A) against schoolbell-redis (one process,",
+            "N tabs). Both processes AND redis-server share CPU 0: this measures what",
+            "splitting costs, not a speed-up. e2e and fan-out over all N clients (A / B: each",
+            "half's e2e p99); write ms: each hub's own; received: the fewest of a broadcast.",
+            split,
+        ]
     extra = schoolbell_table(runs)
     if extra:
         parts += [

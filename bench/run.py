@@ -5,13 +5,18 @@ gunicorn with one gevent worker pinned to CPU 0, open N WebSocket clients from o
 process pinned to CPU 1, and measure the time to connect them all, several broadcasts
 (latency from the send request to every client's receipt, and the count received), the
 worker's RSS and CPU time. For Schoolbell also: receipts, /healthz and the compose
-preview during a broadcast, and reconnecting after a restart.
+preview during a broadcast, and reconnecting after a restart. Two more Schoolbell rows
+take the main measurements only: `schoolbell-redis` (the Redis broker, its own
+redis-server on CPU 0) and `schoolbell-2proc` (two processes, N/2 clients each, one
+Redis broker between them; sends go through the first).
 
     .venv/bin/python bench/run.py [--n 1000,5000] [--broadcasts 5] [--quick]
                                   [--servers schoolbell,naive-plain] [--no-reconnect]
 
-Environment: BENCH_N, BENCH_BROADCASTS (the same as --n, --broadcasts). Loopback only;
-every child process is stopped by PID when its scenario ends, whatever happens.
+Environment: BENCH_N, BENCH_BROADCASTS (the same as --n, --broadcasts); BENCH_BROKER_URL
+replaces the redis:// URL the Redis rows' servers get (memory:// checks the harness without
+the Redis broker; the report says so). Loopback only; every child process is stopped by
+PID when its scenario ends, whatever happens.
 """
 
 from __future__ import annotations
@@ -40,17 +45,26 @@ import school as schoolbell
 from processes import (
     BENCH,
     LOADGEN_CPU,
+    REDIS_SERVER,
     ROOT,
     BenchError,
     Gunicorn,
     LoadGen,
     PushStandIn,
+    RedisServer,
     free_port,
     raise_fd_limit,
     stop_pid,
 )
 
-SERVERS = ("schoolbell", "naive-plain", "naive-deflate", "socketio")
+SERVERS = (
+    "schoolbell",
+    "schoolbell-redis",
+    "schoolbell-2proc",
+    "naive-plain",
+    "naive-deflate",
+    "socketio",
+)
 BODY_HTML = (
     "<p>Fire drill at <strong>10:00</strong>: leave by the nearest exit and meet your "
     "class in the yard.</p>"
@@ -79,17 +93,30 @@ class Options:
 
 @dataclass(frozen=True)
 class Usage:
-    """The worker's resident memory and CPU time at one moment."""
+    """The workers' resident memory and CPU time at one moment (each process's, in the
+    order started), and the redis-server's CPU time when there is one."""
 
-    rss_kb: int
-    cpu_s: float
+    rss_kb_each: tuple[int, ...]
+    cpu_s_each: tuple[float, ...]
+    redis_cpu_s: float | None = None
+
+    @property
+    def rss_kb(self) -> int:
+        return sum(self.rss_kb_each)
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.cpu_s_each)
 
     @classmethod
-    def of(cls, server: Gunicorn) -> Usage:
-        rss, cpu = server.rss_kb(), server.cpu_s()
-        if rss is None or cpu is None:
-            raise BenchError("the server's worker is gone")
-        return cls(rss, cpu)
+    def of(cls, servers: list[Gunicorn], redis: RedisServer | None = None) -> Usage:
+        rss, cpu = [s.rss_kb() for s in servers], [s.cpu_s() for s in servers]
+        if None in rss or None in cpu:
+            raise BenchError("a server's worker is gone")
+        redis_cpu = redis.cpu_s() if redis is not None else None
+        if redis is not None and redis_cpu is None:
+            raise BenchError("the redis-server is gone")
+        return cls(tuple(rss), tuple(cpu), redis_cpu)
 
 
 @dataclass(frozen=True)
@@ -100,10 +127,16 @@ class ServerKind:
     client: str  # the load generator's client kind: schoolbell, naive or socketio
     env: dict
     pythonpath: str | None = None
+    redis: bool = False  # a redis-server of its own, as SCHOOLBELL_BROKER_URL
+    processes: int = 1  # gunicorn servers of one worker each; sends go to the first
 
 
 KINDS = {
     "schoolbell": ServerKind("wsgi:app", "schoolbell", {}),
+    "schoolbell-redis": ServerKind("wsgi:app", "schoolbell", {}, redis=True),
+    # Two servers on one SQLite file: only the first one writes deliveries (every send
+    # goes through it); the second one's writes are its clients' hellos and resumes.
+    "schoolbell-2proc": ServerKind("wsgi:app", "schoolbell", {}, redis=True, processes=2),
     "naive-plain": ServerKind("naive_server:app", "naive", {"BENCH_NAIVE_MODE": "plain"}, "bench"),
     "naive-deflate": ServerKind(
         "naive_server:app", "naive", {"BENCH_NAIVE_MODE": "deflate"}, "bench"
@@ -117,14 +150,20 @@ def connect_timeout_s(n: int) -> float:
     return max(60.0, n * 0.02)
 
 
-def wait_idle(server: Gunicorn, timeout_s: float = 15.0) -> float:
-    """Wait until the worker uses (almost) no CPU: less than 20 ms over 0.5 s. Returns
-    how long that took (so measurements start from a quiet server)."""
+def wait_idle(servers: Gunicorn | list[Gunicorn], timeout_s: float = 15.0) -> float:
+    """Wait until the workers use (almost) no CPU: less than 20 ms over 0.5 s between
+    them. Returns how long that took (so measurements start from a quiet server)."""
+    servers = servers if isinstance(servers, list) else [servers]
+
+    def used() -> float | None:
+        each = [s.cpu_s() for s in servers]
+        return None if None in each else sum(each)
+
     start = time.monotonic()
-    before = server.cpu_s()
+    before = used()
     while time.monotonic() - start < timeout_s:
         time.sleep(0.5)
-        now = server.cpu_s()
+        now = used()
         if before is None or now is None or now - before < 0.02:
             break
         before = now
@@ -164,10 +203,12 @@ def payload(seq: int) -> dict:
     }
 
 
-def send_request(name: str, base_url: str, seq: int, school, targets: dict | None = None) -> dict:
+def send_request(
+    kind: ServerKind, base_url: str, seq: int, school, targets: dict | None = None
+) -> dict:
     """The HTTP request that makes this server broadcast message `seq` (Schoolbell:
     to everyone, or to `targets`)."""
-    if name == "schoolbell":
+    if kind.client == "schoolbell":
         return schoolbell.send_request(base_url, school, seq, targets)
     return {
         "method": "POST",
@@ -177,8 +218,8 @@ def send_request(name: str, base_url: str, seq: int, school, targets: dict | Non
     }
 
 
-def ws_url(name: str, base_url: str) -> str:
-    if name == "socketio":
+def ws_url(kind: ServerKind, base_url: str) -> str:
+    if kind.client == "socketio":
         return base_url  # socket.io-client adds /socket.io/?EIO=4&transport=websocket
     return base_url.replace("http://", "ws://") + "/ws"
 
@@ -192,7 +233,8 @@ class Scenario:
         self.kind = KINDS[name]
         self.logdir = logdir
         self.result: dict = {"server": name, "n": n, "error": None}
-        self.servers: list[Gunicorn] = []
+        self.servers: list[Gunicorn] = []  # every one started, restarts included
+        self.redis: RedisServer | None = None
         self.loadgen: LoadGen | None = None
         self.push_service: PushStandIn | None = None
         self.school = None
@@ -213,9 +255,7 @@ class Scenario:
         try:
             self.measure()
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            earlier = self.result["error"]  # e.g. refused connections, then this
-            self.result["error"] = f"{earlier}; then {error}" if earlier else error
+            self.fail(f"{type(exc).__name__}: {exc}")
             with open(self.log_path("orchestrator"), "a") as fh:
                 traceback.print_exc(file=fh)
         finally:
@@ -223,15 +263,22 @@ class Scenario:
             self.result["duration_s"] = round(time.monotonic() - started, 1)
         return self.result
 
-    def start_server(self, port: int) -> Gunicorn:
+    def fail(self, error: str) -> None:
+        """Record an error after any earlier one (e.g. refused connections, then this)."""
+        earlier = self.result["error"]
+        self.result["error"] = f"{earlier}; then {error}" if earlier else error
+
+    def start_server(self, port: int, log: str = "server") -> Gunicorn:
         env = {**self.kind.env}
         if self.school is not None:
             env.update(self.school.server_env(self.n))
+        if self.redis is not None:
+            env["SCHOOLBELL_BROKER_URL"] = broker_url(self.redis)
         server = Gunicorn(
             self.kind.app,
             env,
             port,
-            self.log_path("server"),
+            self.log_path(log),
             worker_connections=self.n + 2000,
             pythonpath=self.kind.pythonpath,
         )
@@ -239,34 +286,37 @@ class Scenario:
         return server.start()
 
     def measure(self) -> None:
-        """Connect N, broadcast, and sample the worker's RSS and CPU around each phase."""
-        if self.name == "schoolbell":
+        """Connect N, broadcast, and sample the workers' RSS and CPU around each phase."""
+        if self.kind.client == "schoolbell":
             step = time.monotonic()
             self.school = schoolbell.build(self.workdir, self.n)
-            if self.options.pushes:
+            if self.name == "schoolbell" and self.options.pushes:
                 self.push_service = PushStandIn(self.log_path("push-service")).start()
                 reply = self.push_service.call(
                     "browsers", timeout_s=120, n=self.n, file=str(self.push_file)
                 )
                 self.school.push_origin = reply["origin"]
             self.result["setup_s"] = round(time.monotonic() - step, 1)
-        server = self.start_server(free_port())
+        if self.kind.redis:
+            self.redis = RedisServer(free_port(), self.workdir, self.log_path("redis")).start()
+            self.result["broker_url"] = broker_url(self.redis)
+        labels = ["server"] if self.kind.processes == 1 else ["server-a", "server-b"]
+        fleet = [self.start_server(free_port(), log) for log in labels]
+        server = fleet[0]  # where sends go
         self.loadgen = LoadGen(self.log_path("loadgen"), max_s=900).start()
-        wait_idle(server)
-        before = Usage.of(server)
-        with self.profiling(server, "connect"):
-            self.result["connect"] = connect = self.connect(server)
+        wait_idle(fleet)
+        before = Usage.of(fleet, self.redis)
+        with self.profiling(fleet, "connect"):
+            self.result["connect"] = connect = self.connect(fleet)
         if connect["failed"]:  # the server could not hold N: say so, measure the rest
-            self.result["error"] = f"connected {connect['ready']}/{self.n}: {connect['errors']}"
-        wait_idle(server)
+            self.fail(f"connected {connect['ready']}/{self.n}: {connect['errors']}")
+        wait_idle(fleet)
         time.sleep(0.5)
-        connected = Usage.of(server)
-        casts = self.result["broadcasts"] = []  # kept as they come, should one fail
-        with self.profiling(server, "broadcasts"):
-            for seq in range(1, self.options.broadcasts + 1):
-                casts.append(self.broadcast(server, seq))
-        wait_idle(server)
-        after = Usage.of(server)
+        connected = Usage.of(fleet, self.redis)
+        with self.profiling(fleet, "broadcasts"):
+            self.main_broadcasts(server, fleet)
+        wait_idle(fleet)
+        after = Usage.of(fleet, self.redis)
         ready = connect["ready"] or 1
         self.result["memory"] = {
             "rss_before_connect_kb": before.rss_kb,
@@ -275,22 +325,55 @@ class Scenario:
             "kb_per_conn_connected": round((connected.rss_kb - before.rss_kb) / ready, 2),
             "kb_per_conn_after_broadcasts": round((after.rss_kb - before.rss_kb) / ready, 2),
         }
-        self.result["cpu"] = {
-            "connect_s": round(connected.cpu_s - before.cpu_s, 2),
-            "broadcasts_s": round(after.cpu_s - connected.cpu_s, 2),
-            "total_s": round(after.cpu_s - before.cpu_s, 2),
-        }
+        self.result["cpu"] = _phases(before.cpu_s, connected.cpu_s, after.cpu_s)
+        if len(fleet) > 1:
+            self.result["processes"] = [
+                {
+                    "url": s.url,
+                    "rss_connected_kb": connected.rss_kb_each[i],
+                    "cpu": _phases(
+                        before.cpu_s_each[i], connected.cpu_s_each[i], after.cpu_s_each[i]
+                    ),
+                }
+                for i, s in enumerate(fleet)
+            ]
+        if self.redis is not None:
+            self.result["redis_cpu"] = _phases(
+                before.redis_cpu_s, connected.redis_cpu_s, after.redis_cpu_s
+            )
+            self.result["redis_rss_kb"] = self.redis.rss_kb()
         if self.name == "schoolbell":
             self.schoolbell_extras(server)
 
-    def connect(self, server: Gunicorn) -> dict:
-        """Open N clients (at most --concurrency handshakes at once) until all are ready."""
+    def main_broadcasts(self, server: Gunicorn, fleet: list[Gunicorn]) -> None:
+        """--broadcasts broadcasts through `server`, kept as they come (should one fail).
+        Stops early when one process's clients got none of one: e.g. a broker that does
+        not reach the other process (each further one would wait its full minute)."""
+        casts = self.result["broadcasts"] = []
+        for seq in range(1, self.options.broadcasts + 1):
+            casts.append(self.broadcast(server, seq, fleet=fleet))
+            by_url = casts[-1].get("by_url") or []
+            silent = [
+                f"{g['url']} ({g['expected']})"
+                for g in by_url
+                if g["expected"] and not g["received"]
+            ]
+            if silent:
+                self.fail(
+                    f"broadcast {seq}: none of the clients of {', '.join(silent)} received it;"
+                    " no more broadcasts"
+                )
+                return
+
+    def connect(self, fleet: list[Gunicorn]) -> dict:
+        """Open N clients (at most --concurrency handshakes at once) until all are ready;
+        with several processes, client i connects to process i % processes."""
         return self.loadgen.call(
             "connect",
             timeout_s=connect_timeout_s(self.n) + 10,
             wait_s=connect_timeout_s(self.n),
             kind=self.kind.client,
-            url=ws_url(self.name, server.url),
+            urls=[ws_url(self.kind, s.url) for s in fleet],
             n=self.n,
             concurrency=self.options.concurrency,
             tokens_file=str(self.school.tokens_file) if self.school else None,
@@ -303,17 +386,19 @@ class Scenario:
         probes: list | None = None,
         burst: list | None = None,
         targets: dict | None = None,
+        fleet: list[Gunicorn] | None = None,
     ) -> dict:
-        """One broadcast, timed by the load generator from the send request's start
-        (with `burst`: those requests fired at once just before it; `targets`: to
-        whom, when not everyone)."""
+        """One broadcast sent through `server`, timed by the load generator from the send
+        request's start (with `burst`: those requests fired at once just before it;
+        `targets`: to whom, when not everyone; `fleet`: every process holding clients,
+        whose write times are read, when not just `server`)."""
         time.sleep(BROADCAST_GAP_S)
         reply = self.loadgen.call(
             "broadcast",
             timeout_s=75,
             wait_s=60,
             seq=seq,
-            request=send_request(self.name, server.url, seq, self.school, targets),
+            request=send_request(self.kind, server.url, seq, self.school, targets),
             probes=probes or [],
             burst=burst or [],
             burst_lead_ms=SIGNIN_LEAD_MS,
@@ -321,9 +406,14 @@ class Scenario:
         if reply["status"] not in (200, 201):
             raise BenchError(f"broadcast {seq}: HTTP {reply['status']} {reply['response']}")
         # The server's own time to write the message to every socket, whatever the load
-        # generator's pace: Schoolbell's hub logs it, the naive loop returns it.
-        if self.name == "schoolbell":
-            reply["write_ms"] = logged_write_ms(server, reply["response"]["id"])
+        # generator's pace: Schoolbell's hub logs it, the naive loop returns it. With two
+        # processes: the slower one's (each writes to its own half).
+        if self.kind.client == "schoolbell":
+            each = [logged_write_ms(s, reply["response"]["id"]) for s in fleet or [server]]
+            known = [ms for ms in each if ms is not None]
+            reply["write_ms"] = max(known) if known else None
+            if len(each) > 1:
+                reply["write_ms_each"] = each
         elif isinstance(reply["response"], dict):
             reply["write_ms"] = reply["response"].get("loop_ms")
         return reply
@@ -503,27 +593,34 @@ class Scenario:
 
     # Profiling (optional) -------------------------------------------------------------
     @contextlib.contextmanager
-    def profiling(self, server: Gunicorn, phase: str):
-        """py-spy on the worker during a phase, when asked for (--profile NAME): a flame
-        graph (or BENCH_PYSPY_FORMAT=raw|speedscope) in the logs folder."""
+    def profiling(self, servers: Gunicorn | list[Gunicorn], phase: str):
+        """py-spy on the worker(s) during a phase, when asked for (--profile NAME): a
+        flame graph (or BENCH_PYSPY_FORMAT=raw|speedscope) in the logs folder, one per
+        process (-a, -b with two)."""
         py_spy = ROOT / ".venv" / "bin" / "py-spy"
         if self.name not in self.options.profile or not py_spy.exists():
             yield
             return
+        servers = servers if isinstance(servers, list) else [servers]
         fmt = os.environ.get("BENCH_PYSPY_FORMAT", "flamegraph")
         suffix = {"flamegraph": "svg", "raw": "folded", "speedscope": "json"}.get(fmt, fmt)
-        out = self.logdir / f"{self.name}-{self.n}-{phase}.{suffix}"
-        command = ["taskset", "-c", LOADGEN_CPU, str(py_spy), "record", "--nonblocking"]
-        command += ["-r", "200", "-f", fmt, "-o", str(out), "-p", str(server.worker_pid)]
-        with open(self.log_path("py-spy"), "ab") as log:
-            profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        profilers = []
+        for i, server in enumerate(servers):
+            which = f"-{'ab'[i]}" if len(servers) > 1 else ""
+            out = self.logdir / f"{self.name}-{self.n}-{phase}{which}.{suffix}"
+            command = ["taskset", "-c", LOADGEN_CPU, str(py_spy), "record", "--nonblocking"]
+            command += ["-r", "200", "-f", fmt, "-o", str(out), "-p", str(server.worker_pid)]
+            with open(self.log_path("py-spy"), "ab") as log:
+                profilers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log))
         try:
             yield
         finally:
-            stop_pid(profiler, signal.SIGINT, 30)  # py-spy writes its output on SIGINT
+            for profiler in profilers:
+                stop_pid(profiler, signal.SIGINT, 30)  # py-spy writes its output on SIGINT
 
     def cleanup(self) -> None:
-        """Stop servers, clients and the load generator (by PID), remove the database."""
+        """Stop servers, clients, the load generator and redis-server (by PID), remove
+        the database."""
         # Servers first: the server side then closes, and holds the TIME_WAIT states, so
         # the next scenario's clients find free ephemeral ports.
         for server in self.servers:
@@ -534,10 +631,27 @@ class Scenario:
             self.loadgen.stop()
         if self.push_service is not None:
             self.push_service.stop()
+        if self.redis is not None:
+            self.redis.stop()
         if self.school is not None:
             with contextlib.suppress(Exception):
                 self.school.app.extensions["schoolbell.db"].kw["bind"].dispose()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def broker_url(redis: RedisServer) -> str:
+    """The Redis rows' SCHOOLBELL_BROKER_URL: this redis-server's, unless BENCH_BROKER_URL
+    replaces it (memory:// checks the harness without the Redis broker)."""
+    return os.environ.get("BENCH_BROKER_URL") or redis.url
+
+
+def _phases(before: float, connected: float, after: float) -> dict:
+    """CPU seconds while connecting, while broadcasting, and both."""
+    return {
+        "connect_s": round(connected - before, 2),
+        "broadcasts_s": round(after - connected, 2),
+        "total_s": round(after - before, 2),
+    }
 
 
 def _stats(values: list[float]) -> dict:
@@ -604,13 +718,19 @@ def parse_options(argv: list[str]) -> Options:
     return options
 
 
-def check_tools() -> None:
+def check_tools(options: Options) -> None:
     """Fail early, with the fix, when something the run needs is missing."""
     if not (BENCH / "node_modules" / "ws").exists():
         raise SystemExit("bench/node_modules is missing: run `make bench` (npm ci in bench/).")
     for tool in ("node", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed and not on PATH.")
+    with_redis = [name for name in options.servers if KINDS[name].redis]
+    if with_redis and not Path(REDIS_SERVER).exists():
+        raise SystemExit(
+            f"{REDIS_SERVER} is needed for {', '.join(with_redis)} (apt-get install"
+            " redis-server), or leave them out with --servers."
+        )
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 CPUs: server and load generator share a core", file=sys.stderr)
 
@@ -619,7 +739,7 @@ def main(argv: list[str]) -> int:
     options = parse_options(argv)
     # On SIGTERM too, unwind through every `finally`, so no child outlives the run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    check_tools()
+    check_tools(options)
     fd_limit = raise_fd_limit(max(65536, 2 * max(options.ns) + 4096))
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {int(LOADGEN_CPU)})  # keep the server's core for the server
@@ -637,6 +757,7 @@ def main(argv: list[str]) -> int:
             "pushes": options.pushes,
             "concurrency": options.concurrency,
             "fd_limit": fd_limit,
+            "broker_url_override": os.environ.get("BENCH_BROKER_URL") or None,
         },
         "machine": {
             "cpus": os.cpu_count(),

@@ -158,8 +158,13 @@ def worker() -> None:
     import os
 
     # gevent must patch the standard library before anything else is imported, which
-    # the flask command has done already: start afresh as `python -m webapp.worker`.
-    os.execv(sys.executable, [sys.executable, "-m", "webapp.worker"])
+    # the flask command has done already: start afresh, patched first.
+    os.execv(sys.executable, WORKER_COMMAND)
+
+
+# gevent.monkey patches everything, then runs the module: nothing (ssl, psycopg,
+# redis, requests) is imported unpatched, not even by the `webapp` package itself.
+WORKER_COMMAND = [sys.executable, "-m", "gevent.monkey", "--module", "webapp.worker"]
 
 
 def init_app(app: Flask) -> None:

@@ -149,11 +149,18 @@ class JobRunner:
 
 
 def main() -> None:
-    """`python -m webapp.worker`: run jobs in this process until SIGTERM or SIGINT."""
+    """`python -m gevent.monkey --module webapp.worker` (`flask --app wsgi worker`): run
+    jobs in this process until SIGTERM or SIGINT."""
+    import os
+    import signal
+    import sys
+
     from gevent import monkey
 
-    monkey.patch_all()
-    import signal
+    if not monkey.is_module_patched("socket"):  # `python -m webapp.worker`: patch first
+        from .cli import WORKER_COMMAND
+
+        os.execv(sys.executable, WORKER_COMMAND)
 
     from . import create_app
 

@@ -146,9 +146,10 @@ class SharedPresence(Presence):
             raise
         if wrote:
             self.announce()
+        gone = False
         if heartbeat:
             self._last_heartbeat = now
-            self._read_processes(now)
+            gone = self._read_processes(now)
         stale, self.stale = self.stale, set()
         try:
             for process in stale:
@@ -156,7 +157,8 @@ class SharedPresence(Presence):
         except Exception:
             self.stale |= stale
             raise
-        self.on_changed()  # cheap: the pusher re-renders only watched panels, coalesced
+        if stale or gone:
+            self.on_changed()  # this process's own changes were told at once
         return bool(wrote or heartbeat or stale)
 
     def _write(self, dirty: set[int], heartbeat: bool, now: float) -> bool:
@@ -191,21 +193,24 @@ class SharedPresence(Presence):
             self._wake.set()
         return bool(present or gone or rewrote)
 
-    def _read_processes(self, now: float) -> None:
-        """Which processes have a live share: read the new ones, forget the dead."""
+    def _read_processes(self, now: float) -> bool:
+        """Which processes have a live share: read the new ones, forget the dead
+        (returns whether one was forgotten)."""
         self.client.zremrangebyscore(self.processes_key, "-inf", now)
         live = {
             name.decode(): score
             for name, score in self.client.zrange(self.processes_key, 0, -1, withscores=True)
         }
         live.pop(self.process, None)
-        for process in set(self.others) - set(live):
+        dead = set(self.others) - set(live)
+        for process in dead:
             del self.others[process]
             self.expiry.pop(process, None)
         for process, expires in live.items():
             if process not in self.others:
                 self.stale.add(process)
             self.expiry[process] = expires
+        return bool(dead)
 
     def _read_share(self, process: str) -> None:
         share: dict[int, Online] = {}

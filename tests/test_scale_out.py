@@ -344,3 +344,51 @@ def test_a_burst_from_threads_on_both_processes_reaches_every_tab_once(cluster: 
         thread.join()
     for tab in tabs:
         assert all_notifications(tab, set(ids), timeout=10) == Counter(set(ids))
+
+
+def test_four_workers_on_one_host_work_out_of_the_box_with_redis(
+    sqlite_template, tmp_path, redis_server
+):
+    """SCHOOLBELL_WORKERS=4 and a Redis URL, nothing else (the embedded SQLite): every
+    tab of a student, whichever worker took it, shows the announcement live."""
+    from .databases import sqlite_copy
+
+    url = sqlite_copy(sqlite_template, tmp_path)
+    app = make_test_app(url, tmp_path)
+    school = build_school(app)
+    server = LiveServer(
+        {
+            "SCHOOLBELL_DATABASE_URL": url,
+            "SCHOOLBELL_SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
+            "SCHOOLBELL_JWT_SECRET": TEST_SECRETS["JWT_SECRET"],
+            "SCHOOLBELL_WORKERS": "4",
+            "SCHOOLBELL_BROKER_URL": redis_server.url,
+        },
+        tmp_path / "gunicorn.log",
+        workers=4,
+    ).start()
+    try:
+        live = LiveSchool(school, server)
+        tabs = [live.tab("s7b_1") for _ in range(8)]
+        workers = {
+            line.split("[")[2].split("]")[0]
+            for line in server.log().splitlines()
+            if "Booting worker" in line
+        }
+        assert len(workers) == 4
+        sent = live.api.send("Fire drill at 11", targets=TO_7B)
+        assert [tab.expect("notification", timeout=5)["id"] for tab in tabs] == [sent["id"]] * 8
+
+        def workers_that_wrote() -> set[str]:
+            return {
+                line.split("[")[2].split("]")[0]
+                for line in server.log().splitlines()
+                if f"notification {sent['id']}: written to" in line and " written to 0 " not in line
+            }
+
+        # The tabs were spread over the workers (else this proved nothing).
+        assert len(wait_for(lambda: len(workers_that_wrote()) >= 2 and workers_that_wrote())) >= 2
+        live.close()
+    finally:
+        server.stop()
+        app.extensions["schoolbell.db"].kw["bind"].dispose()

@@ -1,4 +1,8 @@
-"""Live delivery end to end: a real gunicorn + gevent server, real WebSocket clients."""
+"""Live delivery end to end: a real gunicorn + gevent server, real WebSocket clients.
+
+Every test runs twice: with the in-process broker (the embedded set-up) and with a
+Redis broker (the scaled-out one, on a redis-server of the test's own), so what holds
+on one process holds with Redis between the hub and the send too."""
 
 from __future__ import annotations
 
@@ -24,6 +28,20 @@ from .school import Api, LiveSchool
 from .wsclient import WSClient
 
 TO_7B = {"classes": [{"name": "7b", "audience": ["students", "guardians"]}]}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def live_school(request, app, database_url, live_server_factory):
+    """The school behind a real server, with each broker."""
+    from .school import build_school
+
+    env = {}
+    if request.param == "redis":
+        env["BROKER_URL"] = request.getfixturevalue("redis_server").url
+    school = build_school(app)
+    live = LiveSchool(school, live_server_factory(database_url, **env))
+    yield live
+    live.close()
 
 
 def ids(messages: list[dict]) -> list[int]:

@@ -294,10 +294,11 @@ class RedisBroker(Broker):
         super().stop()
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
-        # What did not go out: the other processes catch up from the database.
+        # Send what still waits, unless Redis is away: then the other processes catch
+        # up from the database when it is back (a shutdown must not wait for it).
         with contextlib.suppress(Exception):
-            for frame in list(self._outbox)[:100]:
-                self.client.publish(self.channel, frame)
+            while self._outbox and self.state == "connected":
+                self.client.publish(self.channel, self._outbox.popleft())
 
 
 def redis_client(url: str):

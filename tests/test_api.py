@@ -93,10 +93,14 @@ def student_body(**changes) -> dict:
 # --- health ---------------------------------------------------------------------------
 
 
-def test_healthz_reports_the_database(client):
+def test_healthz_reports_the_database_and_the_broker(client):
     r = client.get("/healthz")
     assert r.status_code == 200
-    assert r.get_json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert r.get_json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "ok"},
+        "broker": {"kind": "memory", "state": "ok"},
+    }
 
 
 # --- authentication -------------------------------------------------------------------

@@ -65,6 +65,17 @@ def shared_school(request, sqlite_template, tmp_path_factory):
 
 
 @pytest.fixture
+def redis_server(tmp_path):
+    """A redis-server of this test's own on a free port, stopped after (tests/redis_server.py:
+    `.url`, `.kill()`, `.restart()`, `.pause()`; fails under CI=true if it is missing)."""
+    from .redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def database_url(sqlite_template, tmp_path) -> str:
     """A migrated SQLite database of this test's own."""
     return sqlite_copy(sqlite_template, tmp_path)

@@ -91,3 +91,45 @@ def test_a_rate_that_does_not_parse_names_the_variable(key, tmp_path):
     settings["JWT_SECRET"] = "j" * 48
     with pytest.raises(config.ConfigError, match=f"SCHOOLBELL_{key}: 'lots' is not a rate"):
         config.finalise(settings, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("broker", "storage", "expected"),
+    [
+        ("memory://", "", "memory://"),  # one process: nothing to share
+        ("redis://10.0.0.5:6379/2", "", "redis://10.0.0.5:6379/2"),  # the broker's Redis
+        ("rediss://:pw@redis.school.test/0", "", "rediss://:pw@redis.school.test/0"),
+        ("redis://10.0.0.5:6379/2", "redis://10.0.0.6:6379/0", "redis://10.0.0.6:6379/0"),
+        ("memory://", "memory://", "memory://"),  # set explicitly: wins over the broker
+        ("redis://10.0.0.5:6379/2", "memory://", "memory://"),
+    ],
+)
+def test_rate_limits_count_in_the_brokers_redis_unless_told_otherwise(
+    broker, storage, expected, tmp_path
+):
+    settings = {
+        **config.from_environment({}),
+        "SECRET_KEY": STRONG,
+        "JWT_SECRET": "j" * 48,
+        "BROKER_URL": broker,
+        "RATELIMIT_STORAGE_URL": storage,
+    }
+    config.finalise(settings, tmp_path)
+    assert settings["RATELIMIT_STORAGE_URL"] == settings["RATELIMIT_STORAGE_URI"] == expected
+
+
+def test_a_rate_limit_redis_that_fails_means_counting_in_memory_not_an_error(tmp_path):
+    settings = {
+        **config.from_environment({"SCHOOLBELL_RATELIMIT_STORAGE_TIMEOUT_MS": "250"}),
+        "SECRET_KEY": STRONG,
+        "JWT_SECRET": "j" * 48,
+        "RATELIMIT_STORAGE_URL": "redis://10.0.0.6:6379/0",
+    }
+    config.finalise(settings, tmp_path)
+    assert settings["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] is True
+    assert settings["RATELIMIT_SWALLOW_ERRORS"] is True
+    assert settings["RATELIMIT_STORAGE_OPTIONS"] == {
+        "wrap_exceptions": True,
+        "socket_timeout": 0.25,
+        "socket_connect_timeout": 0.25,
+    }

@@ -46,7 +46,12 @@ class Defaults:
     # With Redis: each process's share of presence expires this long after it stopped
     # refreshing it (a killed process's tabs leave presence within about this long).
     PRESENCE_TTL_S = 45
-    RATELIMIT_STORAGE_URL = "memory://"  # redis://... so limits hold across workers
+    # Where throttling counts (sign-ins, failed /ws handshakes): redis://... so every
+    # process counts together. Empty: BROKER_URL's Redis if it has one, else memory://.
+    # While that Redis fails, each process counts on its own (in memory) and sign-ins
+    # still work; one that does not answer within the timeout counts as failing.
+    RATELIMIT_STORAGE_URL = ""
+    RATELIMIT_STORAGE_TIMEOUT_MS = 500
     # Comma-separated origins allowed to open /ws with cookies and embed the client,
     # besides the app's own origin.
     ALLOWED_ORIGINS = ""
@@ -230,7 +235,7 @@ def finalise(config: dict, instance_path: Path) -> None:
         "max_message_size": config["WS_MAX_MESSAGE_BYTES"],
         "ping_interval": None,
     }
-    config["RATELIMIT_STORAGE_URI"] = config["RATELIMIT_STORAGE_URL"]
+    _ratelimit_storage(config)
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_SECURE"] = bool(config.get("HTTPS"))
@@ -238,6 +243,28 @@ def finalise(config: dict, instance_path: Path) -> None:
     config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
     config["REMEMBER_COOKIE_SECURE"] = bool(config.get("HTTPS"))
     config["PREFERRED_URL_SCHEME"] = "https" if config.get("HTTPS") else "http"
+
+
+REDIS_SCHEMES = ("redis", "rediss")  # what BROKER_URL's Redis may be spelt as
+
+
+def _ratelimit_storage(config: dict) -> None:
+    """Flask-Limiter's settings: its storage (RATELIMIT_STORAGE_URL, else BROKER_URL's
+    Redis, else memory://), and what it does while that storage fails: count in this
+    process's memory instead (logged once), never answer 500 because of it."""
+    url = str(config.get("RATELIMIT_STORAGE_URL") or "").strip()
+    if not url:
+        broker = str(config.get("BROKER_URL") or "")
+        url = broker if urlsplit(broker).scheme in REDIS_SCHEMES else "memory://"
+    config["RATELIMIT_STORAGE_URL"] = config["RATELIMIT_STORAGE_URI"] = url
+    # Storage errors raise limits.errors.StorageError (realtime/admission.py catches it).
+    options: dict[str, object] = {"wrap_exceptions": True}
+    if urlsplit(url).scheme.startswith(("redis", "valkey")):
+        timeout_s = config["RATELIMIT_STORAGE_TIMEOUT_MS"] / 1000
+        options |= {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    config["RATELIMIT_STORAGE_OPTIONS"] = options
+    config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
+    config["RATELIMIT_SWALLOW_ERRORS"] = True
 
 
 def _check_mail(config: dict) -> None:

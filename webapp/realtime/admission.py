@@ -12,8 +12,10 @@ cookie, or a JWT as a subprotocol or `?token=`) are limited per user (`WS_MAX_PE
 never per address. Per address only what needs no credentials is limited: sockets still waiting
 for their first `auth` message (`WS_MAX_UNAUTHENTICATED_PER_ADDRESS`), and handshakes
 that did not authenticate (a bad token, a wrong or missing first message, silence:
-`WS_FAILED_AUTH_PER_ADDRESS`, counted in the app's rate-limit storage). A flood from
-one address gets 429 with Retry-After; the signed-in tabs behind it do not notice.
+`WS_FAILED_AUTH_PER_ADDRESS`, counted in the app's rate-limit storage, so with Redis
+across processes). A flood from one address gets 429 with Retry-After; the signed-in
+tabs behind it do not notice. While that storage fails, each process counts on its own:
+Redis being away never refuses or breaks a handshake.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from dataclasses import dataclass
 
 from flask import Flask, Request, Response, current_app, make_response
 from flask_login import current_user
+from limits import RateLimitItem
 from limits import parse as parse_limit
+from limits.errors import StorageError
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import bindparam, select
 
 from .. import errors, tokens
@@ -67,6 +73,54 @@ class PendingAuth:
             self.gate.settled(self.address, authenticated)
 
 
+class SharedLimit:
+    """A rate limit counted in the app's rate-limit storage (Flask-Limiter's, so shared
+    by every process when that is Redis). When the storage fails, this process counts
+    in its own memory for RETRY_SHARED_S, then tries the storage again, as Flask-Limiter
+    does for sign-ins: an error is logged once per outage, never raised to the caller."""
+
+    RETRY_SHARED_S = 5
+
+    def __init__(self, limit: RateLimitItem, scope: str):
+        self.limit, self.scope = limit, scope
+        self._local = FixedWindowRateLimiter(MemoryStorage())
+        self._local_until = 0.0  # time.monotonic(): till then, count in this process only
+        self._failing = False
+
+    def test(self, key: str) -> bool:
+        """Whether one more hit fits."""
+        return self._call("test", key)
+
+    def hit(self, key: str) -> None:
+        self._call("hit", key)
+
+    def reset_at(self, key: str) -> float:
+        """When the current window ends (time.time())."""
+        return self._call("get_window_stats", key)[0]
+
+    def _call(self, method: str, key: str):
+        if time.monotonic() >= self._local_until:
+            shared = limiter.limiter  # Flask-Limiter's own in-memory one while it falls back
+            try:
+                result = getattr(shared, method)(self.limit, self.scope, key)
+            except StorageError as exc:
+                self._local_until = time.monotonic() + self.RETRY_SHARED_S
+                if not self._failing:
+                    self._failing = True
+                    log.warning(
+                        "rate-limit storage failed (%s): %s is counted by this process "
+                        "alone until it answers again",
+                        exc,
+                        self.scope,
+                    )
+            else:
+                if self._failing and shared.storage is limiter.storage:
+                    self._failing = False
+                    log.warning("rate-limit storage answers again: %s is shared again", self.scope)
+                return result
+        return getattr(self._local, method)(self.limit, self.scope, key)
+
+
 class AddressGate:
     """This process's count of not-yet-authenticated sockets per address, and the
     failed-authentication budget per address (shared across processes when the
@@ -77,7 +131,7 @@ class AddressGate:
 
     def __init__(self, max_unauthenticated: int, failed_auth_limit: str):
         self.max_unauthenticated = max_unauthenticated
-        self.failed_auth = parse_limit(failed_auth_limit)
+        self.failed_auth = SharedLimit(parse_limit(failed_auth_limit), self.SCOPE)
         self.unauthenticated: dict[str, int] = {}
         self._warned: dict[tuple[str, str], float] = {}
         self._refused: dict[tuple[str, str], int] = {}
@@ -97,8 +151,8 @@ class AddressGate:
         if self.unauthenticated.get(address, 0) >= self.max_unauthenticated:
             self._warn(address, "too many unauthenticated sockets")
             return Refusal(errors.TOO_MANY_UNAUTHENTICATED)
-        if not limiter.limiter.test(self.failed_auth, self.SCOPE, address):
-            reset = limiter.limiter.get_window_stats(self.failed_auth, self.SCOPE, address)[0]
+        if not self.failed_auth.test(address):
+            reset = self.failed_auth.reset_at(address)
             self._warn(address, "too many failed authentications")
             return Refusal(errors.TOO_MANY_FAILED_HANDSHAKES, max(1, int(reset - time.time()) + 1))
         return None
@@ -108,7 +162,7 @@ class AddressGate:
         return PendingAuth(self, address)
 
     def failed(self, address: str) -> None:
-        limiter.limiter.hit(self.failed_auth, self.SCOPE, address)
+        self.failed_auth.hit(address)
 
     def settled(self, address: str, authenticated: bool) -> None:
         left = self.unauthenticated.get(address, 1) - 1

@@ -123,7 +123,7 @@ class RedisBroker(Broker):
         probe_timeout_s: float = 5.0,
     ) -> None:
         super().__init__()
-        self.client = client  # redis.Redis with short socket timeouts (live.redis_client)
+        self.client = client  # redis.Redis with short socket timeouts (redis_client())
         self.channel = channel
         self.probe_interval_s = probe_interval_s
         self.probe_timeout_s = probe_timeout_s
@@ -277,6 +277,8 @@ class RedisBroker(Broker):
             "kind": self.kind,
             "state": "ok" if self.state == "connected" else self.state,
             "waiting_events": len(self._outbox),
+            "dropped_events": self.dropped,  # the outbox overflowed while Redis was away
+            "refused_events": self.refused,  # messages on the channel that were no event
         }
         if self.last_message_at is not None:
             status["last_message_age_s"] = round(now - self.last_message_at, 1)

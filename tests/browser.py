@@ -2,7 +2,9 @@
 
 The `console_errors` fixture (tests/conftest.py) is `watch_console(page)`; `sign_in` goes
 through the real form; `Sockets` records the page's WebSockets and their frames, so a test
-can wait for the server's `hello` before it sends anything.
+can wait for the server's `hello` before it sends anything. Tabs that share another tab's
+socket open none: `watch_status(page)` records the page's "schoolbell:status" and
+"schoolbell:notification" events, and `wait_live(page)` waits until the page is online.
 """
 
 from __future__ import annotations
@@ -119,3 +121,32 @@ def poll(
         time.sleep(interval_s)
         result = fetch()
     return result
+
+
+# Recorded from the page's first script on, so no event is missed.
+RECORD_EVENTS = """
+window.__schoolbell = {status: [], notifications: []};
+document.addEventListener("schoolbell:status",
+  e => window.__schoolbell.status.push(e.detail.state));
+document.addEventListener("schoolbell:notification",
+  e => window.__schoolbell.notifications.push(e.detail.id));
+"""
+
+
+def watch_status(page: Page) -> None:
+    """Record the page's status and notification events (call before it navigates)."""
+    page.add_init_script(RECORD_EVENTS)
+
+
+def wait_live(page: Page, timeout_s: float = 10) -> None:
+    """Wait until the page's last "schoolbell:status" said online (its own socket's hello,
+    or the one its leader tab relayed)."""
+    page.wait_for_function(
+        "() => window.__schoolbell && window.__schoolbell.status.at(-1) === 'online'",
+        timeout=timeout_s * 1000,
+    )
+
+
+def notified(page: Page) -> list[int]:
+    """Ids of the "schoolbell:notification" events the page fired, in order."""
+    return page.evaluate("window.__schoolbell.notifications")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from webapp.services import users as users_service
 
 from .databases import PostgresDatabases, migrated_sqlite_template, sqlite_copy
 from .helpers import post_form
-from .server import LiveServer
+from .server import LiveServer, free_port
 
 TEST_SECRETS = {
     "SECRET_KEY": "test-secret-key-" + "k" * 40,
@@ -245,6 +247,29 @@ def live_school(app, database_url, live_server_factory):
     live = LiveSchool(school, live_server_factory(database_url))
     yield live
     live.close()
+
+
+@pytest.fixture
+def other_app():
+    """A static page server on its own port: another origin, like the school's timetable."""
+    pages: dict[str, str] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", pages
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(autouse=True)

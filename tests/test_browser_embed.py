@@ -4,15 +4,11 @@ in the URL), in a real Chromium."""
 
 from __future__ import annotations
 
-import http.server
-import threading
-
 import pytest
 from playwright.sync_api import Page, expect
 
 from .browser import Sockets
 from .school import LiveSchool, build_school
-from .server import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -22,29 +18,6 @@ PAGE = """<!doctype html>
 <body><h1>Timetable</h1>
 <script src="{schoolbell}/static/js/schoolbell.js" data-token="{token}" defer></script>
 </body></html>"""
-
-
-@pytest.fixture
-def other_app():
-    """A static page server on its own port: another origin, like the school's timetable."""
-    pages: dict[str, str] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = pages.get(self.path, "").encode()
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", pages
-    server.shutdown()
-    server.server_close()
 
 
 def test_an_embedding_page_on_another_origin_gets_the_alert(

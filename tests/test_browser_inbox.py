@@ -9,7 +9,15 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from .browser import WS_CONNECT_FAILED, Sockets, poll, sign_in, watch_console
+from .browser import (
+    WS_CONNECT_FAILED,
+    Sockets,
+    poll,
+    sign_in,
+    wait_live,
+    watch_console,
+    watch_status,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -270,9 +278,9 @@ def test_every_open_tab_shows_the_announcement(
 ):
     second_tab = page.context.new_page()  # same cookies, same localStorage
     second_tab_errors = watch_console(second_tab)
-    tab_sockets = Sockets(second_tab)
+    watch_status(second_tab)  # it shares the first tab's socket (test_browser_tabs.py)
     second_tab.goto(live_school.server.url + "/inbox")
-    tab_sockets.wait_online()
+    wait_live(second_tab)
     nid = live_school.api.send("Both tabs", "Seen twice.", targets=TO_7B)["id"]
     for tab in (page, second_tab):
         expect(toast(tab, nid)).to_be_visible()
@@ -284,9 +292,9 @@ def test_every_open_tab_shows_the_announcement(
 def test_confirming_in_one_tab_clears_the_others(page: Page, live_school, student, console_errors):
     second_tab = page.context.new_page()
     second_tab_errors = watch_console(second_tab)
-    tab_sockets = Sockets(second_tab)
+    watch_status(second_tab)
     second_tab.goto(live_school.server.url + "/inbox")
-    tab_sockets.wait_online()
+    wait_live(second_tab)
     nid = live_school.api.send("Sign the form", "Please confirm.", targets=TO_7B, require_ack=True)[
         "id"
     ]

@@ -3,15 +3,25 @@
  *
  *   <script src="https://bell.school.example/static/js/schoolbell.js" defer></script>
  *
- * On Schoolbell's own pages the session cookie signs the socket in. Other web apps (on
- * an origin listed in SCHOOLBELL_ALLOWED_ORIGINS) pass a client JWT from their server:
+ * On Schoolbell's own pages the session cookie signs the socket in (the page says whose
+ * it is with data-user). Other web apps (on an origin listed in SCHOOLBELL_ALLOWED_ORIGINS)
+ * pass a client JWT from their server:
  *   <script src=".../schoolbell.js" data-token="<JWT from POST /api/v1/tokens>" defer></script>
  *
  * It connects, resumes from the last announcement it has, reconnects with exponential
  * backoff and jitter, shows alerts as accessible toasts (emergencies as a full-screen
  * overlay until confirmed), drops duplicates by id and sends receipts.
  * Events on document: "schoolbell:notification" (detail: the message) and
- * "schoolbell:status" (detail: {state: "online"|"offline"|"stopped", reason}).
+ * "schoolbell:status" (detail: {state: "online"|"offline"|"stopped", reason}), in every tab.
+ *
+ * One socket per browser: the tabs of one user (of one server, on one origin) share one
+ * WebSocket. The tab holding the Web Lock named after server and user is the leader: it
+ * owns the socket and relays what arrives over a BroadcastChannel of the same name; the
+ * others (followers) show what it relays and hand their receipts to it. When the leader
+ * goes, the lock passes to a waiting tab, which connects and resumes. The leader tells
+ * the server how many tabs it serves ({"type": "tabs", "count": N}) so presence still
+ * counts tabs. Without Web Locks or BroadcastChannel each tab keeps a socket of its own.
+ * docs/protocol.md, "One socket per browser", has the whole story.
  *
  * Schoolbell.renderAlert(message, {preview: true}) returns the alert's element, built by
  * the same function as the toast and the overlay: a page that previews an announcement
@@ -35,13 +45,54 @@
   // (spread at random) for about half a minute before backing off further.
   var RESTART_MAX_MS = 5000, RESTART_ATTEMPTS = 12;
   var SEEN_LIMIT = 300;
+  // The leader calls the roll this often; a follower silent for FORGET_MS is gone.
+  var ROLL_CALL_MS = 3000, FORGET_MS = 10000, MAX_TABS = 100, OUTSTANDING_LIMIT = 50;
 
   var socket = null, attempt = 0, stopped = false, userId = null, restarting = false;
   // Ids this page has handled, plus those any page of this user had handled when this one
-  // (re)connected. Not the shared list itself: another open tab writes to it first, and
-  // every open tab must still show a live announcement.
-  var handled = {};
+  // (re)connected (one socket per tab) or started (tabs sharing a socket). Not the shared
+  // list itself: another open tab writes to it first, and every open tab must still show
+  // a live announcement.
+  var handled = {}, memoryLoaded = false, tabEpoch = null;
   var reconnectTimer = null, pingTimer = null, lastHeard = 0;
+
+  // Who this page is for, before any socket says so: the subject of its token, or
+  // data-user on Schoolbell's own pages. Only a name to group tabs by; the server checks
+  // the token or the cookie.
+  function pageUser() {
+    if (!options.token) return script.dataset.user || null;
+    try {
+      var claims = JSON.parse(atob(options.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      return claims.sub != null ? String(claims.sub) : null;
+    } catch (e) { return null; }
+  }
+
+  // The lock and the channel: one per server and user. Locks and channels are already
+  // separate per origin (an embedding page's, not the server's), so an embed on another
+  // app's origin leads its own group. Two embeds with different users' tokens on one
+  // origin get two groups. A cookie page without data-user can only be the cookie's user,
+  // the same for every tab of the origin. A token whose subject cannot be read shares
+  // nothing.
+  function groupName() {
+    if (!navigator.locks || typeof navigator.locks.request !== "function" ||
+        typeof window.BroadcastChannel !== "function") return null;
+    if (options.token && !pageUserId) return null;
+    return "schoolbell:" + options.url + (pageUserId ? ":" + pageUserId : "");
+  }
+
+  var pageUserId = pageUser();
+  // role: "alone" (a socket of its own), "leader" (holds the lock and the socket) or
+  // "follower" (shows what the leader relays; waits for the lock unless it has stopped).
+  var group = groupName();
+  var role = group ? "follower" : "alone";
+  var tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  var channel = null, releaseLock = null, waiting = false, leaving = false;
+  // The leader's: followers by tab id (when last heard), the hello and status of its
+  // socket, and the announcements still awaiting confirmation (a tab that opens later is
+  // shown them, as its own socket's replay would have done).
+  var peers = {}, rollCallAt = 0, rollCallTimer = null;
+  var leaderHello = null, leaderStatus = null, outstanding = {};
+  var tabsSent = null, tabsTimer = null;
 
   function store(key, value) {
     try {
@@ -61,6 +112,13 @@
     store(key("seen"), JSON.stringify(ids.slice(-SEEN_LIMIT)));
     if (!lastId() || id > lastId()) store(key("last"), String(id));
   }
+  // This tab's memory, read once: what any tab of this user had handled by then.
+  function loadMemory() {
+    if (memoryLoaded || userId == null) return;
+    memoryLoaded = true;
+    tabEpoch = store(key("epoch"));
+    seen().forEach(function (id) { handled[id] = true; });
+  }
 
   function emit(name, detail) {
     document.dispatchEvent(new CustomEvent("schoolbell:" + name, { detail: detail }));
@@ -69,11 +127,16 @@
   function send(message) {
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
   }
-  function ack(id, state) { send({ type: "ack", id: id, state: state }); }
+  // A follower's receipt goes to the leader, whose socket sends it.
+  function ack(id, state) {
+    if (role === "follower") share("ack", { id: id, state: state });
+    else send({ type: "ack", id: id, state: state });
+  }
 
   // Connection ---------------------------------------------------------------------
   function connect() {
     clearTimeout(reconnectTimer);
+    if (role === "follower") return;  // the leader's socket serves this tab
     var url = options.url;
     // A token rides along as a subprotocol: the socket is signed in before the handshake
     // completes (no `auth` round trip), and the token stays out of URLs and logs.
@@ -81,26 +144,25 @@
       ? new WebSocket(url, ["schoolbell", "schoolbell.jwt." + options.token])
       : new WebSocket(url);
     socket.onopen = function () { lastHeard = Date.now(); };
-    socket.onmessage = function (event) {
-      lastHeard = Date.now();
-      var message;
-      try { message = JSON.parse(event.data); } catch (e) { return; }
-      if (message.type === "hello") onHello(message);
-      else if (message.type === "notification") onNotification(message);
-      else if (message.type === "retract") removeToast(message.id);
-      else if (message.type === "receipt") onReceipt(message);
-      else if (message.type === "error" && window.console) console.warn("schoolbell:", message.code, message.message);
-    };
+    socket.onmessage = onSocketMessage;
     socket.onclose = function (event) {
       clearInterval(pingTimer);
       socket = null;
+      leaderHello = null;
       if (event.code === 1008) {  // refused by policy: retrying the same way cannot help
         stopped = true;
-        banner("Live announcements stopped: " + (event.reason || "not signed in") + ". Reload the page to try again.");
+        var text = "Live announcements stopped: " + (event.reason || "not signed in") + ". Reload the page to try again.";
+        banner(text);
         emit("status", { state: "stopped", reason: event.reason });
+        if (role === "leader") {
+          shareStatus("stopped", event.reason, text);
+          // Another tab may get in where this one cannot (a newer token): let it try.
+          abdicate();
+        }
         return;
       }
       emit("status", { state: "offline", reason: event.reason });
+      shareStatus("offline", event.reason, "Reconnecting\u2026");
       scheduleReconnect(event.code === 1001);
     };
   }
@@ -117,35 +179,107 @@
     reconnectTimer = setTimeout(connect, delay);
   }
 
+  // A message on this tab's own socket. The leader relays an announcement before it says
+  // "delivered" and remembers it: a leader that goes away in between has passed it on,
+  // or (see resumeFrom) the next leader gets it again.
+  function onSocketMessage(event) {
+    lastHeard = Date.now();
+    var message;
+    try { message = JSON.parse(event.data); } catch (e) { return; }
+    if (message.type === "error") { onError(message); return; }
+    if (message.type === "pong") return;
+    if (message.type === "hello") onHello(message);
+    if (role === "leader") {
+      share("server", { message: message });
+      keepOutstanding(message);
+    }
+    if (message.type === "notification") onDelivered(message);
+    handle(message);
+  }
+
+  // What every tab does with a server message, from its own socket or relayed.
+  function handle(message) {
+    if (message.type === "hello") onOnline(message);
+    else if (message.type === "notification") onNotification(message);
+    else if (message.type === "retract") removeToast(message.id);
+    else if (message.type === "receipt") onReceipt(message);
+  }
+
+  function onError(message) {
+    // A server older than the `tabs` message answers it with unknown_type and keeps the
+    // socket open: it counts this socket as one tab, as it always did. Nothing to say.
+    if (message.code === "unknown_type" && tabsSent !== null) return;
+    if (window.console) console.warn("schoolbell:", message.code, message.message);
+  }
+
+  // The server's hello on this tab's own socket.
   function onHello(message) {
     userId = message.user.id;
     attempt = 0;
     restarting = false;
-    banner(null);
     // A new epoch means the database was reset: ids we hold mean nothing any more.
     if (store(key("epoch")) !== message.epoch) {
       store(key("epoch"), message.epoch);
       store(key("last"), "0");
       store(key("seen"), "[]");
       handled = {};
+      outstanding = {};
     }
-    seen().forEach(function (id) { handled[id] = true; });
-    send({ type: "resume", last_id: lastId() });
+    adopt(message);
+    if (role === "alone") seen().forEach(function (id) { handled[id] = true; });
+    send({ type: "resume", last_id: role === "alone" ? lastId() : resumeFrom() });
+    if (role === "leader") {
+      leaderHello = message;
+      leaderStatus = null;
+      tabsSent = null;
+      reportTabs();
+    }
     clearInterval(pingTimer);
     pingTimer = setInterval(function () {
       if (Date.now() - lastHeard > SILENCE_MS && socket) { socket.close(4000, "silent"); return; }
       send({ type: "ping" });
     }, PING_MS);
+  }
+
+  // A hello, on this tab's socket or relayed: whose tab this is, and which database.
+  function adopt(message) {
+    userId = message.user.id;
+    loadMemory();
+    if (tabEpoch !== message.epoch) {
+      if (tabEpoch !== null) handled = {};
+      tabEpoch = message.epoch;
+    }
+  }
+
+  function onOnline(message) {
+    adopt(message);
+    banner(null);
     emit("status", { state: "online" });
+  }
+
+  // Where a leader resumes: the newest id any tab of this user has (the shared last id),
+  // or just before the oldest one some leader remembered but this tab never got. That one
+  // was being relayed when its leader went; replayed, it is shown here, and not
+  // acknowledged again (it is in the shared list).
+  function resumeFrom() {
+    var from = lastId();
+    seen().forEach(function (id) {
+      if (!handled[id] && (from === null || id - 1 < from)) from = id - 1;
+    });
+    return from;
+  }
+
+  // An announcement on this tab's own socket: say "delivered" once. One socket per tab:
+  // once per tab, as ever. Tabs sharing a socket: once per browser, by the shared list.
+  function onDelivered(message) {
+    if (role === "alone" ? handled[message.id] === true : seen().indexOf(message.id) >= 0) return;
+    ack(message.id, "delivered");
+    remember(message.id);
   }
 
   function onNotification(message) {
     var duplicate = handled[message.id] === true;
-    if (!duplicate) {
-      handled[message.id] = true;
-      remember(message.id);
-      ack(message.id, "delivered");
-    }
+    handled[message.id] = true;
     // Announcements that still need a confirmation come back until confirmed.
     if (duplicate && !message.require_ack) return;
     if (document.getElementById("schoolbell-toast-" + message.id)) return;
@@ -160,6 +294,178 @@
   function onReceipt(message) {
     removeToast(message.id);
     emit("receipt", message);
+  }
+
+  // One socket per browser ------------------------------------------------------------
+  // Every message on the channel names its sender tab and its user (the user of the
+  // leader's hello, or of the page): a tab acts only on its own user's. Groups are per
+  // user already (groupName); this also keeps apart a page left open by someone who has
+  // signed out, whose leader's socket, reconnecting with the new cookie, is another's.
+  function share(kind, fields) {
+    if (!channel) return;
+    var data = {};
+    Object.keys(fields || {}).forEach(function (name) { data[name] = fields[name]; });
+    data.kind = kind;
+    data.from = tabId;
+    data.user = userId != null ? String(userId) : pageUserId;
+    try { channel.postMessage(data); } catch (e) { /* closed while the page goes */ }
+  }
+
+  function joinGroup() {
+    try { channel = new BroadcastChannel(group); } catch (e) { alone(); return; }
+    channel.onmessage = onShared;
+    if (pageUserId) { userId = pageUserId; loadMemory(); }
+    share("join");
+    waitForLock();
+    window.addEventListener("pagehide", function () {
+      leaving = true;
+      share("bye");
+      // Hand over now, not when the page is finally torn down: the next tab is waiting.
+      if (role === "leader") {
+        var s = socket;
+        abdicate();
+        if (s) { s.onclose = null; s.close(1000, "tab closed"); socket = null; }
+      }
+    });
+    window.addEventListener("pageshow", function (event) {
+      if (!event.persisted) return;  // back from the back/forward cache: join again
+      leaving = false;
+      share("join");
+      if (!stopped) waitForLock();
+    });
+  }
+
+  // Locks refused (an opaque origin, say): one socket per tab after all.
+  function alone() {
+    if (channel) { channel.close(); channel = null; }
+    role = "alone";
+    connect();
+  }
+
+  function waitForLock() {
+    if (waiting || role === "leader") return;
+    waiting = true;
+    navigator.locks.request(group, lead).catch(function () {
+      waiting = false;
+      if (role === "follower" && !leaving) alone();
+    });
+  }
+
+  // Holding the lock: connect, resume, relay. The lock is held until the promise
+  // settles: when this page goes, or its socket is refused.
+  function lead() {
+    waiting = false;
+    if (leaving || stopped) return Promise.resolve();
+    role = "leader";
+    var now = Date.now();
+    Object.keys(peers).forEach(function (id) { if (now - peers[id] > FORGET_MS) delete peers[id]; });
+    rollCallAt = now;
+    share("leader");  // followers answer, so it knows whom it serves
+    rollCallTimer = setInterval(rollCall, ROLL_CALL_MS);
+    attempt = 0;
+    connect();
+    return new Promise(function (resolve) { releaseLock = resolve; });
+  }
+
+  function abdicate() {
+    role = "follower";
+    clearInterval(rollCallTimer);
+    clearTimeout(tabsTimer);
+    clearTimeout(reconnectTimer);
+    clearInterval(pingTimer);
+    leaderHello = null;
+    outstanding = {};
+    if (releaseLock) { releaseLock(); releaseLock = null; }
+  }
+
+  // A follower answers each roll call at once, from the message event: a background tab's
+  // own timers may be throttled to once a minute, its events are not. So a follower
+  // is gone when it did not answer the last roll call and has been silent for 10 s.
+  function rollCall() {
+    var now = Date.now(), changed = false;
+    Object.keys(peers).forEach(function (id) {
+      if (peers[id] < rollCallAt && now - peers[id] > FORGET_MS) { delete peers[id]; changed = true; }
+    });
+    rollCallAt = now;
+    share("leader");
+    if (changed) tabsChanged();
+  }
+
+  function tabsChanged() {
+    if (role === "leader" && !tabsTimer) tabsTimer = setTimeout(reportTabs, 100);  // a burst of tabs: one message
+  }
+
+  // Presence counts tabs: the leader says how many it serves, itself included.
+  function reportTabs() {
+    clearTimeout(tabsTimer);
+    tabsTimer = null;
+    if (role !== "leader" || !leaderHello) return;
+    var count = Math.min(MAX_TABS, 1 + Object.keys(peers).length);
+    if (count === tabsSent) return;
+    tabsSent = count;
+    send({ type: "tabs", count: count });
+  }
+
+  function keepOutstanding(message) {
+    if (message.type === "notification" && message.require_ack) {
+      outstanding[message.id] = message;
+      var ids = Object.keys(outstanding);
+      if (ids.length > OUTSTANDING_LIMIT) delete outstanding[ids[0]];
+    } else if (message.type === "retract" || message.type === "expire" ||
+               (message.type === "receipt" && message.state === "acknowledged")) {
+      delete outstanding[message.id];
+    }
+  }
+
+  // A tab that just opened: what it would have got from a socket of its own.
+  function welcome(to) {
+    var now = Date.now();
+    share("welcome", {
+      to: to,
+      hello: leaderHello,
+      status: leaderHello ? null : leaderStatus,
+      outstanding: Object.keys(outstanding).map(function (id) { return outstanding[id]; })
+        .filter(function (m) { return !m.expires_at || new Date(m.expires_at).getTime() > now; })
+    });
+  }
+
+  function onShared(event) {
+    var data = event.data || {};
+    var me = userId != null ? String(userId) : pageUserId;
+    if (data.user && me && data.user !== me) return;
+    if (data.to && data.to !== tabId) return;
+    if (data.kind === "join" || data.kind === "beat") {
+      var known = data.from in peers;
+      peers[data.from] = Date.now();
+      if (role === "leader" && data.kind === "join") welcome(data.from);
+      if (!known) tabsChanged();
+    } else if (data.kind === "bye") {
+      if (data.from in peers) { delete peers[data.from]; tabsChanged(); }
+    } else if (data.kind === "leader") {
+      delete peers[data.from];  // a leader is not one of the followers
+      if (role !== "leader" && !leaving) share("beat");
+    } else if (data.kind === "ack") {
+      if (role === "leader") send({ type: "ack", id: data.id, state: data.state });
+    } else if (role !== "leader") {
+      if (data.kind === "server") handle(data.message);
+      else if (data.kind === "status") followStatus(data);
+      else if (data.kind === "welcome") {
+        if (data.hello) handle(data.hello);
+        else if (data.status) followStatus(data.status);
+        data.outstanding.forEach(handle);
+      }
+    }
+  }
+
+  // The leader's socket went offline or was refused: its followers say so too.
+  function shareStatus(state, reason, text) {
+    if (role !== "leader") return;
+    leaderStatus = { state: state, reason: reason, text: text };
+    share("status", leaderStatus);
+  }
+  function followStatus(status) {
+    banner(status.text);
+    emit("status", { state: status.state, reason: status.reason });
   }
 
   // Presentation -------------------------------------------------------------------
@@ -323,6 +629,10 @@
     if (e.target.closest && e.target.closest("[data-schoolbell-ask-permission]")) askPermission();
   });
 
-  if (document.body) connect();
-  else document.addEventListener("DOMContentLoaded", connect);
+  function start() {
+    if (role === "alone") connect();
+    else joinGroup();
+  }
+  if (document.body) start();
+  else document.addEventListener("DOMContentLoaded", start);
 })();

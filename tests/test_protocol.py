@@ -149,6 +149,20 @@ def test_ack_without_a_state_is_refused():
     assert refused('{"type": "ack", "id": 1}').code == "invalid_message"
 
 
+@pytest.mark.parametrize("count", [1, 3, protocol.MAX_TABS])
+def test_a_leader_tab_says_how_many_tabs_share_its_socket(count):
+    assert protocol.parse_client(json.dumps({"type": "tabs", "count": count})) == protocol.Tabs(
+        count
+    )
+
+
+@pytest.mark.parametrize("count", [0, -1, protocol.MAX_TABS + 1, 2.5, "3", True, None, [3]])
+def test_a_tab_count_out_of_range_is_refused(count):
+    error = refused(json.dumps({"type": "tabs", "count": count}))
+    assert error.code == "invalid_message"
+    assert error.message == "'count' must be a whole number from 1 to 100"
+
+
 @pytest.mark.parametrize(
     "notification_id",
     [None, -1, True, "7", 7.0, 7.5, [7], MAX_ID + 1, 2**63, 2**64],

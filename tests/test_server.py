@@ -62,7 +62,11 @@ def test_healthz_and_json_errors_on_gunicorn(live_server_factory, database_url):
     browser = Browserish(server.url)
     status, _headers, body = browser.request("/healthz")
     assert status == 200
-    assert json.loads(body) == {"status": "ok", "checks": {"database": "ok"}}
+    assert json.loads(body) == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "ok"},
+        "broker": {"kind": "memory", "state": "ok"},
+    }
     status, _, body = browser.request("/api/v1/nothing-here")
     assert status == 404
     assert json.loads(body)["error"]["code"] == "not_found"

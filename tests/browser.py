@@ -21,6 +21,14 @@ from .conftest import PASSWORD
 
 # What Chromium logs (as a console error) for a socket it could not open: expected while
 # a server is down, never otherwise.
+# Another web app's page that embeds the client with a client JWT (on the other origin).
+EMBED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Timetable</title>
+<link rel="icon" href="data:,"></head>
+<body><h1>Timetable</h1>
+<script src="{schoolbell}/static/js/schoolbell.js" data-token="{token}" defer></script>
+</body></html>"""
+
 WS_CONNECT_FAILED = re.compile(r"^WebSocket connection to 'wss?://[^']+' failed")
 
 

@@ -38,6 +38,16 @@ def signed_in(server_url: str, email: str):
     return browser
 
 
+def deactivate(admin, user_id: int) -> int:
+    """Deactivate a person through the roster's form as a signed-in admin (a Browserish);
+    returns the HTTP status."""
+    _, _, page = admin.request(f"/roster/users/{user_id}/edit")
+    status, _, _ = admin.request(
+        f"/roster/users/{user_id}/deactivate", {"csrf_token": csrf_token_from(page)}
+    )
+    return status
+
+
 def session_cookie(browser) -> str:
     """The Cookie header a signed-in Browserish would send."""
     return "; ".join(f"{c.name}={c.value}" for c in browser.jar)

@@ -7,17 +7,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from .browser import Sockets
+from .browser import EMBED_PAGE, Sockets
 from .school import LiveSchool, build_school
 
 pytestmark = pytest.mark.browser
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Timetable</title>
-<link rel="icon" href="data:,"></head>
-<body><h1>Timetable</h1>
-<script src="{schoolbell}/static/js/schoolbell.js" data-token="{token}" defer></script>
-</body></html>"""
 
 
 def test_an_embedding_page_on_another_origin_gets_the_alert(
@@ -28,7 +21,7 @@ def test_an_embedding_page_on_another_origin_gets_the_alert(
     live = LiveSchool(school, live_server_factory(database_url, ALLOWED_ORIGINS=origin))
     try:
         token = live.api.client_token(school.emails["s7b_1"])
-        pages["/timetable"] = PAGE.format(schoolbell=live.server.url, token=token)
+        pages["/timetable"] = EMBED_PAGE.format(schoolbell=live.server.url, token=token)
         sockets = Sockets(page)
         page.goto(origin + "/timetable")
         sockets.wait_online()

@@ -11,20 +11,22 @@ import time
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
-from .browser import Sockets, notified, poll, sign_in, wait_live, watch_console, watch_status
+from .browser import (
+    EMBED_PAGE,
+    Sockets,
+    notified,
+    poll,
+    sign_in,
+    wait_live,
+    watch_console,
+    watch_status,
+)
 from .school import LiveSchool, build_school
 
 pytestmark = pytest.mark.browser
 
 # What the browser would be without the two APIs (older Safari had neither).
 NO_SHARING = "delete window.BroadcastChannel; delete Navigator.prototype.locks;"
-
-EMBED_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Timetable</title>
-<link rel="icon" href="data:,"></head>
-<body><h1>Timetable</h1>
-<script src="{schoolbell}/static/js/schoolbell.js" data-token="{token}" defer></script>
-</body></html>"""
 
 
 class Tab:

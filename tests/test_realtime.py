@@ -616,27 +616,12 @@ def test_a_teacher_is_pushed_their_own_online_panel_as_the_dashboard_shows_it(
 
 
 def test_deactivating_a_user_closes_their_open_tabs(live_school: LiveSchool):
-    from .helpers import csrf_token_from
-    from .test_server import Browserish
+    from .helpers import deactivate, signed_in
 
     tabs = [live_school.tab("s7b_2"), live_school.tab("s7b_2")]
     bystander = live_school.tab("s7b_3")
-    admin = Browserish(live_school.server.url)
-    _, _, page = admin.request("/signin")
-    admin.request(
-        "/signin",
-        {
-            "csrf_token": csrf_token_from(page),
-            "email": live_school.school.emails["admin"],
-            "password": PASSWORD,
-        },
-    )
-    user_id = live_school.school.ids["s7b_2"]
-    _, _, page = admin.request(f"/roster/users/{user_id}/edit")
-    status, _, _ = admin.request(
-        f"/roster/users/{user_id}/deactivate", {"csrf_token": csrf_token_from(page)}
-    )
-    assert status == 302
+    admin = signed_in(live_school.server.url, live_school.school.emails["admin"])
+    assert deactivate(admin, live_school.school.ids["s7b_2"]) == 302
     assert [tab.close_status()[0] for tab in tabs] == [1008, 1008]
     bystander.send_json({"type": "ping"})
     assert bystander.expect("pong")

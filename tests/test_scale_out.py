@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from .conftest import TEST_SECRETS, make_test_app
-from .helpers import csrf_token_from, session_cookie, signed_in, wait_for
+from .helpers import deactivate, session_cookie, signed_in, wait_for
 from .redis_server import RedisServer
 from .school import LiveSchool, build_school
 from .server import LiveServer
@@ -195,12 +195,7 @@ def test_receipts_and_deactivation_reach_every_process(cluster: Cluster):
     assert '<dd data-state="acknowledged">0</dd>' in first
 
     admin = signed_in(a.server.url, cluster.school.emails["admin"])
-    user_id = cluster.school.ids["s7b_3"]
-    _, _, page = admin.request(f"/roster/users/{user_id}/edit")
-    status, _, _ = admin.request(
-        f"/roster/users/{user_id}/deactivate", {"csrf_token": csrf_token_from(page)}
-    )
-    assert status == 302
+    assert deactivate(admin, cluster.school.ids["s7b_3"]) == 302
     assert [tab.close_status()[0] for tab in doomed] == [1008, 1008]
 
 

@@ -247,7 +247,7 @@ def test_redis_killed_during_a_burst_of_sends_loses_nothing(cluster: Cluster):
 
 def test_redis_stopped_for_30_seconds_loses_nothing(cluster: Cluster):
     a, b = cluster.start(), cluster.start()
-    tabs = [a.tab("s7a_3"), b.tab("s7a_3")]
+    tabs = [a.tab("s7a_3"), b.tab("s7a_3"), b.tab("s7b_3")]
     cluster.redis.stop()
     wait_for(lambda: cluster.health(1)["status"] == "degraded")
     health = cluster.health(1)
@@ -255,14 +255,24 @@ def test_redis_stopped_for_30_seconds_loses_nothing(cluster: Cluster):
     ids = []
     for n in range(6):
         ids += send_burst(a, b, 2, {})
+        if n == 0:
+            tabs.append(b.tab("g7b_3"))  # a tab that opens while Redis is away
         if n < 5:
             keep_open(tabs, 5)
     # Tabs on the sending process had theirs live all along; the others wait.
-    cluster.redis.restart()
+    cluster.redis.restart()  # empty: every process writes its share of presence anew
     for tab in tabs:
         assert all_notifications(tab, set(ids), timeout=45) == Counter(set(ids))
     assert cluster.health(1)["status"] == "ok"
     assert "catching up from the database" in cluster.servers[1].log()
+
+    def online_on_a() -> set[str]:
+        status, body = a.api.call("GET", "/presence")
+        assert status == 200, body
+        return {u["email"] for u in body["users"]}
+
+    on_b = {cluster.school.emails["s7b_3"], cluster.school.emails["g7b_3"]}
+    wait_for(lambda: on_b <= online_on_a(), timeout=10)
 
 
 def test_a_half_open_broker_link_is_found_by_the_probe_and_replaced(cluster: Cluster):

@@ -176,6 +176,7 @@ class SharedPresence(Presence):
         if not (present or gone or heartbeat):
             return False  # nothing to say
         pipe = self.client.pipeline(transaction=True)
+        pipe.exists(key)
         if self.rewrite:
             pipe.delete(key)
         if present:
@@ -185,9 +186,9 @@ class SharedPresence(Presence):
         pipe.expire(key, int(self.ttl_s))
         pipe.zadd(self.processes_key, {self.process: now + self.ttl_s})
         results = pipe.execute()
-        # EXPIRE answers 0 when the key is gone (Redis restarted, or our share expired
-        # while we could not reach it): write the whole share next time.
-        expired = results[-2] == 0 and bool(self.hub.by_user)
+        # The share was gone (Redis restarted, or it expired while Redis could not be
+        # reached), and only what changed was written: write the whole share next time.
+        expired = not self.rewrite and results[0] == 0 and bool(self.hub.by_user)
         rewrote, self.rewrite = self.rewrite, expired
         if expired:
             self._wake.set()

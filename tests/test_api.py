@@ -103,6 +103,20 @@ def test_healthz_reports_the_database_and_the_broker(client):
     }
 
 
+def test_api_requests_are_limited_per_token_with_a_json_429(app, client, owner):
+    app.config["API_RATE_LIMIT"] = "3 per minute"
+    first, second = new_api_token(app, owner.id, "first"), new_api_token(app, owner.id, "other")
+    statuses = [client.get(API + "/presence", headers=bearer(first)).status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    refused = client.get(API + "/presence", headers=bearer(first))
+    assert refused.status_code == 429
+    assert error_of(refused)["code"] == "rate_limited"
+    assert "Too many requests" in error_of(refused)["message"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 61
+    # Another token (another integration) is not held back by the first.
+    assert client.get(API + "/presence", headers=bearer(second)).status_code == 200
+
+
 # --- authentication -------------------------------------------------------------------
 
 ENDPOINTS = [

@@ -214,6 +214,17 @@ def test_the_per_user_socket_cap_holds_across_processes(cluster: Cluster):
     wait_for(lambda: refused(a.server.url) and refused(b.server.url), timeout=5)
 
 
+def test_api_limits_count_requests_made_on_either_process(cluster: Cluster):
+    a, b = (
+        cluster.start(API_RATE_LIMIT="5 per minute"),
+        cluster.start(API_RATE_LIMIT="5 per minute"),
+    )
+    statuses = [(a, b)[n % 2].api.call("GET", "/presence")[0] for n in range(6)]
+    assert statuses == [200] * 5 + [429]
+    status, body = a.api.call("GET", "/presence")
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+
+
 # Redis away -----------------------------------------------------------------------------
 
 

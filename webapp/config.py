@@ -63,6 +63,8 @@ class Defaults:
     MAX_UPLOAD_BYTES = 2 * 1024 * 1024
     SIGNIN_LIMIT_PER_ACCOUNT = "5 per 5 minutes"
     SIGNIN_LIMIT_PER_ADDRESS = "30 per 5 minutes"
+    # Requests to /api/v1 per API token, client token or signed-in person (else address).
+    API_RATE_LIMIT = "1200 per minute"
     # Password hashing runs on native threads (webapp/passwords.py): how many (0: one per
     # CPU, at most 4; each Argon2id hash holds 64 MiB while it runs), how many callers may
     # wait for one, and how long each waits before a 503 with Retry-After.
@@ -220,6 +222,7 @@ def finalise(config: dict, instance_path: Path) -> None:
     for name in (
         "SIGNIN_LIMIT_PER_ACCOUNT",
         "SIGNIN_LIMIT_PER_ADDRESS",
+        "API_RATE_LIMIT",
         "WS_FAILED_AUTH_PER_ADDRESS",
     ):
         try:

@@ -305,6 +305,9 @@ UNKNOWN_NOTIFICATION = ErrorCode(
     "unknown_notification", OnSocket.ERROR, "notification {id} was not sent to you"
 )
 MESSAGES_RATE_LIMITED = RATE_LIMITED.saying("too many messages", status=OnSocket.ERROR)
+API_RATE_LIMITED = RATE_LIMITED.saying(
+    "Too many requests with these credentials; retry after Retry-After seconds."
+)
 ALREADY_AUTHENTICATED = ErrorCode(
     "already_authenticated", OnSocket.ERROR, "this socket is already authenticated"
 )
@@ -446,7 +449,8 @@ def register_handlers(app: Flask) -> None:
     def _limited(exc: RateLimitExceeded):
         from .extensions import limiter
 
-        response = make_response(respond(RATE_LIMITED))
+        api = request.blueprint == "api"
+        response = make_response(respond(API_RATE_LIMITED if api else RATE_LIMITED, json=api))
         breached = limiter.current_limit  # the limit this request ran into
         wait_s = math.ceil(breached.reset_at - time.time()) if breached else 60
         response.headers["Retry-After"] = str(max(1, wait_s))

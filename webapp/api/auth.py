@@ -9,13 +9,15 @@ to a cross-site request on their own. The token itself is never logged.
 
 from __future__ import annotations
 
+import hashlib
+
 from flask import current_app, g, request
 from flask_login import current_user
 
 from .. import errors, tokens
 from ..db import get_session
 from ..errors import NotAuthenticated, error_response
-from ..extensions import csrf
+from ..extensions import client_address, csrf, limiter
 from ..models import User
 from ..services import api_tokens
 from . import bp
@@ -33,6 +35,21 @@ CLIENT_TOKEN_ENDPOINTS = {
 # Authenticated by a signed token in the request's body (a service worker's receipt):
 # no session, API token or CSRF token.
 BODY_TOKEN_ENDPOINTS = {"api.device_receipt"}
+
+
+def api_caller() -> str:
+    """Whom the API rate limit counts against: the bearer token (a digest of it: it is
+    checked only after the limit, and never kept), else the signed-in person, else the
+    address. Counted in the rate-limit storage, so across every process with Redis."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return "token:" + hashlib.sha256(header[7:].strip().encode()).hexdigest()[:32]
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return "address:" + client_address()
+
+
+limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=api_caller, scope="api")(bp)
 
 
 @bp.before_request

@@ -602,6 +602,32 @@ def test_close_all_with_a_code_of_its_own(net):
     assert peer.close_status() == (protocol.CLOSE_TRY_AGAIN, "maintenance")
 
 
+def test_a_socket_its_reader_closed_is_never_written_to_when_its_number_is_reused(net):
+    """The peer left and simple-websocket's reader closed the socket; before the route
+    unregisters it, a new connection (another person's, or an HTTP request) gets the
+    same descriptor number. A broadcast or a heartbeat round must not reach it."""
+    left, _ = net.connect(1)
+    fd = left.fd
+    left.sock.close()  # what the reader does at the end
+    reused, its_peer = gevent.socket.socketpair()  # the lowest free number: the same
+    net.sockets += [reused, its_peer]
+    assert fd in (reused.fileno(), its_peer.fileno())
+    watched = [Peer(its_peer), Peer(reused)]
+
+    net.hub.deliver([1], 7, note(7))
+    net.hub.ping([left])
+    assert all(peer.nothing() for peer in watched)
+    assert left.closed and net.hub.connections_of(1) == 0
+
+
+def test_nothing_is_written_to_a_connection_once_unregistered(net):
+    conn, peer = net.connect(1)
+    net.hub.unregister(conn)
+    net.hub.ping([conn])  # a heartbeat round that began while it was open
+    conn.send_message({"type": "pong"})
+    assert peer.nothing()
+
+
 # Presence --------------------------------------------------------------------------------------
 
 

@@ -96,6 +96,8 @@ class Connection:
         self.hub = hub
         self.ws = ws  # simple_websocket.Server; its own greenlet reads the socket
         self.sock = ws.sock
+        # Its descriptor when it opened: for spreading heartbeats only. Writes ask the
+        # socket each time (see send_frame).
         self.fd = self.sock.fileno()
         self.user_id = user_id
         # A dashboard socket (htmx ws extension) only watches topics: it gets no
@@ -124,8 +126,16 @@ class Connection:
         if self.closed or self.close_after_drain:  # nothing may follow a close frame
             return
         if not self.outbox:
+            # The descriptor as of now, not as of the connect: once the reader has closed
+            # the socket (the peer left), its number may already belong to another
+            # connection, another person's socket or an HTTP response, until this one is
+            # unregistered. A closed socket says -1; no switch can happen before the write.
+            fd = self.sock.fileno()
+            if fd < 0:
+                self._shut("closed by the peer")
+                return
             try:
-                written = os.write(self.fd, frame)
+                written = os.write(fd, frame)
             except BlockingIOError:
                 written = 0
             except OSError:
@@ -308,6 +318,7 @@ class Hub:
                 self.by_user[conn.user_id] = left
             else:
                 del self.by_user[conn.user_id]
+        conn.closed = True  # nothing is written to it again (a heartbeat round holds it)
         self.count -= 1
         self.closed_total += 1
         for topic in list(conn.topics or ()):

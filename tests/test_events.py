@@ -11,7 +11,7 @@ import gevent
 import pytest
 
 from webapp.realtime import events
-from webapp.realtime.broker import InProcessBroker
+from webapp.realtime.broker import Broker
 from webapp.realtime.events import (
     CloseUser,
     EventError,
@@ -121,7 +121,7 @@ def test_decode_refuses_what_is_not_a_well_formed_event(raw, says):
 
 def test_the_in_process_broker_hands_over_the_very_same_objects_in_order():
     received = []
-    broker = InProcessBroker()
+    broker = Broker()
     broker.start(received.append)
     sent = list(EVENTS)
     for event in sent:
@@ -139,7 +139,7 @@ def test_one_failing_event_does_not_stop_the_next(caplog):
             raise RuntimeError("boom")
         received.append(event)
 
-    broker = InProcessBroker()
+    broker = Broker()
     broker.start(handler)
     broker.publish(CloseUser(3, "bye"))
     broker.publish(EVENTS[0])

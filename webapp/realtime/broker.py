@@ -98,9 +98,6 @@ class Broker:
             self._dispatcher.kill(block=False)
 
 
-InProcessBroker = Broker
-
-
 class ProbeLost(Exception):
     """The pub/sub link did not answer in time: treat it as dead."""
 
@@ -276,6 +273,7 @@ class RedisBroker(Broker):
         status = {
             "kind": self.kind,
             "state": "ok" if self.state == "connected" else self.state,
+            "published_events": self.published,
             "waiting_events": len(self._outbox),
             "dropped_events": self.dropped,  # the outbox overflowed while Redis was away
             "refused_events": self.refused,  # messages on the channel that were no event

@@ -210,6 +210,37 @@ INVALID_EXPIRES_AT = ErrorCode(
 )
 EXPIRY_IN_PAST = INVALID_EXPIRES_AT.saying("expires_at must be in the future.")
 EXPIRY_NOT_A_TIME = INVALID_EXPIRES_AT.saying("The expiry is not a valid date and time.")
+EXPIRY_BEFORE_SEND = INVALID_EXPIRES_AT.saying("expires_at must come after send_at.")
+INVALID_SEND_AT = ErrorCode(
+    "invalid_send_at", 400, "send_at needs a time zone (e.g. 2026-12-01T08:00:00Z)."
+)
+SEND_AT_IN_PAST = INVALID_SEND_AT.saying("send_at must be in the future.")
+SEND_AT_TOO_FAR = INVALID_SEND_AT.saying("send_at can be at most {days} days ahead.")
+SEND_AT_NOT_A_TIME = INVALID_SEND_AT.saying("The send time is not a valid date and time.")
+INVALID_CONFIRM_BY = ErrorCode(
+    "invalid_confirm_by", 400, "confirm_by needs a time zone (e.g. 2026-12-01T08:00:00Z)."
+)
+CONFIRM_BY_IN_PAST = INVALID_CONFIRM_BY.saying("confirm_by must be in the future.")
+CONFIRM_BY_BEFORE_SEND = INVALID_CONFIRM_BY.saying("confirm_by must come after send_at.")
+CONFIRM_BY_NOT_A_TIME = INVALID_CONFIRM_BY.saying(
+    "The confirmation deadline is not a valid date and time."
+)
+INVALID_REMIND_AT = ErrorCode(
+    "invalid_remind_at",
+    400,
+    "Reminders need a confirmation deadline, and each must come between the send and the"
+    " deadline (at most {max}, each with a time zone).",
+)
+NOT_SCHEDULED = ErrorCode(
+    "not_scheduled", 409, "This announcement has already been sent: send_at cannot change."
+)
+ALREADY_WITHDRAWN = ErrorCode("already_withdrawn", 409, "This announcement was withdrawn.")
+NOTHING_TO_CHANGE = ErrorCode("nothing_to_change", 400, "Nothing would change.")
+NOT_YOUR_NOTIFICATION = ErrorCode(
+    "not_your_notification",
+    403,
+    "Only its author or an administrator can change this announcement.",
+)
 INVALID_IDEMPOTENCY_KEY = ErrorCode(
     "invalid_idempotency_key", 400, "Idempotency-Key must be 1-255 characters."
 )
@@ -300,9 +331,19 @@ NOT_AN_ID = INVALID_MESSAGE.saying("'{field}' must be an id (0 to {max})")
 BAD_AUTH_TOKEN = INVALID_MESSAGE.saying("'token' must be a non-empty string")
 BAD_ACK_STATE = INVALID_MESSAGE.saying("'state' must be one of {states}")
 BAD_TAB_COUNT = INVALID_MESSAGE.saying("'count' must be a whole number from 1 to {max}")
+BAD_ANSWER = INVALID_MESSAGE.saying("'status' must be one of {answers}")
+BAD_ANSWER_TEXT = INVALID_MESSAGE.saying("'text' must be a string of at most {max} characters")
+BAD_OPEN_ALERTS = INVALID_MESSAGE.saying(
+    "'open' must be a list of at most {max} [id, revision] pairs"
+)
 UNKNOWN_TYPE = ErrorCode("unknown_type", OnSocket.ERROR, "unknown message type {type!r}")
 UNKNOWN_NOTIFICATION = ErrorCode(
     "unknown_notification", OnSocket.ERROR, "notification {id} was not sent to you"
+)
+UNKNOWN_EMERGENCY = ErrorCode(
+    "unknown_emergency",
+    OnSocket.ERROR,
+    "notification {id} is no emergency of yours that is still going on",
 )
 MESSAGES_RATE_LIMITED = RATE_LIMITED.saying("too many messages", status=OnSocket.ERROR)
 API_RATE_LIMITED = RATE_LIMITED.saying(

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -78,6 +79,13 @@ class JobState(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"  # gave up: a permanent error, or out of attempts
     CANCELLED = "cancelled"  # no longer needed (a receipt came first, ...)
+
+
+class Answer(enum.StrEnum):
+    """A recipient's answer to an emergency's roll call."""
+
+    SAFE = "safe"
+    HELP = "help"
 
 
 class TargetKind(enum.StrEnum):
@@ -237,9 +245,27 @@ class Notification(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     recipient_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Scheduled: `send_at` set and `sent_at` still None; the audience is resolved (and
+    # the deliveries written) when it goes. Sent at once: both equal `created_at`.
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Why a scheduled send could not go (the author may no longer reach the audience).
+    send_error: Mapped[str | None] = mapped_column(String(500))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Withdrawn after sending, or cancelled before (sent_at None).
     retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Edits: the current revision's content is in the columns above; every revision,
+    # the first included, is a NotificationRevision.
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Confirmation deadline, and the times reminders go to those who have not confirmed
+    # (ISO 8601 strings, UTC, sorted).
+    confirm_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    remind_at: Mapped[list[str] | None] = mapped_column(JSON)
+    # Emergencies: a drill is shown (and counted) as one; an all-clear ends it.
+    drill: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    all_clear_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    all_clear_message: Mapped[str | None] = mapped_column(Text)
 
     author: Mapped[User | None] = relationship()
     targets: Mapped[list[Target]] = relationship(
@@ -248,9 +274,47 @@ class Notification(Base):
     deliveries: WriteOnlyMapped[Delivery] = relationship(
         back_populates="notification", passive_deletes=True
     )
+    revisions: Mapped[list[NotificationRevision]] = relationship(
+        back_populates="notification",
+        cascade="all, delete-orphan",
+        order_by="NotificationRevision.revision",
+    )
+
+    @property
+    def is_scheduled(self) -> bool:
+        """Waiting for its send time (neither sent nor cancelled)."""
+        return self.sent_at is None and self.retracted_at is None
 
     def __repr__(self) -> str:
         return f"<Notification {self.id} {self.title!r}>"
+
+
+class NotificationRevision(Base):
+    """One version of an announcement's content, as it was sent or edited. Append-only."""
+
+    __tablename__ = "notification_revisions"
+    __table_args__ = (UniqueConstraint("notification_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    priority: Mapped[Priority] = mapped_column(_enum(Priority, "revision_priority"))
+    require_ack: Mapped[bool] = mapped_column(Boolean, default=False)
+    link: Mapped[str | None] = mapped_column(String(2048))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A material change: confirmations started again with this revision.
+    reconfirm: Mapped[bool] = mapped_column(Boolean, default=False)
+    editor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    notification: Mapped[Notification] = relationship(back_populates="revisions")
+    editor: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<NotificationRevision {self.notification_id}r{self.revision}>"
 
 
 class Target(Base):
@@ -301,12 +365,38 @@ class Delivery(Base):
     channel: Mapped[Channel | None] = mapped_column(_enum(Channel, "delivery_channel"))
     pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last reminder sent to this recipient (confirmation deadlines).
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Emergency roll call: "I'm safe" or "I need help", with an optional short text.
+    answer: Mapped[Answer | None] = mapped_column(_enum(Answer, "delivery_answer"))
+    answer_text: Mapped[str | None] = mapped_column(String(280))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     notification: Mapped[Notification] = relationship(back_populates="deliveries")
     user: Mapped[User] = relationship(back_populates="deliveries")
 
     def __repr__(self) -> str:
         return f"<Delivery {self.notification_id}->{self.user_id} {self.state}>"
+
+
+class EmergencyTemplate(Base):
+    """A prepared emergency announcement (lockdown, evacuation, ...), editable by admins."""
+
+    __tablename__ = "emergency_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)  # e.g. "lockdown"
+    name: Mapped[str] = mapped_column(String(100))  # shown on the button
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)  # Markdown
+    # The all-clear template is not an emergency itself: it is the all-clear's text.
+    all_clear: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<EmergencyTemplate {self.key}>"
 
 
 class ApiToken(Base):

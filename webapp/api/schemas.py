@@ -178,6 +178,10 @@ NOTIFICATION_FIELDS = {
     "require_ack": Field(bool),
     "expires_at": Field(str),
     "link": Field(str),
+    "send_at": Field(str),
+    "confirm_by": Field(str),
+    "remind_at": Field(list),
+    "drill": Field(bool),
 }
 TARGET_FIELDS = {
     "users": Field(list),
@@ -197,6 +201,10 @@ def notification_draft(body: dict[str, Any]) -> Draft:
         expires_at=_datetime(body.get("expires_at"), "expires_at"),
         link=body.get("link"),
         audience=audience_spec(body["targets"]),
+        send_at=_datetime(body.get("send_at"), "send_at"),
+        confirm_by=_datetime(body.get("confirm_by"), "confirm_by"),
+        remind_at=tuple(_datetime(t, "remind_at") for t in body.get("remind_at") or ()),
+        drill=bool(body.get("drill")),
     )
 
 

@@ -26,6 +26,8 @@ class ComposeInput:
     priority: str = Priority.NORMAL.value
     require_ack: bool = False
     expires_at: str = ""  # <input type=datetime-local>, in the school's time zone
+    send_at: str = ""  # the same; empty: now
+    confirm_by: str = ""  # the same; empty: no deadline
     users: list[str] = field(default_factory=list)
     classes: dict[str, list[str]] = field(default_factory=dict)
     roles: list[str] = field(default_factory=list)
@@ -42,6 +44,8 @@ class ComposeInput:
             priority=form.get("priority", Priority.NORMAL.value),
             require_ack=form.get("require_ack") == "1",
             expires_at=form.get("expires_at", "").strip(),
+            send_at=form.get("send_at", "").strip(),
+            confirm_by=form.get("confirm_by", "").strip(),
             users=list(dict.fromkeys(e.strip().lower() for e in form.getlist("user") if e.strip())),
             classes={
                 name.removeprefix(CLASS_FIELD): form.getlist(name)
@@ -80,13 +84,21 @@ class ComposeInput:
             require_ack=self.require_ack,
             expires_at=self.expiry(timezone),
             audience=self.audience_spec(),
+            send_at=local_time(self.send_at, timezone, errors.SEND_AT_NOT_A_TIME),
+            confirm_by=local_time(self.confirm_by, timezone, errors.CONFIRM_BY_NOT_A_TIME),
         )
 
     def expiry(self, timezone: str) -> datetime | None:
-        if not self.expires_at:
-            return None
-        try:
-            local = datetime.fromisoformat(self.expires_at)
-        except ValueError:
-            raise errors.EXPIRY_NOT_A_TIME.error() from None
-        return local.replace(tzinfo=ZoneInfo(timezone)) if local.tzinfo is None else local
+        return local_time(self.expires_at, timezone, errors.EXPIRY_NOT_A_TIME)
+
+
+def local_time(value: str, timezone: str, invalid: errors.ErrorCode) -> datetime | None:
+    """A <input type=datetime-local> value, read in the school's time zone (None when
+    empty)."""
+    if not value:
+        return None
+    try:
+        local = datetime.fromisoformat(value)
+    except ValueError:
+        raise invalid.error() from None
+    return local.replace(tzinfo=ZoneInfo(timezone)) if local.tzinfo is None else local

@@ -66,6 +66,35 @@ class NotificationSent:
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationChanged:
+    """A sent announcement changed: `change` says how (CHANGES). Every process reads
+    what its own sockets need from the database: the new revision, the recipients
+    still to remind, or only the id (withdrawn, expired)."""
+
+    TYPE: ClassVar[str] = "notification_changed"
+    UPDATE: ClassVar[str] = "update"  # edited: a new revision
+    RECONFIRM: ClassVar[str] = "reconfirm"  # edited, and confirmations start again
+    RETRACT: ClassVar[str] = "retract"  # withdrawn
+    EXPIRE: ClassVar[str] = "expire"  # its expiry time came
+    ALL_CLEAR: ClassVar[str] = "all_clear"  # an emergency is over
+    REMIND: ClassVar[str] = "remind"  # a reminder to those who have not confirmed
+    CHANGES: ClassVar[tuple[str, ...]] = (UPDATE, RECONFIRM, RETRACT, EXPIRE, ALL_CLEAR, REMIND)
+    id: int
+    change: str
+    fanout: Fanout | None = field(default=None, compare=False)  # in this process only
+
+    def encode(self) -> bytes:
+        return _encode(self.TYPE, {"id": self.id, "change": self.change})
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> NotificationChanged:
+        change = payload.get("change")
+        if change not in cls.CHANGES:
+            raise EventError(f"{cls.TYPE}.change must be one of {', '.join(cls.CHANGES)}")
+        return cls(_id(payload.get("id"), f"{cls.TYPE}.id"), change)
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptsRecorded:
     """Receipts were committed: these announcements' status changed. Readers' other
     tabs drop what was read: this process knows which (`seen`: user, notification,
@@ -133,9 +162,16 @@ class PresenceChanged:
         return cls(process)
 
 
-Event = NotificationSent | ReceiptsRecorded | CloseUser | PresenceChanged
+Event = NotificationSent | NotificationChanged | ReceiptsRecorded | CloseUser | PresenceChanged
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (NotificationSent, ReceiptsRecorded, CloseUser, PresenceChanged)
+    cls.TYPE: cls
+    for cls in (
+        NotificationSent,
+        NotificationChanged,
+        ReceiptsRecorded,
+        CloseUser,
+        PresenceChanged,
+    )
 }
 
 

@@ -397,6 +397,19 @@ class Hub:
             conn.send_frame(frame)
         return len(watchers)
 
+    def send_to_users(self, user_ids: Iterable[int], message: dict) -> int:
+        """Send one message (encoded once) to every local tab socket of these users,
+        whatever they were sent before (an update, a withdrawal); return how many."""
+        frame = text_frame(protocol.encode(message))
+        sent = 0
+        for user_id in user_ids:
+            for conn in self.by_user.get(user_id, ()):
+                conn.send_frame(frame)
+                sent += 1
+                if sent % self.yield_every == 0:
+                    gevent.idle()
+        return sent
+
     def send_to_user(self, user_id: int, message: dict) -> None:
         """Send one protocol message to every local socket of a user."""
         conns = self.by_user.get(user_id)

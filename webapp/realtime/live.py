@@ -31,7 +31,15 @@ from ..services.receipts import Receipt, record_receipts
 from ..worker import JobRunner
 from . import protocol, topics
 from .broker import RedisBroker, make_broker
-from .events import CloseUser, Event, Fanout, NotificationSent, PresenceChanged, ReceiptsRecorded
+from .events import (
+    CloseUser,
+    Event,
+    Fanout,
+    NotificationChanged,
+    NotificationSent,
+    PresenceChanged,
+    ReceiptsRecorded,
+)
 from .heap import HeapKeeper
 from .hub import Hub
 from .presence import Presence, SharedPresence
@@ -167,6 +175,7 @@ class Live:
         self._epoch: str | None = None
         self.handlers: dict[type[Event], Callable] = {
             NotificationSent: self.on_notification_sent,
+            NotificationChanged: self.on_notification_changed,
             ReceiptsRecorded: self.on_receipts_recorded,
             CloseUser: self.on_close_user,
             PresenceChanged: self.on_presence_changed,
@@ -177,7 +186,7 @@ class Live:
     def publish_sent(self, result: SendResult) -> None:
         """A send was committed: hand a new announcement to every process (a repeat of
         an earlier send was published the first time)."""
-        if result.created:
+        if result.created and not result.scheduled:
             self.notification_sent(result.notification, result.author_name, result.recipient_ids)
             if result.notification.priority is Priority.EMERGENCY and self.jobs is not None:
                 self.jobs.wake()  # its pushes and e-mails are due now
@@ -187,6 +196,17 @@ class Live:
     ) -> None:
         fanout = Fanout(tuple(recipient_ids), protocol.notification(notification, author_name))
         self.broker.publish(NotificationSent(notification.id, fanout))
+
+    def publish_changed(self, notification_id: int, change: str) -> None:
+        """A sent announcement was edited, withdrawn, expired, ended (all clear), or its
+        unconfirmed recipients are reminded: every process tells its sockets."""
+        self.broker.publish(NotificationChanged(notification_id, change))
+        if change in (NotificationChanged.REMIND, NotificationChanged.RECONFIRM) and self.jobs:
+            self.jobs.wake()
+
+    def answer_recorded(self, notification_id: int) -> None:
+        """A roll-call answer was written: the emergency's status pages redraw."""
+        self.broker.publish(ReceiptsRecorded((notification_id,), None, ()))
 
     def user_disabled(self, user_id: int) -> None:
         self.broker.publish(CloseUser(user_id, errors.ACCOUNT_DISABLED_CLOSE.message))
@@ -225,6 +245,36 @@ class Live:
             return None
         row, user_ids = found
         return Fanout(tuple(user_ids), protocol.notification(row, row.author))
+
+    def on_notification_changed(self, event: NotificationChanged) -> None:
+        """Tell the local sockets of its recipients what changed; redraw its status."""
+        self.status.mark(topics.notification_topic(event.id))
+        if not self.hub.by_user:
+            return
+        change = event.change
+        with session_scope(self.app) as session:
+            row = replay_service.current(session, event.id)
+            if row is None:
+                return
+            user_ids = replay_service.recipients(
+                session, event.id, unconfirmed=change == NotificationChanged.REMIND
+            )
+        if change == NotificationChanged.RETRACT:
+            message = protocol.retract(event.id)
+        elif change == NotificationChanged.EXPIRE:
+            message = protocol.expire(event.id)
+        elif change == NotificationChanged.ALL_CLEAR:
+            message = protocol.all_clear(event.id, row.all_clear_message or "", bool(row.drill))
+        elif row.retracted_at is not None or row.all_clear_at is not None:
+            return  # withdrawn or over since: that news went (or goes) out instead
+        elif change == NotificationChanged.REMIND:
+            message = protocol.reminder(row, row.author)
+        else:
+            message = protocol.update(
+                row, row.author, reconfirm=change == NotificationChanged.RECONFIRM
+            )
+        sockets = self.hub.send_to_users(user_ids, message)
+        log.info("notification %d %s: told %d sockets here", event.id, change, sockets)
 
     def on_receipts_recorded(self, event: ReceiptsRecorded) -> None:
         """Refresh the watched status of these announcements; tell the readers' other

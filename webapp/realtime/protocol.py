@@ -15,7 +15,10 @@ from ..errors import ErrorCode
 LEGACY_PING = "ping"  # the old design's plain-text keep-alive, answered with "pong"
 LEGACY_PONG = "pong"
 ACK_STATES = ("delivered", "read", "acknowledged")
+ANSWERS = ("safe", "help")  # an emergency's roll call
+MAX_ANSWER_TEXT = 280
 MAX_TABS = 100  # tabs one socket may say it serves
+MAX_OPEN = 100  # alerts a resuming tab may say it still shows
 
 # Close codes (RFC 6455 and the registered 4xxx range for the app).
 CLOSE_GOING_AWAY = 1001  # server shutting down: reconnect (with jitter)
@@ -41,6 +44,9 @@ class Auth:
 @dataclass(frozen=True)
 class Resume:
     last_id: int | None
+    # (id, revision) of the alerts the tab still shows: the server says which of them
+    # changed (edited, withdrawn, expired, all-clear) while it was away.
+    open: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,16 @@ class Tabs:
     count: int
 
 
-ClientMessage = Auth | Resume | Ack | Ping | Tabs
+@dataclass(frozen=True)
+class Answer:
+    """A recipient's roll-call answer to an emergency."""
+
+    id: int
+    status: str  # one of ANSWERS
+    text: str | None
+
+
+ClientMessage = Auth | Resume | Ack | Ping | Tabs | Answer
 
 
 def _int_field(payload: dict, name: str, *, optional: bool = False) -> int | None:
@@ -97,7 +112,7 @@ def parse_client(raw: str | bytes) -> ClientMessage:
             raise ProtocolError(errors.BAD_AUTH_TOKEN)
         return Auth(token)
     if kind == "resume":
-        return Resume(_int_field(payload, "last_id", optional=True))
+        return Resume(_int_field(payload, "last_id", optional=True), _open_alerts(payload))
     if kind == "tabs":
         count = payload.get("count")
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_TABS:
@@ -108,7 +123,39 @@ def parse_client(raw: str | bytes) -> ClientMessage:
         if state not in ACK_STATES:
             raise ProtocolError(errors.BAD_ACK_STATE, states=ACK_STATES)
         return Ack(_int_field(payload, "id"), state)
+    if kind == "answer":
+        status = payload.get("status")
+        if status not in ANSWERS:
+            raise ProtocolError(errors.BAD_ANSWER, answers=ANSWERS)
+        text = payload.get("text")
+        if text is not None and not isinstance(text, str):
+            raise ProtocolError(errors.BAD_ANSWER_TEXT, max=MAX_ANSWER_TEXT)
+        text = " ".join((text or "").split()) or None
+        if text is not None and len(text) > MAX_ANSWER_TEXT:
+            raise ProtocolError(errors.BAD_ANSWER_TEXT, max=MAX_ANSWER_TEXT)
+        return Answer(_int_field(payload, "id"), status, text)
     raise ProtocolError(errors.UNKNOWN_TYPE, type=kind)
+
+
+def _open_alerts(payload: dict) -> tuple[tuple[int, int], ...]:
+    """`open`: [[id, revision], ...], at most MAX_OPEN (optional)."""
+    value = payload.get("open")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_OPEN:
+        raise ProtocolError(errors.BAD_OPEN_ALERTS, max=MAX_OPEN)
+    found = []
+    for item in value:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in item)
+            or not 0 < item[0] <= MAX_ID
+            or not 0 < item[1] <= MAX_ID
+        ):
+            raise ProtocolError(errors.BAD_OPEN_ALERTS, max=MAX_OPEN)
+        found.append((item[0], item[1]))
+    return tuple(found)
 
 
 def encode(message: dict) -> str:
@@ -130,19 +177,62 @@ def hello(user_id: int, name: str, server_time: datetime, epoch: str) -> dict:
 
 
 def notification(n, author_name: str | None) -> dict:
-    """The `notification` message for a Notification row (or anything shaped like one)."""
+    """The `notification` message for a Notification row (or anything shaped like one):
+    its current revision."""
     return {
         "type": "notification",
         "id": n.id,
+        "revision": n.revision,
         "title": n.title,
         "body_html": n.body_html,
         "priority": str(n.priority),
         "require_ack": bool(n.require_ack),
-        "created_at": _iso(n.created_at),
+        "confirm_by": _iso(n.confirm_by),
+        "drill": bool(n.drill),
+        "created_at": _iso(n.sent_at or n.created_at),
+        "edited_at": _iso(n.edited_at),
         "expires_at": _iso(n.expires_at),
         "link": n.link,
         "author": author_name,
     }
+
+
+def update(n, author_name: str | None, *, reconfirm: bool = False) -> dict:
+    """An announcement was edited: tabs showing it replace it in place (by id, when
+    `revision` is newer than theirs); `reconfirm`: ask again for a confirmation."""
+    return {**notification(n, author_name), "type": "update", "reconfirm": reconfirm}
+
+
+def reminder(n, author_name: str | None) -> dict:
+    """A reminder to confirm: shown again as a fresh alert, even if dismissed."""
+    return {**notification(n, author_name), "reminder": True}
+
+
+def retract(notification_id: int) -> dict:
+    """Withdrawn: tabs remove it at once."""
+    return {"type": "retract", "id": notification_id}
+
+
+def expire(notification_id: int) -> dict:
+    """Expired: tabs drop it."""
+    return {"type": "expire", "id": notification_id}
+
+
+def all_clear(notification_id: int, message: str, drill: bool = False) -> dict:
+    """An emergency is over: its overlay turns into this message."""
+    return {"type": "all_clear", "id": notification_id, "message": message, "drill": drill}
+
+
+def change(kind: str, row) -> dict:
+    """The message telling a tab of a change to an alert it shows (see
+    services/replay.changed_since_shown): row carries the announcement's fields."""
+    if kind == "update":
+        return update(row, row.author)
+    if kind == "all_clear":
+        return all_clear(row.id, row.all_clear_message or "", bool(row.drill))
+    if kind == "expire":
+        return expire(row.id)
+    return retract(row.id)
 
 
 def receipt(notification_id: int, state: str) -> dict:

@@ -26,8 +26,10 @@ from simple_websocket import ConnectionClosed, Server
 from .. import errors, tokens
 from ..db import session_scope, utcnow
 from ..errors import DomainError
+from ..models import Answer
 from ..services import receipts as receipts_service
 from ..services import replay as replay_service
+from ..services import roll_call
 from . import admission, protocol, topics
 from .admission import Admission, SocketUser, user_from_token
 from .greenlets import in_short_greenlet
@@ -225,36 +227,51 @@ def receive_loop(app: Flask, conn: Connection) -> None:
             else:
                 conn.send_message(protocol.pong())
         elif isinstance(message, protocol.Resume):
-            replay(app, conn, message.last_id)
+            replay(app, conn, message.last_id, message.open)
             replayed = True
         elif isinstance(message, protocol.Ack):
             accept_receipt(app, conn, message)
         elif isinstance(message, protocol.Tabs):
             conn.hub.set_tabs(conn, message.count)
+        elif isinstance(message, protocol.Answer):
+            accept_answer(app, conn, message)
         else:
             conn.send_message(protocol.error(errors.ALREADY_AUTHENTICATED))
 
 
-def replay(app: Flask, conn: Connection, last_id: int | None) -> None:
-    """Send from the database what this user is missing, oldest first. The socket is
-    registered already, so anything sent meanwhile is held back and follows in order."""
+def replay(
+    app: Flask, conn: Connection, last_id: int | None, shown: tuple[tuple[int, int], ...] = ()
+) -> None:
+    """Send from the database what this user is missing, oldest first, then what changed
+    of the alerts the tab still shows (`shown`). The socket is registered already, so
+    anything sent meanwhile is held back and follows in order."""
     conn.hold()
     try:
-        frames = in_short_greenlet(replay_frames, conn.user_id, last_id, app=app)
+        frames, changes = in_short_greenlet(replay_frames, conn.user_id, last_id, shown, app=app)
         for notification_id, frame in frames:
             conn.send_replayed(notification_id, frame)
+        for frame in changes:
+            conn.send_frame(frame)
     finally:
         conn.release()
 
 
-def replay_frames(user_id: int, last_id: int | None) -> list[tuple[int, bytes]]:
-    """The encoded notification frames a (re)connecting socket of this user must get."""
+def replay_frames(
+    user_id: int, last_id: int | None, shown: tuple[tuple[int, int], ...] = ()
+) -> tuple[list[tuple[int, bytes]], list[bytes]]:
+    """The encoded notification frames a (re)connecting socket of this user must get,
+    and the frames that update, withdraw, expire or end the alerts it still shows."""
     with session_scope() as session:
         rows = replay_service.replay_for(session, user_id, last_id)
-        return [
+        frames = [
             (n.id, text_frame(protocol.encode(protocol.notification(n, author))))
             for n, author in rows
         ]
+        changes = [
+            text_frame(protocol.encode(protocol.change(change, row)))
+            for change, row in replay_service.changed_since_shown(session, user_id, shown)
+        ]
+        return frames, changes
 
 
 def is_recipient(user_id: int, notification_id: int) -> bool:
@@ -270,3 +287,21 @@ def accept_receipt(app: Flask, conn: Connection, ack: protocol.Ack) -> None:
         conn.send_message(protocol.error(errors.UNKNOWN_NOTIFICATION, id=ack.id))
         return
     app.extensions["schoolbell.live"].receipts.add(conn.user_id, ack.id, ack.state)
+
+
+def record_answer(user_id: int, answer: protocol.Answer) -> bool:
+    with session_scope() as session:
+        return roll_call.record_answer(
+            session, user_id, answer.id, Answer(answer.status), answer.text
+        )
+
+
+def accept_answer(app: Flask, conn: Connection, answer: protocol.Answer) -> None:
+    """Keep a roll-call answer (it counts as reading the alert); refuse one to anything
+    but an emergency this user got that is not over."""
+    if not in_short_greenlet(record_answer, conn.user_id, answer, app=app):
+        conn.send_message(protocol.error(errors.UNKNOWN_EMERGENCY, id=answer.id))
+        return
+    live = app.extensions["schoolbell.live"]
+    live.receipts.add(conn.user_id, answer.id, "read")
+    live.answer_recorded(answer.id)

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 from flask import Flask
@@ -230,6 +230,20 @@ def retry(
     )
     session.commit()
     return True
+
+
+class Announcer(Protocol):
+    """What a job handler tells open tabs through, after its commit: the realtime
+    runtime of its process (realtime/live.py), which publishes to every process."""
+
+    def publish_sent(self, result: Any) -> None: ...  # a notifications.SendResult
+
+    def publish_changed(self, notification_id: int, change: str) -> None: ...
+
+
+def announcer(app: Flask) -> Announcer:
+    """This process's realtime runtime, for a handler to publish what it committed."""
+    return app.extensions["schoolbell.live"]
 
 
 HOLD_EXTENSION = "schoolbell.jobs.hold"

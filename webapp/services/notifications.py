@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import Integer, cast, insert, literal, select
@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from .. import errors
 from ..db import integer_rows, utcnow
 from ..markup import render_markdown
-from ..models import Delivery, DeliveryState, Notification, Priority, User
-from . import audience, audit, reach
+from ..models import Delivery, DeliveryState, Notification, NotificationRevision, Priority, User
+from . import audience, audit, jobs, reach
 
 MAX_TITLE_CHARS = 200
 _deliveries = Delivery.__table__
@@ -40,6 +40,10 @@ class Draft:
     expires_at: datetime | None = None
     link: str | None = None
     audience: audience.AudienceSpec = field(default_factory=audience.AudienceSpec)
+    send_at: datetime | None = None  # None: now
+    confirm_by: datetime | None = None  # implies require_ack
+    remind_at: tuple[datetime, ...] = ()  # reminders to confirm, before confirm_by
+    drill: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ class Prepared:
     resolved: audience.Resolved | None  # None for a repeat
     earlier: Notification | None = None  # the announcement a repeat repeats
     needs_confirmation: bool = False
+    send_at: datetime | None = None  # a scheduled send: its time (None: now)
+    confirm_by: datetime | None = None
+    remind_at: tuple[datetime, ...] = ()
+    drill: bool = False
 
 
 @dataclass
@@ -71,6 +79,11 @@ class SendResult:
     recipient_ids: list[int]
     created: bool  # False when an Idempotency-Key matched an earlier send
     author_name: str | None  # for the broadcast after commit
+
+    @property
+    def scheduled(self) -> bool:
+        """Queued for its send time: nothing goes out now."""
+        return self.notification.sent_at is None
 
 
 def clean_title(title: str) -> str:
@@ -110,14 +123,78 @@ def clean_link(link: str | None) -> str | None:
     return link
 
 
-def clean_expiry(expires_at: datetime | None) -> datetime | None:
+MAX_SCHEDULE_DAYS = 366
+MAX_REMINDERS = 5
+# A send_at this close to now (or a little behind, by the sender's clock) means now.
+SEND_NOW_WITHIN = timedelta(seconds=5)
+PAST_TOLERANCE = timedelta(minutes=1)
+
+
+def _aware(value: datetime | None, invalid: errors.ErrorCode) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise invalid.error()
+    return value
+
+
+def clean_expiry(expires_at: datetime | None, starts: datetime | None = None) -> datetime | None:
+    """An optional expiry, in the future and after `starts` (a scheduled send)."""
+    expires_at = _aware(expires_at, errors.INVALID_EXPIRES_AT)
     if expires_at is None:
         return None
-    if expires_at.tzinfo is None:
-        raise errors.INVALID_EXPIRES_AT.error()
     if expires_at <= utcnow():
         raise errors.EXPIRY_IN_PAST.error()
+    if starts is not None and expires_at <= starts:
+        raise errors.EXPIRY_BEFORE_SEND.error()
     return expires_at
+
+
+def clean_send_at(send_at: datetime | None, now: datetime | None = None) -> datetime | None:
+    """When a scheduled send goes (UTC), or None for now: a time within a few seconds of
+    now (or a minute behind it, a sender's clock running late) means now."""
+    send_at = _aware(send_at, errors.INVALID_SEND_AT)
+    if send_at is None:
+        return None
+    now = now or utcnow()
+    if send_at < now - PAST_TOLERANCE:
+        raise errors.SEND_AT_IN_PAST.error()
+    if send_at <= now + SEND_NOW_WITHIN:
+        return None
+    if send_at > now + timedelta(days=MAX_SCHEDULE_DAYS):
+        raise errors.SEND_AT_TOO_FAR.error(days=MAX_SCHEDULE_DAYS)
+    return send_at.astimezone(UTC)
+
+
+def clean_confirm_by(confirm_by: datetime | None, starts: datetime | None) -> datetime | None:
+    """An optional confirmation deadline, in the future and after the send."""
+    confirm_by = _aware(confirm_by, errors.INVALID_CONFIRM_BY)
+    if confirm_by is None:
+        return None
+    if confirm_by <= utcnow():
+        raise errors.CONFIRM_BY_IN_PAST.error()
+    if starts is not None and confirm_by <= starts:
+        raise errors.CONFIRM_BY_BEFORE_SEND.error()
+    return confirm_by.astimezone(UTC)
+
+
+def clean_remind_at(
+    remind_at: tuple[datetime, ...] | list[datetime],
+    confirm_by: datetime | None,
+    starts: datetime | None,
+) -> tuple[datetime, ...]:
+    """Reminder times: each after the send (and now) and before the deadline; sorted,
+    without repeats, at most MAX_REMINDERS."""
+    if not remind_at:
+        return ()
+    earliest = starts or utcnow()
+    times = sorted({t.astimezone(UTC) for t in remind_at if t.tzinfo is not None})
+    if (
+        confirm_by is None
+        or len(times) != len(set(remind_at))
+        or len(times) > MAX_REMINDERS
+        or any(t <= earliest or t >= confirm_by for t in times)
+    ):
+        raise errors.INVALID_REMIND_AT.error(max=MAX_REMINDERS)
+    return tuple(times)
 
 
 def preview(draft: Draft) -> tuple[str, str]:
@@ -128,13 +205,14 @@ def preview(draft: Draft) -> tuple[str, str]:
 
 
 def validate(draft: Draft) -> tuple[str, str, Priority, str | None, datetime | None]:
-    """Check a draft's content (not its audience); return it cleaned, or raise."""
+    """Check a draft's content (not its audience or its times); return it cleaned, or
+    raise."""
     return (
         clean_title(draft.title),
         clean_body(draft.body),
         parse_priority(draft.priority),
         clean_link(draft.link),
-        clean_expiry(draft.expires_at),
+        clean_expiry(draft.expires_at, clean_send_at(draft.send_at)),
     )
 
 
@@ -150,10 +228,15 @@ def prepare(
     needs. Emergencies, and audiences of more than `confirm_above` people, need the
     sender's confirmation first (None: nobody is asked, as over the API). A repeat of an
     earlier send is recognised before the audience is resolved, so a retry is answered
-    with the first result even if that audience could no longer be reached."""
+    with the first result even if that audience could no longer be reached. A scheduled
+    send's audience is resolved now, to check it, and again when it goes."""
     audience.require_sender(actor)
     title, body, priority, link, expires_at = validate(draft)
-    require_ack = bool(draft.require_ack)
+    send_at = clean_send_at(draft.send_at)
+    confirm_by = clean_confirm_by(draft.confirm_by, send_at)
+    remind_at = clean_remind_at(draft.remind_at, confirm_by, send_at)
+    require_ack = bool(draft.require_ack) or confirm_by is not None
+    drill = bool(draft.drill)
     prepared = Prepared(
         actor=actor,
         title=title,
@@ -163,10 +246,26 @@ def prepare(
         link=link,
         expires_at=expires_at,
         request_hash=fingerprint(
-            title, body, priority, require_ack, link, expires_at, draft.audience
+            title,
+            body,
+            priority,
+            require_ack,
+            link,
+            expires_at,
+            draft.audience,
+            extra={
+                "send_at": _iso(send_at),
+                "confirm_by": _iso(confirm_by),
+                "remind_at": [t.isoformat() for t in remind_at],
+                "drill": drill,
+            },
         ),
         idempotency_key=clean_idempotency_key(idempotency_key),
         resolved=None,
+        send_at=send_at,
+        confirm_by=confirm_by,
+        remind_at=remind_at,
+        drill=drill,
     )
     if prepared.idempotency_key is not None:
         earlier = _by_key(session, actor.id, prepared.idempotency_key)
@@ -180,6 +279,10 @@ def prepare(
         needs_confirmation=confirm_above is not None
         and (priority is Priority.EMERGENCY or resolved.count > confirm_above),
     )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def clean_idempotency_key(key: str | None) -> str | None:
@@ -201,7 +304,8 @@ def send(
 ) -> SendResult:
     """Freeze a prepared audience into one pending delivery per recipient, queue the
     push and e-mail fan-outs for those no tab reaches (`delays`: when), and commit; a
-    repeat returns the earlier send instead."""
+    scheduled one is only stored, with a job to send it at its time; a repeat returns
+    the earlier send instead."""
     actor, key = prepared.actor, prepared.idempotency_key
     if prepared.earlier is not None:
         return _replayed(session, prepared.earlier, actor)
@@ -209,11 +313,12 @@ def send(
     if not resolved.user_ids:
         raise errors.NO_ACTIVE_RECIPIENTS.error()
     now = utcnow()
+    body_html = render_markdown(prepared.body)
     notification = Notification(
         author_id=actor.id,
         title=prepared.title,
         body=prepared.body,
-        body_html=render_markdown(prepared.body),
+        body_html=body_html,
         priority=prepared.priority,
         require_ack=prepared.require_ack,
         link=prepared.link,
@@ -222,7 +327,27 @@ def send(
         request_hash=prepared.request_hash,
         recipient_count=resolved.count,
         created_at=now,
+        send_at=prepared.send_at,
+        sent_at=None if prepared.send_at else now,
+        confirm_by=prepared.confirm_by,
+        remind_at=[t.isoformat() for t in prepared.remind_at] or None,
+        drill=prepared.drill,
         targets=resolved.targets,
+        revisions=[
+            NotificationRevision(
+                revision=1,
+                title=prepared.title,
+                body=prepared.body,
+                body_html=body_html,
+                priority=prepared.priority,
+                require_ack=prepared.require_ack,
+                link=prepared.link,
+                expires_at=prepared.expires_at,
+                reconfirm=False,
+                editor_id=actor.id,
+                created_at=now,
+            )
+        ],
     )
     session.add(notification)
     try:
@@ -234,7 +359,54 @@ def send(
             raise
         _require_same_request(earlier, prepared.request_hash)
         return _replayed(session, earlier, actor)
-    recipient_ids = sorted(resolved.user_ids)
+    details = {
+        "recipients": resolved.count,
+        "priority": prepared.priority.value,
+        "audience": [label for label, _ in resolved.breakdown],
+    }
+    if prepared.drill:
+        details["drill"] = True
+    if prepared.send_at is not None:
+        jobs.enqueue(
+            session,
+            SCHEDULED_SEND,
+            f"{SCHEDULED_SEND}:{notification.id}",
+            due_at=prepared.send_at,
+            notification_id=notification.id,
+        )
+        audit.record(
+            session,
+            "notification.scheduled",
+            actor=actor,
+            subject=f"notification:{notification.id}",
+            address=address,
+            send_at=prepared.send_at.isoformat(),
+            **details,
+        )
+        session.commit()
+        return SendResult(notification, [], created=True, author_name=actor.name)
+    recipient_ids = deliver(session, notification, resolved.user_ids, delays or reach.Delays())
+    audit.record(
+        session,
+        "notification.sent",
+        actor=actor,
+        subject=f"notification:{notification.id}",
+        address=address,
+        **details,
+    )
+    session.commit()
+    return SendResult(notification, recipient_ids, created=True, author_name=actor.name)
+
+
+SCHEDULED_SEND = "send"  # the job that sends a scheduled announcement: services/schedule.py
+
+
+def deliver(
+    session: Session, notification: Notification, user_ids: set[int], delays: reach.Delays
+) -> list[int]:
+    """Write one pending delivery per recipient and queue what follows a send (pushes,
+    e-mails, expiry, reminders); not committed. Returns the recipients, sorted."""
+    recipient_ids = sorted(user_ids)
     # One INSERT ... SELECT over the ids sent as a single parameter: no per-row work in
     # Python (an executemany of 10,000 rows spent most of its time building parameters).
     ids = integer_rows(session, recipient_ids)
@@ -245,23 +417,19 @@ def send(
                 literal(notification.id, _deliveries.c.notification_id.type),
                 cast(ids.c.value, Integer),
                 literal(DeliveryState.PENDING, _deliveries.c.state.type),
-                literal(now, _deliveries.c.created_at.type),
+                literal(notification.sent_at, _deliveries.c.created_at.type),
             ),
         )
     )
-    reach.schedule(session, notification, delays or reach.Delays())
-    audit.record(
-        session,
-        "notification.sent",
-        actor=actor,
-        subject=f"notification:{notification.id}",
-        address=address,
-        recipients=resolved.count,
-        priority=prepared.priority.value,
-        audience=[label for label, _ in resolved.breakdown],
-    )
-    session.commit()
-    return SendResult(notification, recipient_ids, created=True, author_name=actor.name)
+    reach.schedule(session, notification, delays)
+    for follow_up in AFTER_SEND:
+        follow_up(session, notification)
+    return recipient_ids
+
+
+# What else a send queues, in its transaction (expiry, reminders, ...): each takes the
+# session and the announcement just sent. Modules add theirs when imported.
+AFTER_SEND: list = []
 
 
 def fingerprint(
@@ -272,8 +440,10 @@ def fingerprint(
     link: str | None,
     expires_at: datetime | None,
     spec: audience.AudienceSpec,
+    extra: dict | None = None,
 ) -> str:
-    """SHA-256 of everything a send asks for, in a canonical form."""
+    """SHA-256 of everything a send asks for, in a canonical form (`extra`: the times
+    and flags a plain send leaves out, so earlier requests keep their hash)."""
     canonical = {
         "title": title,
         "body": body,
@@ -288,6 +458,7 @@ def fingerprint(
         "roles": sorted(role.value for role in spec.roles),
         "everyone": spec.everyone,
     }
+    canonical.update({k: v for k, v in (extra or {}).items() if v not in (None, [], False)})
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 

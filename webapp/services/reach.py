@@ -71,7 +71,7 @@ class Delays:
 def schedule(session: Session, notification: Notification, delays: Delays) -> None:
     """Queue the push and e-mail fan-outs of a new announcement (not committed here:
     they commit with the send, so one exists exactly when the announcement does)."""
-    sent = notification.created_at
+    sent = notification.sent_at or notification.created_at
     at_once = notification.priority is Priority.EMERGENCY
     for kind, delay_s in ((PUSH_FANOUT, delays.push_after_s), (EMAIL_FANOUT, delays.email_after_s)):
         jobs.enqueue(

@@ -28,11 +28,16 @@ def _messages():
     notifications = _notifications
     return select(
         notifications.c.id,
+        notifications.c.revision,
         notifications.c.title,
         notifications.c.body_html,
         notifications.c.priority,
         notifications.c.require_ack,
+        notifications.c.confirm_by,
+        notifications.c.drill,
         notifications.c.created_at,
+        notifications.c.sent_at,
+        notifications.c.edited_at,
         notifications.c.expires_at,
         notifications.c.link,
         _authors.c.name.label("author"),
@@ -40,9 +45,11 @@ def _messages():
 
 
 def _live(notifications):
-    """Neither withdrawn nor expired (at :now)."""
+    """Sent, and neither withdrawn, expired (at :now) nor over (all clear)."""
     return and_(
+        notifications.c.sent_at.is_not(None),
         notifications.c.retracted_at.is_(None),
+        notifications.c.all_clear_at.is_(None),
         or_(notifications.c.expires_at.is_(None), notifications.c.expires_at > bindparam("now")),
     )
 
@@ -104,7 +111,7 @@ _MESSAGE = _messages().where(_notifications.c.id == bindparam("id"), _live(_noti
 _RECIPIENTS = select(_deliveries.c.user_id).where(_deliveries.c.notification_id == bindparam("id"))
 _MISSED = (
     _messages()
-    .where(_notifications.c.created_at >= bindparam("since"), _live(_notifications))
+    .where(_notifications.c.sent_at >= bindparam("since"), _live(_notifications))
     .order_by(_notifications.c.id)
     .limit(REPLAY_LIMIT)
 )
@@ -140,3 +147,57 @@ def missed_since(
     return [
         (row, list(connection.execute(_STILL_WANTED_BY, {"id": row.id}).scalars())) for row in rows
     ]
+
+
+# Changes to announcements already sent -------------------------------------------------
+_UNCONFIRMED = select(_deliveries.c.user_id).where(
+    _deliveries.c.notification_id == bindparam("id"),
+    _deliveries.c.state != DeliveryState.ACKNOWLEDGED,
+)
+_ANY_MESSAGE = _messages().add_columns(
+    _notifications.c.retracted_at, _notifications.c.all_clear_at, _notifications.c.all_clear_message
+)
+
+
+def recipients(session: Session, notification_id: int, *, unconfirmed: bool = False) -> list[int]:
+    """An announcement's recipients (`unconfirmed`: only those who have not confirmed)."""
+    statement = _UNCONFIRMED if unconfirmed else _RECIPIENTS
+    return list(session.connection().execute(statement, {"id": notification_id}).scalars())
+
+
+def current(session: Session, notification_id: int) -> Row | None:
+    """An announcement's message fields as they are now, live or not (with
+    retracted_at, all_clear_at and all_clear_message)."""
+    return (
+        session.connection()
+        .execute(_ANY_MESSAGE.where(_notifications.c.id == notification_id))
+        .first()
+    )
+
+
+def changed_since_shown(
+    session: Session, user_id: int, shown: tuple[tuple[int, int], ...], now: datetime | None = None
+) -> list[tuple[str, Row]]:
+    """Of the alerts a resuming tab still shows ((id, revision) pairs), those that changed
+    while it was away, each with what to tell it: "retract", "expire", "all_clear" or
+    "update" (a newer revision). Only this user's own announcements are looked at."""
+    if not shown:
+        return []
+    now = now or utcnow()
+    revisions = dict(shown)
+    rows = session.connection().execute(
+        _ANY_MESSAGE.join(_deliveries, _deliveries.c.notification_id == _notifications.c.id)
+        .where(_deliveries.c.user_id == user_id, _notifications.c.id.in_(list(revisions)))
+        .order_by(_notifications.c.id)
+    )
+    changes = []
+    for row in rows:
+        if row.retracted_at is not None:
+            changes.append(("retract", row))
+        elif row.all_clear_at is not None:
+            changes.append(("all_clear", row))
+        elif row.expires_at is not None and row.expires_at <= now:
+            changes.append(("expire", row))
+        elif row.revision > revisions[row.id]:
+            changes.append(("update", row))
+    return changes

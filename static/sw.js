@@ -12,7 +12,9 @@
  *   visit anyway (push.js).
  *
  * The payload (built by webapp/services/push.py): {type: "notification", id, title,
- * body (plain text), priority, require_ack, url, tag, receipt, created_at}.
+ * body (plain text), priority, require_ack, url, tag, receipt, created_at}; an edit or a
+ * reminder sends the same under the same tag; a withdrawal ("retract") and an all-clear
+ * ("all_clear") too, with no receipt.
  * Every browser with service workers runs async functions, so this file uses them.
  */
 "use strict";
@@ -21,6 +23,9 @@ var SCOPE = self.registration.scope;  // ".../": the app's root, behind any path
 var ICON = at("static/icons/icon-192.png");
 var BADGE = at("static/icons/badge-96.png");
 var TITLE_PREFIX = { urgent: "Urgent: ", emergency: "EMERGENCY: " };
+// "notification" (new, edited or a reminder); "retract" and "all_clear" replace what the
+// device shows under the same tag, and report nothing.
+var PAYLOAD_TYPES = ["notification", "retract", "all_clear"];
 var RECEIPT_TIMEOUT_MS = 5000, RETRY_AFTER_MS = 1000;
 
 function at(path) { return new URL(path, SCOPE).href; }
@@ -64,7 +69,7 @@ function readPayload(data) {
   if (!data) return null;
   try {
     var payload = data.json();
-    return payload && typeof payload === "object" && payload.type === "notification" ? payload : null;
+    return payload && typeof payload === "object" && PAYLOAD_TYPES.indexOf(payload.type) >= 0 ? payload : null;
   } catch (e) {
     return null;  // not JSON
   }
@@ -82,7 +87,7 @@ function notificationFor(payload) {
     body: typeof payload.body === "string" ? payload.body : "",
     icon: ICON,
     badge: BADGE,
-    requireInteraction: payload.priority === "emergency",  // stays until dealt with
+    requireInteraction: payload.type === "notification" && payload.priority === "emergency",  // stays until dealt with
     timestamp: Date.parse(payload.created_at) || Date.now(),
     data: { url: appUrl(payload.url), id: payload.id, receipt: payload.receipt }
   };
@@ -90,7 +95,8 @@ function notificationFor(payload) {
     options.tag = String(payload.tag);
     options.renotify = true;  // a replacement (an edit, a reminder) alerts again
   }
-  var title = (TITLE_PREFIX[payload.priority] || "") + (payload.title || "New announcement");
+  var prefix = payload.type === "notification" ? (TITLE_PREFIX[payload.priority] || "") : "";
+  var title = prefix + (payload.title || "New announcement");
   return { title: title, options: options };
 }
 

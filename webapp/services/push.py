@@ -367,7 +367,7 @@ class OutgoingPush:
     ttl_s: int
 
 
-def push_message(notification: Notification, receipt: str) -> dict[str, Any]:
+def push_message(notification: Notification, receipt: str | None) -> dict[str, Any]:
     """The push message the service worker shows (its body is filled in by `encode`)."""
     return {
         "type": "notification",
@@ -379,8 +379,46 @@ def push_message(notification: Notification, receipt: str) -> dict[str, Any]:
         "url": f"/inbox?open={notification.id}",
         "tag": str(notification.id),
         "receipt": receipt,
-        "created_at": notification.created_at.isoformat(),
+        "created_at": (notification.sent_at or notification.created_at).isoformat(),
     }
+
+
+CHANGE_PREFIXES = {reach.PUSH_REMIND: "Reminder: "}
+
+
+def change_message(
+    notification: Notification, kind: str, receipt: str | None
+) -> tuple[dict[str, Any], str]:
+    """A change push's message (under the announcement's tag, so it replaces what the
+    device shows) and its body text."""
+    message = push_message(notification, receipt)
+    if kind == reach.PUSH_RETRACT:
+        message.update(type="retract", title=f"Withdrawn: {notification.title}", receipt=None)
+        return message, "This announcement was withdrawn."
+    if kind == reach.PUSH_ALL_CLEAR:
+        message.update(type="all_clear", title=f"All clear: {notification.title}", receipt=None)
+        return message, notification.all_clear_message or ""
+    message["title"] = CHANGE_PREFIXES.get(kind, "") + notification.title
+    return message, plain_text(notification.body_html)
+
+
+def change_still_needed(
+    notification: Notification, delivery: Delivery, user: User, kind: str
+) -> str | None:
+    """Why a queued change push is no longer needed (None: send it)."""
+    if not user.active:
+        return "the recipient was deactivated"
+    if kind in (reach.PUSH_RETRACT, reach.PUSH_ALL_CLEAR):
+        return None
+    reason = reach.check_live(notification)
+    if reason is not None:
+        return reason
+    if kind == reach.PUSH_REMIND:
+        if delivery.state is DeliveryState.ACKNOWLEDGED:
+            return "already confirmed"
+        if notification.priority is not Priority.EMERGENCY and not user.push_enabled:
+            return "the recipient turned pushes off"
+    return None
 
 
 def _json(value: dict[str, Any]) -> bytes:
@@ -424,11 +462,19 @@ def _outgoing(session: Session, config: Mapping[str, Any], job: jobs.JobRef) -> 
         raise jobs.Cancel("the device is no longer subscribed")
     if subscription.user_id != delivery.user_id:
         raise jobs.Cancel("the device now belongs to someone else")
-    reason = reach.check_live(notification) or reach.push_still_needed(notification, delivery, user)
+    if job.kind == reach.PUSH:
+        reason = reach.check_live(notification) or reach.push_still_needed(
+            notification, delivery, user
+        )
+    else:
+        reason = change_still_needed(notification, delivery, user, job.kind)
     if reason is not None:
         raise jobs.Cancel(reason)
     receipt = receipt_token(config["SECRET_KEY"], delivery.user_id, notification.id)
-    shown = push_message(notification, receipt)
+    if job.kind == reach.PUSH:
+        shown, body = push_message(notification, receipt), plain_text(notification.body_html)
+    else:
+        shown, body = change_message(notification, job.kind, receipt)
     return OutgoingPush(
         subscription_id=subscription.id,
         delivery_id=delivery.id,
@@ -437,7 +483,7 @@ def _outgoing(session: Session, config: Mapping[str, Any], job: jobs.JobRef) -> 
             "endpoint": subscription.endpoint,
             "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth},
         },
-        data=encode(shown, plain_text(notification.body_html)),
+        data=encode(shown, body),
         title_only=encode(shown, ""),
         urgency=urgency(notification.priority),
         topic=f"n{notification.id}",
@@ -525,6 +571,10 @@ def retry_after_s(value: str | None, now: datetime | None = None) -> float:
 
 
 @jobs.handler(reach.PUSH)
+@jobs.handler(reach.PUSH_UPDATE)
+@jobs.handler(reach.PUSH_RETRACT)
+@jobs.handler(reach.PUSH_ALL_CLEAR)
+@jobs.handler(reach.PUSH_REMIND)
 def send_push(app: Flask, job: jobs.JobRef) -> jobs.Record:
     """Send one announcement to one device; return what records its success (written
     with the job's end), or raise how the push service's answer ends the job."""

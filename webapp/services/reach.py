@@ -42,6 +42,12 @@ from . import jobs
 PUSH_FANOUT = "reach-push"
 EMAIL_FANOUT = "reach-email"
 PUSH = "push"  # one push to one subscription: services/push.py
+# A push about an announcement a device already shows (same tag, so it replaces it):
+PUSH_UPDATE = "push-update"  # edited: the new text
+PUSH_RETRACT = "push-retract"  # withdrawn
+PUSH_ALL_CLEAR = "push-all-clear"  # an emergency is over
+PUSH_REMIND = "push-remind"  # please confirm (to every device of those who have not)
+CHANGE_PUSHES = (PUSH_UPDATE, PUSH_RETRACT, PUSH_ALL_CLEAR, PUSH_REMIND)
 EMAIL = "email"  # one e-mail to one recipient: services/mail.py
 _JOB_COLUMNS = [
     "kind",
@@ -172,6 +178,43 @@ def fan_out_emails(app: Flask, job: jobs.JobRef) -> None:
             )
         _queue_from(session, rows)
         session.commit()
+
+
+def queue_change_pushes(session: Session, notification: Notification, kind: str, tag: str) -> int:
+    """Queue a push of `kind` (CHANGE_PUSHES) in the caller's transaction (not committed):
+    for a reminder, to every device of each recipient who has not confirmed and wants
+    pushes (an emergency: whatever they chose); otherwise to the devices of those a push
+    already reached, so what their devices show is replaced. `tag` tells this change
+    from earlier ones of the same kind (a revision, a reminder's time). Returns how many."""
+    now = utcnow()
+    d, s = Delivery, PushSubscription
+    rows = (
+        select(
+            literal(kind),
+            literal(f"{kind}:")
+            + cast(d.id, String)
+            + literal(":")
+            + cast(s.id, String)
+            + literal(f":{tag}"),
+            literal(JobState.QUEUED, Job.__table__.c.state.type),
+            literal(now, Job.__table__.c.due_at.type),
+            literal(0),
+            d.notification_id,
+            d.id,
+            s.id,
+            literal(now, Job.__table__.c.created_at.type),
+        )
+        .join(s, s.user_id == d.user_id)
+        .join(User, User.id == d.user_id)
+        .where(d.notification_id == notification.id, User.active.is_(True))
+    )
+    if kind == PUSH_REMIND:
+        rows = rows.where(d.state != DeliveryState.ACKNOWLEDGED)
+        if notification.priority is not Priority.EMERGENCY:
+            rows = rows.where(User.push_enabled.is_(True))
+    else:
+        rows = rows.where(d.pushed_at.is_not(None))
+    return _queue_from(session, rows)
 
 
 def push_still_needed(notification: Notification, delivery: Delivery, user: User) -> str | None:

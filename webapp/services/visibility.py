@@ -52,3 +52,12 @@ def viewable(session: Session, actor: User, notification_id: int) -> Notificatio
     if notification is None:
         raise errors.NOTIFICATION_NOT_FOUND.error(id=notification_id)
     return notification
+
+
+def manageable(session: Session, actor: User, notification_id: int) -> Notification:
+    """The notification if `actor` may change it (edit, withdraw, remind, all clear): its
+    author or an administrator. Others who may see it get 403; those who may not, 404."""
+    notification = viewable(session, actor, notification_id)
+    if actor.role is not Role.ADMIN and notification.author_id != actor.id:
+        raise errors.NOT_YOUR_NOTIFICATION.error()
+    return notification

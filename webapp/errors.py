@@ -231,10 +231,15 @@ INVALID_REMIND_AT = ErrorCode(
     "Reminders need a confirmation deadline, and each must come between the send and the"
     " deadline (at most {max}, each with a time zone).",
 )
+AUTHOR_GONE = ErrorCode(
+    "author_gone", 409, "Its author's account was deactivated, so it was not sent."
+)
 NOT_SCHEDULED = ErrorCode(
     "not_scheduled", 409, "This announcement has already been sent: send_at cannot change."
 )
 ALREADY_WITHDRAWN = ErrorCode("already_withdrawn", 409, "This announcement was withdrawn.")
+ALREADY_EXPIRED = ErrorCode("already_expired", 409, "This announcement has expired.")
+ALREADY_OVER = ErrorCode("already_over", 409, "This emergency is over (all clear).")
 NOTHING_TO_CHANGE = ErrorCode("nothing_to_change", 400, "Nothing would change.")
 NOT_YOUR_NOTIFICATION = ErrorCode(
     "not_your_notification",

@@ -7,7 +7,7 @@ from flask import current_app, jsonify, request, url_for
 from ..db import get_session
 from ..extensions import client_address
 from ..realtime.live import live
-from ..services import inbox, notifications, reach, status, visibility
+from ..services import edits, inbox, notifications, reach, status, visibility, withdrawal
 from . import bp, schemas
 from .auth import api_user
 
@@ -32,6 +32,35 @@ def send_notification():
     if not result.created:
         headers["Idempotent-Replayed"] = "true"
     return jsonify(schemas.sent_json(result)), 201, headers
+
+
+@bp.patch("/notifications/<id:notification_id>")
+def edit_notification(notification_id: int):
+    """Edit an announcement (its author or an admin): 200 with it as it is now. Sent:
+    open tabs update in place; a scheduled one may also change send_at and targets."""
+    change = schemas.notification_edit(schemas.json_body(schemas.EDIT_FIELDS))
+    session = get_session()
+    result = edits.edit(session, api_user(), notification_id, change, address=client_address())
+    if result.change is not None:
+        live().publish_changed(notification_id, result.change)
+    return notification_status(notification_id)
+
+
+@bp.post("/notifications/<id:notification_id>/retract")
+def retract_notification(notification_id: int):
+    """Withdraw a sent announcement, or cancel a scheduled one: 200 with it as it is now."""
+    session = get_session()
+    _, change = withdrawal.withdraw(session, api_user(), notification_id, address=client_address())
+    if change is not None:
+        live().publish_changed(notification_id, change)
+    return notification_status(notification_id)
+
+
+@bp.get("/notifications/<id:notification_id>/revisions")
+def notification_revisions(notification_id: int):
+    """Every revision of an announcement, oldest first."""
+    notification = visibility.viewable(get_session(), api_user(), notification_id)
+    return jsonify({"revisions": [schemas.revision_json(r) for r in notification.revisions]})
 
 
 @bp.get("/notifications/<id:notification_id>")

@@ -13,15 +13,17 @@ from ..models import (
     Delivery,
     DeliveryState,
     Notification,
+    NotificationRevision,
     Priority,
     PushSubscription,
     SchoolClass,
     User,
 )
 from ..realtime import protocol
-from ..services import audience
+from ..services import audience, notifications, scheduled
 from ..services.audience import AudienceSpec
 from ..services.classes import Person
+from ..services.edits import Edit
 from ..services.notifications import Draft, SendResult
 from ..services.presence import OnlineSummary
 from ..services.status import ChannelCounts, reached_by
@@ -120,6 +122,26 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+def _maybe_iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def revision_json(r: NotificationRevision) -> dict[str, Any]:
+    """One kept revision of an announcement."""
+    return {
+        "revision": r.revision,
+        "title": r.title,
+        "body": r.body,
+        "priority": r.priority.value,
+        "require_ack": r.require_ack,
+        "link": r.link,
+        "expires_at": _maybe_iso(r.expires_at),
+        "reconfirm": r.reconfirm,
+        "editor": r.editor.email if r.editor else None,
+        "created_at": _iso(r.created_at),
+    }
+
+
 def user_json(person: Person) -> dict[str, Any]:
     """A user as the API shows them, with their classes and the students they guard."""
     user = person.user
@@ -183,6 +205,19 @@ NOTIFICATION_FIELDS = {
     "remind_at": Field(list),
     "drill": Field(bool),
 }
+EDIT_FIELDS = {
+    "title": Field(str),
+    "body": Field(str),
+    "priority": Field(str),
+    "require_ack": Field(bool),
+    "link": Field(str),  # null: no link
+    "expires_at": Field(str),  # null: never
+    "confirm_by": Field(str),  # null: no deadline
+    "remind_at": Field(list),
+    "send_at": Field(str),  # scheduled only; null: now
+    "targets": Field(dict),  # scheduled only
+    "reconfirm": Field(bool),
+}
 TARGET_FIELDS = {
     "users": Field(list),
     "classes": Field(list),
@@ -206,6 +241,25 @@ def notification_draft(body: dict[str, Any]) -> Draft:
         remind_at=tuple(_datetime(t, "remind_at") for t in body.get("remind_at") or ()),
         drill=bool(body.get("drill")),
     )
+
+
+def notification_edit(body: dict[str, Any]) -> Edit:
+    """A checked PATCH body -> the service's Edit: only the fields present change (null
+    clears link, expires_at and confirm_by; send_at null means now)."""
+    change = Edit(reconfirm=bool(body.get("reconfirm")))
+    for name in ("title", "body", "priority", "require_ack", "link"):
+        if name in body:
+            setattr(change, name, body[name])
+    for name in ("expires_at", "confirm_by", "send_at"):
+        if name in body:
+            setattr(change, name, _datetime(body[name], name))
+    if "remind_at" in body:
+        change.remind_at = [_datetime(t, "remind_at") for t in body["remind_at"] or ()]
+    if "targets" in body:
+        if body["targets"] is None:
+            raise errors.FIELD_REQUIRED.error(field="targets", details={"field": "targets"})
+        change.audience = audience_spec(body["targets"])
+    return change
 
 
 def audience_spec(targets: dict[str, Any]) -> AudienceSpec:
@@ -272,7 +326,13 @@ def state_filter(value: str | None) -> str | None:
 
 
 def sent_json(result: SendResult) -> dict[str, Any]:
-    return {"id": result.notification.id, "recipient_count": result.notification.recipient_count}
+    n = result.notification
+    return {
+        "id": n.id,
+        "recipient_count": n.recipient_count,
+        "stage": notifications.stage(n).value,
+        "send_at": _maybe_iso(n.send_at),
+    }
 
 
 def notification_json(
@@ -281,15 +341,27 @@ def notification_json(
     """An announcement with its counts per receipt state and per channel."""
     return {
         "id": n.id,
+        "stage": notifications.stage(n).value,
+        "revision": n.revision,
         "title": n.title,
         "body": n.body,
         "body_html": n.body_html,
         "priority": n.priority.value,
         "require_ack": n.require_ack,
+        "drill": n.drill,
         "link": n.link,
         "author": n.author.email if n.author else None,
         "created_at": _iso(n.created_at),
-        "expires_at": _iso(n.expires_at) if n.expires_at else None,
+        "send_at": _maybe_iso(n.send_at),
+        "sent_at": _maybe_iso(n.sent_at),
+        "late": scheduled.is_late(n),
+        "send_error": n.send_error,
+        "edited_at": _maybe_iso(n.edited_at),
+        "expires_at": _maybe_iso(n.expires_at),
+        "confirm_by": _maybe_iso(n.confirm_by),
+        "remind_at": list(n.remind_at or ()),
+        "withdrawn_at": _maybe_iso(n.retracted_at),
+        "all_clear_at": _maybe_iso(n.all_clear_at),
         "recipient_count": n.recipient_count,
         "counts": counts,
         "channels": channels.as_dict(),

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import errors
 from ..db import session_scope, utcnow
 from ..models import DeliveryState, Installation, Notification, Priority
+from ..services import load_job_handlers
 from ..services import receipts as receipts_service
 from ..services import replay as replay_service
 from ..services import users as users_service
@@ -383,6 +384,9 @@ class Live:
 
 
 def init_app(app: Flask) -> None:
+    # Every process that sends needs what a send queues besides deliveries (expiry,
+    # reminders: notifications.AFTER_SEND), registered by the job handlers' modules.
+    load_job_handlers()
     app.extensions["schoolbell.live"] = Live(app)
 
 

@@ -265,3 +265,23 @@ def names_of(session: Session, emails: list[str]) -> list[User]:
     if not wanted:
         return []
     return list(session.scalars(select(User).where(User.email.in_(wanted)).order_by(User.name)))
+
+
+def spec_of(session: Session, targets: list[Target]) -> AudienceSpec:
+    """The audience an author chose, read back from its Target rows (for a scheduled
+    send, resolved again when it goes). A person or class deleted since is left out."""
+    users, classes, roles, everyone = [], [], [], False
+    for target in targets:
+        if target.kind is TargetKind.EVERYONE:
+            everyone = True
+        elif target.kind is TargetKind.ROLE and target.role is not None:
+            roles.append(target.role)
+        elif target.kind is TargetKind.USER and target.user_id is not None:
+            user = session.get(User, target.user_id)
+            if user is not None:
+                users.append(user.email)
+        elif target.kind is TargetKind.CLASS and target.class_id is not None:
+            school_class = session.get(SchoolClass, target.class_id)
+            if school_class is not None:
+                classes.append(ClassTarget(school_class.name, frozenset(target.audience or ())))
+    return AudienceSpec(tuple(users), tuple(classes), tuple(roles), everyone)

@@ -314,6 +314,23 @@ def release(session: Session, claimed: list[JobRef]) -> None:
     session.commit()
 
 
+def move(session: Session, key: str, due_at: datetime) -> int:
+    """Give a queued job (by key) a new due time (not committed); return how many moved
+    (0 when it is not queued, or running right now)."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.key == key,
+            Job.state == JobState.QUEUED,
+            (Job.leased_until.is_(None)) | (Job.leased_until < now),
+        )
+        .values(due_at=due_at, leased_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
 def cancel_for_notification(session: Session, notification_id: int, reason: str) -> int:
     """Cancel every queued job of an announcement (not committed); return how many."""
     result = session.execute(

@@ -7,6 +7,7 @@ edge (`realtime.live`), so a crash between the two loses nothing (clients replay
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -430,6 +431,9 @@ def deliver(
 # What else a send queues, in its transaction (expiry, reminders, ...): each takes the
 # session and the announcement just sent. Modules add theirs when imported.
 AFTER_SEND: list = []
+# What an edit of a sent announcement changes besides its columns (reminders): each
+# takes the session, the announcement and the names of the fields that changed.
+AFTER_EDIT: list = []
 
 
 def fingerprint(
@@ -486,6 +490,33 @@ def _replayed(session: Session, notification: Notification, author: User) -> Sen
         )
     )
     return SendResult(notification, recipient_ids, created=False, author_name=author.name)
+
+
+class Stage(enum.StrEnum):
+    """Where an announcement is in its life, as its status page and the API say it."""
+
+    SCHEDULED = "scheduled"
+    FAILED = "failed"  # a scheduled send that could not go (send_error says why)
+    CANCELLED = "cancelled"  # withdrawn before it went
+    SENT = "sent"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+    OVER = "over"  # an emergency after its all clear
+
+
+def stage(notification: Notification, now: datetime | None = None) -> Stage:
+    """The announcement's stage now."""
+    if notification.sent_at is None:
+        if notification.retracted_at is not None:
+            return Stage.CANCELLED
+        return Stage.FAILED if notification.send_error else Stage.SCHEDULED
+    if notification.retracted_at is not None:
+        return Stage.WITHDRAWN
+    if notification.all_clear_at is not None:
+        return Stage.OVER
+    if notification.expires_at is not None and notification.expires_at <= (now or utcnow()):
+        return Stage.EXPIRED
+    return Stage.SENT
 
 
 def get(session: Session, notification_id: int) -> Notification:

@@ -107,7 +107,7 @@ def send_as(
             session.execute(
                 update(Notification)
                 .where(Notification.id == notification_id)
-                .values(created_at=sent_at)
+                .values(created_at=sent_at, sent_at=sent_at)
             )
             session.commit()
         return notification_id

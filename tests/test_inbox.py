@@ -46,7 +46,9 @@ def item_ids(html: str) -> list[int]:
     return [int(i) for i in re.findall(r'<article id="inbox-item-(\d+)"', html)]
 
 
-def test_the_inbox_lists_ones_own_newest_first_without_retracted_ones(app, client, auth, school):
+def test_the_inbox_lists_ones_own_newest_first_withdrawn_ones_as_withdrawn(
+    app, client, auth, school
+):
     first = send(app, school, "First")
     send(app, school, "For 7a", to="7a")
     withdrawn = send(app, school, "Withdrawn")
@@ -57,8 +59,12 @@ def test_the_inbox_lists_ones_own_newest_first_without_retracted_ones(app, clien
         )
         session.commit()
     auth.signin(school.emails["s7b_1"])
-    assert item_ids(client.get("/inbox").get_data(as_text=True)) == [second, first]
-    assert item_ids(client.get("/inbox/list").get_data(as_text=True)) == [second, first]
+    page = client.get("/inbox").get_data(as_text=True)
+    assert item_ids(page) == [second, withdrawn, first]
+    assert item_ids(client.get("/inbox/list").get_data(as_text=True)) == [second, withdrawn, first]
+    item = page[page.index(f'id="inbox-item-{withdrawn}"') : page.index(f'id="inbox-item-{first}"')]
+    assert 'data-stage="withdrawn"' in item and "The sender withdrew this announcement." in item
+    assert "Mark as read" not in item and 'data-stage="withdrawn"' not in page.split(item)[0]
 
 
 def test_open_brings_the_announcement_a_notification_leads_to_into_view(app, client, auth, school):

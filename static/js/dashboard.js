@@ -138,4 +138,9 @@
   // The panel is replaced whenever presence changes: apply the filter to the new one.
   document.body.addEventListener("htmx:oobAfterSwap", filterOnline);
   document.body.addEventListener("htmx:afterSwap", filterOnline);
+  // Forms that undo something for many people (withdraw, cancel) ask first.
+  document.addEventListener("submit", function (event) {
+    var guarded = event.target.closest("form[data-confirm]");
+    if (guarded && !window.confirm(guarded.dataset.confirm)) event.preventDefault();
+  });
 })();

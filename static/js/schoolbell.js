@@ -54,6 +54,8 @@
   // list itself: another open tab writes to it first, and every open tab must still show
   // a live announcement.
   var handled = {}, memoryLoaded = false, tabEpoch = null;
+  // The revision of each announcement this page has shown (edits bring newer ones).
+  var revisions = {};
   var reconnectTimer = null, pingTimer = null, lastHeard = 0;
 
   // Who this page is for, before any socket says so: the subject of its token, or
@@ -201,8 +203,47 @@
   function handle(message) {
     if (message.type === "hello") onOnline(message);
     else if (message.type === "notification") onNotification(message);
-    else if (message.type === "retract") removeToast(message.id);
+    else if (message.type === "update") onUpdate(message);
+    else if (message.type === "retract" || message.type === "expire") onGone(message);
     else if (message.type === "receipt") onReceipt(message);
+  }
+
+  // The alerts this page shows, as [id, revision]: on resume the server says which of
+  // them were edited, withdrawn or expired meanwhile.
+  function openAlerts() {
+    var found = [];
+    document.querySelectorAll(".schoolbell-toast[data-notification-id]").forEach(function (el) {
+      if (found.length < 100) found.push([+el.dataset.notificationId, +el.dataset.revision || 1]);
+    });
+    return found;
+  }
+
+  // Edited: an alert this page shows is replaced where it is; one it no longer shows
+  // comes back only when the sender asked everyone again (a material change).
+  function onUpdate(message) {
+    var id = message.id;
+    if ((revisions[id] || 0) >= message.revision) return;
+    var shown = document.getElementById("schoolbell-toast-" + id);
+    if (!shown && !message.reconfirm) { revisions[id] = message.revision; return; }
+    revisions[id] = message.revision;
+    handled[id] = true;
+    emit("update", message);
+    if (!options.toasts) return;
+    var fresh = message;
+    var old = shown && shown.parentElement.classList.contains("schoolbell-overlay") ? shown.parentElement : shown;
+    if (old && !old.classList.contains("schoolbell-overlay") && message.priority !== "emergency") {
+      old.replaceWith(showToast(fresh));
+      return;
+    }
+    if (old) old.remove();
+    if (message.priority === "emergency") showOverlay(fresh);
+    else showToast(fresh);
+  }
+
+  // Withdrawn or expired: gone from this page at once.
+  function onGone(message) {
+    removeToast(message.id);
+    emit(message.type === "retract" ? "retract" : "expire", message);
   }
 
   function onError(message) {
@@ -227,7 +268,7 @@
     }
     adopt(message);
     if (role === "alone") seen().forEach(function (id) { handled[id] = true; });
-    send({ type: "resume", last_id: role === "alone" ? lastId() : resumeFrom() });
+    send({ type: "resume", last_id: role === "alone" ? lastId() : resumeFrom(), open: openAlerts() });
     if (role === "leader") {
       leaderHello = message;
       leaderStatus = null;
@@ -280,6 +321,13 @@
   function onNotification(message) {
     var duplicate = handled[message.id] === true;
     handled[message.id] = true;
+    // A newer revision of one this page shows (replayed after an edit): replace it.
+    if (duplicate && message.revision > (revisions[message.id] || 1) &&
+        document.getElementById("schoolbell-toast-" + message.id)) {
+      onUpdate(message);
+      return;
+    }
+    revisions[message.id] = Math.max(revisions[message.id] || 0, message.revision || 1);
     // Announcements that still need a confirmation come back until confirmed.
     if (duplicate && !message.require_ack) return;
     if (document.getElementById("schoolbell-toast-" + message.id)) return;
@@ -407,7 +455,7 @@
   }
 
   function keepOutstanding(message) {
-    if (message.type === "notification" && message.require_ack) {
+    if ((message.type === "notification" || message.type === "update") && message.require_ack) {
       outstanding[message.id] = message;
       var ids = Object.keys(outstanding);
       if (ids.length > OUTSTANDING_LIMIT) delete outstanding[ids[0]];
@@ -519,6 +567,7 @@
     if (message.id != null) {
       el.id = "schoolbell-toast-" + message.id;
       el.dataset.notificationId = message.id;
+      el.dataset.revision = message.revision || 1;
     }
     var title = document.createElement("h2");
     title.className = "schoolbell-title";
@@ -529,7 +578,8 @@
     var meta = document.createElement("p");
     meta.className = "schoolbell-meta";
     meta.textContent = (message.author ? message.author + " \u00b7 " : "") +
-      (message.created_at ? new Date(message.created_at).toLocaleString() : "now");
+      (message.created_at ? new Date(message.created_at).toLocaleString() : "now") +
+      (message.edited_at ? " \u00b7 edited" : "");
     el.append(title, body, meta);
     if (message.link) {
       var a = document.createElement("a");
@@ -569,6 +619,7 @@
       if (e.key === "Escape" && !message.require_ack) { ack(message.id, "read"); el.remove(); }
     });
     region().prepend(el);
+    return el;
   }
 
   function showOverlay(message) {
@@ -590,6 +641,7 @@
     document.body.appendChild(overlay);
     var first = el.querySelector("button");
     if (first) first.focus();
+    return overlay;
   }
 
   // While an overlay is up it is modal: Tab and Shift+Tab cycle through its own controls.

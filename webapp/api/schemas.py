@@ -383,8 +383,16 @@ def delivery_json(d: Delivery, user: User) -> dict[str, Any]:
 
 
 def inbox_json(n: Notification, d: Delivery, author: str | None) -> dict[str, Any]:
-    """One of the caller's announcements: the wire message plus its receipt state."""
-    return {**protocol.notification(n, author), "state": d.state.value}
+    """One of the caller's announcements: the wire message plus its receipt state and
+    stage (a withdrawn one without its text)."""
+    message = {
+        **protocol.notification(n, author),
+        "state": d.state.value,
+        "stage": notifications.stage(n).value,
+    }
+    if n.retracted_at is not None:
+        message.update(body_html="", link=None)
+    return message
 
 
 def push_subscription(body: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from ..realtime.live import live
 from ..services import audience, notifications, reach
 from . import bp
 from .forms import ComposeInput
+from .views import local_time
 
 EXPIRED_FORM = (
     "Your page was open too long and its security token expired, so nothing "
@@ -113,5 +114,8 @@ def send():
         session.rollback()
         return render_compose(data, status=exc.status, error=exc.message)
     live().publish_sent(result)
-    flash(f"Sent to {result.notification.recipient_count} people.", "success")
+    if result.scheduled:
+        flash(f"Scheduled for {local_time(result.notification.send_at)}.", "success")
+    else:
+        flash(f"Sent to {result.notification.recipient_count} people.", "success")
     return redirect(url_for(".notification_status", notification_id=result.notification.id))

@@ -12,6 +12,7 @@ from werkzeug.datastructures import MultiDict
 from .. import errors
 from ..models import Priority, Role
 from ..services import audience
+from ..services.edits import Edit
 from ..services.notifications import Draft
 
 CLASS_FIELD = "class:"  # "class:7b" -> the chosen parts of 7b (students, guardians, ...)
@@ -102,3 +103,62 @@ def local_time(value: str, timezone: str, invalid: errors.ErrorCode) -> datetime
     except ValueError:
         raise invalid.error() from None
     return local.replace(tzinfo=ZoneInfo(timezone)) if local.tzinfo is None else local
+
+
+@dataclass
+class EditInput:
+    """The edit form's fields as posted (strings), kept to show the form again."""
+
+    title: str = ""
+    body: str = ""
+    priority: str = Priority.NORMAL.value
+    link: str = ""
+    expires_at: str = ""  # datetime-local in the school's time zone; empty: never
+    send_at: str = ""  # scheduled only
+    reconfirm: bool = False
+
+    @classmethod
+    def from_form(cls, form: MultiDict) -> EditInput:
+        return cls(
+            title=form.get("title", ""),
+            body=form.get("body", ""),
+            priority=form.get("priority", Priority.NORMAL.value),
+            link=form.get("link", "").strip(),
+            expires_at=form.get("expires_at", "").strip(),
+            send_at=form.get("send_at", "").strip(),
+            reconfirm=form.get("reconfirm") == "1",
+        )
+
+    @classmethod
+    def of(cls, notification, timezone: str) -> EditInput:
+        """The form filled with an announcement as it is."""
+        return cls(
+            title=notification.title,
+            body=notification.body,
+            priority=notification.priority.value,
+            link=notification.link or "",
+            expires_at=local_input(notification.expires_at, timezone),
+            send_at=local_input(notification.send_at, timezone),
+        )
+
+    def edit(self, timezone: str, scheduled: bool) -> Edit:
+        """The service's Edit: every field of the form (the service keeps what is
+        unchanged); the send time only for a scheduled announcement."""
+        change = Edit(
+            title=self.title,
+            body=self.body,
+            priority=self.priority,
+            link=self.link or None,
+            expires_at=local_time(self.expires_at, timezone, errors.EXPIRY_NOT_A_TIME),
+            reconfirm=self.reconfirm,
+        )
+        if scheduled and self.send_at:
+            change.send_at = local_time(self.send_at, timezone, errors.SEND_AT_NOT_A_TIME)
+        return change
+
+
+def local_input(moment: datetime | None, timezone: str) -> str:
+    """A UTC time as a datetime-local value in the school's time zone ("" for None)."""
+    if moment is None:
+        return ""
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%dT%H:%M")

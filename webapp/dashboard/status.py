@@ -14,7 +14,7 @@ from flask_login import current_user
 
 from ..db import get_session
 from ..realtime import topics
-from ..services import status, visibility
+from ..services import notifications, scheduled, status, visibility
 from . import bp, components
 
 
@@ -35,6 +35,10 @@ def notification_status(notification_id: int):
     return render_template(
         "dashboard/status.html",
         topic=topics.notification_topic(notification.id),
+        stage=notifications.stage(notification),
+        late=scheduled.is_late(notification),
+        can_manage=visibility.may_manage(current_user, notification),
+        revisions=notification.revisions,
         recipients=status.recipients_page(session, notification, **_recipients_filters()),
         **components.delivery_status_context(session, notification),
     )

@@ -3,7 +3,7 @@
 from flask import render_template, request
 from flask_login import current_user, login_required
 
-from ..db import get_session
+from ..db import get_session, utcnow
 from ..realtime.live import live
 from ..services import inbox, receipts
 from . import bp
@@ -21,14 +21,14 @@ def home():
     `?open=<id>` (where a push notification leads) brings that announcement into view."""
     items = inbox.inbox(get_session(), current_user.id)
     opened = request.args.get("open", type=int)
-    return render_template("inbox/home.html", items=items, opened=opened)
+    return render_template("inbox/home.html", items=items, opened=opened, now=utcnow())
 
 
 @bp.get("/inbox/list")
 def list_fragment():
     """The list alone, re-fetched by htmx when the socket brings something new."""
     items = inbox.inbox(get_session(), current_user.id)
-    return render_template("inbox/_list.html", items=items)
+    return render_template("inbox/_list.html", items=items, now=utcnow())
 
 
 @bp.post("/inbox/<id:notification_id>/receipt")
@@ -40,4 +40,4 @@ def receipt(notification_id: int):
     )
     live().receipts_recorded([receipt])
     item = inbox.inbox_item(session, current_user.id, notification_id)
-    return render_template("inbox/_item.html", item=item)
+    return render_template("inbox/_item.html", item=item, now=utcnow())

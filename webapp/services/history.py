@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..db import LIKE_ESCAPE, contains_pattern
 from ..models import Delivery, DeliveryState, Notification, Priority, Role, SchoolClass, User
-from . import visibility
+from . import notifications, visibility
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,11 @@ class HistoryRow:
     author_name: str | None  # None when the author's account was deleted
     read: int  # recipients who read it (confirming counts as reading)
     acknowledged: int
+
+    @property
+    def stage(self) -> notifications.Stage:
+        """Scheduled, sent, withdrawn, expired, ... (services.notifications.stage)."""
+        return notifications.stage(self.notification)
 
 
 @dataclass(frozen=True)

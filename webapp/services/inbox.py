@@ -12,13 +12,14 @@ from ..models import Delivery, Notification, User
 def inbox(
     session: Session, user_id: int, *, since: int | None = None, limit: int = 100
 ) -> list[tuple[Notification, Delivery, str | None]]:
-    """A user's announcements, newest first (or those after `since`, oldest first)."""
+    """A user's announcements, newest first (or those after `since`, oldest first);
+    withdrawn ones too (shown as withdrawn, without their text)."""
     author = aliased(User)
     stmt = (
         select(Notification, Delivery, author.name)
         .join(Delivery, Delivery.notification_id == Notification.id)
         .outerjoin(author, author.id == Notification.author_id)
-        .where(Delivery.user_id == user_id, Notification.retracted_at.is_(None))
+        .where(Delivery.user_id == user_id)
     )
     if since is not None:
         stmt = stmt.where(Notification.id > since).order_by(Notification.id)

@@ -134,7 +134,7 @@ def test_the_due_send_resolves_the_audience_then_and_goes_once(any_db):
     assert {newcomer, any_db.school.ids["g7a_1"]} <= set(sent.recipient_ids)
     assert len(sent.recipient_ids) == 8
     assert deliveries_of(any_db, nid) == 8
-    assert not scheduled.is_late(sent.notification)
+    assert not scheduled.is_late(sent.notification, 60)
     assert len(queued(any_db, reach.PUSH_FANOUT, nid)) == 1
     with pytest.raises(jobs.Cancel, match="already sent"):  # a second runner: nothing
         scheduled.send_due(any_db.session, nid, reach.Delays(), now=at + timedelta(seconds=2))
@@ -147,7 +147,7 @@ def test_a_send_that_fell_due_while_the_server_was_down_is_marked_late(db):
     sent = scheduled.send_due(
         db.session, result.notification.id, reach.Delays(), now=at + timedelta(minutes=30)
     )
-    assert scheduled.is_late(sent.notification)
+    assert scheduled.is_late(sent.notification, 60)
     event = db.session.scalars(
         select(AuditEvent).where(AuditEvent.action == "notification.sent")
     ).one()

@@ -129,6 +129,9 @@ class Defaults:
     JOB_MAX_ATTEMPTS = 8
     # No job starts within this long after a broadcast began on the same worker.
     JOB_HOLD_AFTER_BROADCAST_MS = 300
+    # A scheduled send that goes out this long after its time (no server was running)
+    # is marked late on its status page.
+    SCHEDULED_LATE_AFTER_S = 60
     # Load htmx from a CDN (same pinned version, with SRI) instead of static/vendor.
     HTMX_FROM_CDN = False
     LOG_LEVEL = "INFO"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 
 from .. import errors
 from ..models import (
@@ -354,7 +354,7 @@ def notification_json(
         "created_at": _iso(n.created_at),
         "send_at": _maybe_iso(n.send_at),
         "sent_at": _maybe_iso(n.sent_at),
-        "late": scheduled.is_late(n),
+        "late": scheduled.is_late(n, current_app.config["SCHEDULED_LATE_AFTER_S"]),
         "send_error": n.send_error,
         "edited_at": _maybe_iso(n.edited_at),
         "expires_at": _maybe_iso(n.expires_at),

@@ -9,7 +9,7 @@ push).
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import current_app, render_template, request
 from flask_login import current_user
 
 from ..db import get_session
@@ -36,7 +36,7 @@ def notification_status(notification_id: int):
         "dashboard/status.html",
         topic=topics.notification_topic(notification.id),
         stage=notifications.stage(notification),
-        late=scheduled.is_late(notification),
+        late=scheduled.is_late(notification, current_app.config["SCHEDULED_LATE_AFTER_S"]),
         can_manage=visibility.may_manage(current_user, notification),
         revisions=notification.revisions,
         recipients=status.recipients_page(session, notification, **_recipients_filters()),

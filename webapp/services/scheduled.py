@@ -29,15 +29,14 @@ from ..models import Notification
 from . import audience, audit, jobs, notifications, reach
 
 log = logging.getLogger(__name__)
-# Sent this long after its time (the server was down): the status page says "late".
-LATE_AFTER = timedelta(minutes=1)
 
 
-def is_late(notification: Notification) -> bool:
-    """Whether a scheduled announcement went out well after its time."""
+def is_late(notification: Notification, late_after_s: float) -> bool:
+    """Whether a scheduled announcement went out more than `late_after_s` after its
+    time (config SCHEDULED_LATE_AFTER_S)."""
     if notification.send_at is None or notification.sent_at is None:
         return False
-    return notification.sent_at - notification.send_at > LATE_AFTER
+    return notification.sent_at - notification.send_at > timedelta(seconds=late_after_s)
 
 
 def send_due(
@@ -45,6 +44,7 @@ def send_due(
     notification_id: int,
     delays: reach.Delays,
     now: datetime | None = None,
+    late_after_s: float = 60,
 ) -> notifications.SendResult:
     """Send a scheduled announcement now and commit; raise jobs.Cancel when it was
     cancelled or already sent, jobs.GiveUp (with the reason kept on it) when its
@@ -94,7 +94,7 @@ def send_due(
         priority=notification.priority.value,
         audience=[label for label, _ in resolved.breakdown],
         scheduled_for=notification.send_at.isoformat(),
-        **({"late_s": late_s} if is_late(notification) else {}),
+        **({"late_s": late_s} if is_late(notification, late_after_s) else {}),
     )
     session.commit()
     return notifications.SendResult(
@@ -122,7 +122,12 @@ def _failed(session: Session, notification_id: int, reason: str) -> None:
 def run_scheduled_send(app: Flask, job: jobs.JobRef) -> None:
     """The `send` job: send the announcement, then hand it to every open tab."""
     with session_scope(app) as session:
-        result = send_due(session, job.notification_id, reach.Delays.from_config(app.config))
+        result = send_due(
+            session,
+            job.notification_id,
+            reach.Delays.from_config(app.config),
+            late_after_s=app.config["SCHEDULED_LATE_AFTER_S"],
+        )
         log.info(
             "scheduled announcement %d sent to %d people",
             result.notification.id,

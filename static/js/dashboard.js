@@ -143,4 +143,15 @@
     var guarded = event.target.closest("form[data-confirm]");
     if (guarded && !window.confirm(guarded.dataset.confirm)) event.preventDefault();
   });
+  // A send time makes the send a schedule: the button says which it will be.
+  var sendAt = document.getElementById("send_at");
+  function labelSend() {
+    var button = document.getElementById("send");
+    if (sendAt && button) button.textContent = sendAt.value ? "Schedule" : "Send";
+  }
+  if (sendAt) {
+    sendAt.addEventListener("input", labelSend);
+    sendAt.addEventListener("change", labelSend);
+    labelSend();
+  }
 })();

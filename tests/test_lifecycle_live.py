@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from webapp.db import session_scope, utcnow
 from webapp.models import AuditEvent, Delivery
 
+from .helpers import wait_for
 from .school import LiveSchool
 from .test_scale_out import Cluster
 from .wsclient import WSClient
@@ -115,6 +116,27 @@ def test_a_cancelled_send_never_goes(live_school: LiveSchool):
     assert live_school.tab("s7b_2", resume=0).nothing_within(1)
     status, error = live_school.api.call("PATCH", f"/notifications/{nid}", {"title": "Again"})
     assert status == 409 and error["error"]["code"] == "already_withdrawn"
+
+
+def test_edits_and_withdrawals_made_while_redis_was_away_reach_the_other_process(
+    two_processes,
+):
+    cluster = two_processes
+    a, b = cluster.start(), cluster.start()
+    edited = a.api.send("Trip at 9", "Bring lunch", targets=TO_7B)["id"]
+    withdrawn = a.api.send("Wrong room", "Room 12", targets=TO_7B)["id"]
+    tab = b.tab("s7b_1", resume=0)
+    tab.notifications(2)
+    cluster.redis.stop()
+    wait_for(lambda: cluster.health(1)["status"] == "degraded")
+    assert a.api.call("PATCH", f"/notifications/{edited}", {"title": "Trip at 10"})[0] == 200
+    assert a.api.call("POST", f"/notifications/{withdrawn}/retract")[0] == 200
+    read_for([tab], 2)
+    assert not of_type(tab, "update", edited) and not of_type(tab, "retract", withdrawn)
+    cluster.redis.restart()  # B catches up from the database
+    assert tab.expect("update", timeout=45)["title"] == "Trip at 10"
+    read_for([tab], 1)
+    assert of_type(tab, "retract", withdrawn)
 
 
 # Edits --------------------------------------------------------------------------------

@@ -315,26 +315,35 @@ class Live:
     def catch_up(self, whole_until: datetime | None) -> None:
         """The broker (re)subscribed: events committed elsewhere since the link was last
         known whole may never have arrived. Send the sockets here what they miss (each
-        drops what it has), redraw the dashboards, close disabled users' sockets."""
+        drops what it has): new announcements, and edits, withdrawals, all-clears and
+        expiries of others; redraw the dashboards, close disabled users' sockets."""
         if not self.hub.count:
             return
         since = (whole_until or self.serving_since or utcnow()) - CATCH_UP_OVERLAP
         try:
             with session_scope(self.app) as session:
                 missed = replay_service.missed_since(session, since)
+                changed = replay_service.changed_since(session, since)
                 disabled = users_service.inactive_ids(session) & set(self.hub.by_user)
         except SQLAlchemyError:
             log.exception("catching up after the broker came back failed")
             return
         for row, user_ids in missed:
             self.hub.deliver(user_ids, row.id, protocol.notification(row, row.author))
+        for change, row, user_ids in changed:  # tabs drop what they have seen already
+            self.hub.send_to_users(user_ids, protocol.change(change, row))
         for user_id in disabled:
             self.hub.close_user(
                 user_id, protocol.CLOSE_POLICY, errors.ACCOUNT_DISABLED_CLOSE.message
             )
         for topic in self.hub.watched_topics():
             self.status.mark(topic)
-        log.info("caught up since %s: %d announcements", since.isoformat(), len(missed))
+        log.info(
+            "caught up since %s: %d announcements, %d changed",
+            since.isoformat(),
+            len(missed),
+            len(changed),
+        )
 
     def hold_jobs(self) -> float:
         """Seconds until background jobs may start again: none start right after a

@@ -201,3 +201,42 @@ def changed_since_shown(
         elif row.revision > revisions[row.id]:
             changes.append(("update", row))
     return changes
+
+
+def changed_since(
+    session: Session, since: datetime, now: datetime | None = None
+) -> list[tuple[str, Row, list[int]]]:
+    """Announcements edited, withdrawn, ended or expired since `since` (a catch-up after
+    the broker link was down), each with what to tell its recipients' open tabs
+    ("update", "retract", "all_clear", "expire") and the recipients."""
+    now = now or utcnow()
+    n = _notifications
+    rows = (
+        session.connection()
+        .execute(
+            _ANY_MESSAGE.where(
+                n.c.sent_at.is_not(None),
+                or_(
+                    n.c.edited_at >= since,
+                    n.c.retracted_at >= since,
+                    n.c.all_clear_at >= since,
+                    and_(n.c.expires_at >= since, n.c.expires_at <= now),
+                ),
+            )
+            .order_by(n.c.id)
+            .limit(REPLAY_LIMIT)
+        )
+        .all()
+    )
+    changes = []
+    for row in rows:
+        if row.retracted_at is not None:
+            change = "retract"
+        elif row.all_clear_at is not None:
+            change = "all_clear"
+        elif row.expires_at is not None and row.expires_at <= now:
+            change = "expire"
+        else:
+            change = "update"
+        changes.append((change, row, recipients(session, row.id)))
+    return changes

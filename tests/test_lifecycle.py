@@ -387,3 +387,13 @@ def test_every_job_kind_has_a_handler(app):
     load_job_handlers()
     for kind in (notifications.SCHEDULED_SEND, expiry.EXPIRE, *reach.CHANGE_PUSHES):
         assert kind in jobs.HANDLERS
+
+
+def test_a_retried_scheduled_send_is_the_same_one_even_after_its_time(db, monkeypatch):
+    at = utcnow() + timedelta(seconds=30)
+    first = send(db.session, db.user("admin"), draft(send_at=at), idempotency_key="k-1")
+    # The retry comes when the time is near (it would mean "now") and after it passed.
+    for later in (at - timedelta(seconds=2), at + timedelta(hours=2)):
+        monkeypatch.setattr(notifications, "utcnow", lambda later=later: later)
+        again = send(db.session, db.user("admin"), draft(send_at=at), idempotency_key="k-1")
+        assert again.created is False and again.notification.id == first.notification.id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -205,7 +205,7 @@ def preview(draft: Draft) -> tuple[str, str]:
     )
 
 
-def validate(draft: Draft) -> tuple[str, str, Priority, str | None, datetime | None]:
+def validate(draft: Draft) -> tuple[str, str, Priority, str | None]:
     """Check a draft's content (not its audience or its times); return it cleaned, or
     raise."""
     return (
@@ -213,7 +213,6 @@ def validate(draft: Draft) -> tuple[str, str, Priority, str | None, datetime | N
         clean_body(draft.body),
         parse_priority(draft.priority),
         clean_link(draft.link),
-        clean_expiry(draft.expires_at, clean_send_at(draft.send_at)),
     )
 
 
@@ -228,62 +227,77 @@ def prepare(
     """Check a draft and resolve its audience, once per request: everything send()
     needs. Emergencies, and audiences of more than `confirm_above` people, need the
     sender's confirmation first (None: nobody is asked, as over the API). A repeat of an
-    earlier send is recognised before the audience is resolved, so a retry is answered
-    with the first result even if that audience could no longer be reached. A scheduled
+    earlier send is recognised before its times are checked against the clock and its
+    audience is resolved, so a retry is answered with the first result even when its
+    send time has passed since or its audience could no longer be reached. A scheduled
     send's audience is resolved now, to check it, and again when it goes."""
     audience.require_sender(actor)
-    title, body, priority, link, expires_at = validate(draft)
+    title, body, priority, link = validate(draft)
+    drill = bool(draft.drill)
+    # The request as asked (its times as given): a retry hashes the same at any time.
+    request_hash = fingerprint(
+        title,
+        body,
+        priority,
+        bool(draft.require_ack) or draft.confirm_by is not None,
+        link,
+        draft.expires_at,
+        draft.audience,
+        extra={
+            "send_at": _iso(draft.send_at),
+            "confirm_by": _iso(draft.confirm_by),
+            "remind_at": sorted(_iso(t) for t in draft.remind_at),
+            "drill": drill,
+        },
+    )
+    idempotency_key = clean_idempotency_key(idempotency_key)
+    if idempotency_key is not None:
+        earlier = _by_key(session, actor.id, idempotency_key)
+        if earlier is not None:
+            _require_same_request(earlier, request_hash)
+            return Prepared(
+                actor=actor,
+                title=title,
+                body=body,
+                priority=priority,
+                require_ack=earlier.require_ack,
+                link=link,
+                expires_at=earlier.expires_at,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                resolved=None,
+                earlier=earlier,
+            )
     send_at = clean_send_at(draft.send_at)
+    expires_at = clean_expiry(draft.expires_at, send_at)
     confirm_by = clean_confirm_by(draft.confirm_by, send_at)
     remind_at = clean_remind_at(draft.remind_at, confirm_by, send_at)
-    require_ack = bool(draft.require_ack) or confirm_by is not None
-    drill = bool(draft.drill)
-    prepared = Prepared(
+    resolved = audience.resolve(session, actor, draft.audience)
+    return Prepared(
         actor=actor,
         title=title,
         body=body,
         priority=priority,
-        require_ack=require_ack,
+        require_ack=bool(draft.require_ack) or confirm_by is not None,
         link=link,
         expires_at=expires_at,
-        request_hash=fingerprint(
-            title,
-            body,
-            priority,
-            require_ack,
-            link,
-            expires_at,
-            draft.audience,
-            extra={
-                "send_at": _iso(send_at),
-                "confirm_by": _iso(confirm_by),
-                "remind_at": [t.isoformat() for t in remind_at],
-                "drill": drill,
-            },
-        ),
-        idempotency_key=clean_idempotency_key(idempotency_key),
-        resolved=None,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        resolved=resolved,
         send_at=send_at,
         confirm_by=confirm_by,
         remind_at=remind_at,
         drill=drill,
-    )
-    if prepared.idempotency_key is not None:
-        earlier = _by_key(session, actor.id, prepared.idempotency_key)
-        if earlier is not None:
-            _require_same_request(earlier, prepared.request_hash)
-            return replace(prepared, earlier=earlier)
-    resolved = audience.resolve(session, actor, draft.audience)
-    return replace(
-        prepared,
-        resolved=resolved,
         needs_confirmation=confirm_above is not None
         and (priority is Priority.EMERGENCY or resolved.count > confirm_above),
     )
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """A time in UTC ISO 8601 (as given when it has no zone: it is refused later)."""
+    if value is None:
+        return None
+    return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
 
 
 def clean_idempotency_key(key: str | None) -> str | None:

@@ -51,6 +51,15 @@ def rows(app, model, *where) -> int:
 
 
 @pytest.fixture
+def push_service():
+    from .push_service import PushService
+
+    service = PushService().start()
+    yield service
+    service.close()
+
+
+@pytest.fixture
 def two_processes(postgres, tmp_path, redis_server):
     """Servers on one PostgreSQL database and one Redis (test_scale_out.Cluster)."""
     cluster = Cluster(postgres, tmp_path, redis_server)
@@ -232,3 +241,34 @@ def test_bad_edits_are_refused_with_a_clear_error(live_school: LiveSchool, body,
     status, error = live_school.api.call("PATCH", f"/notifications/{nid}", body)
     assert 400 <= status < 500 and error["error"]["code"] == code
     assert live_school.api.call("GET", f"/notifications/{nid}")[1]["revision"] == 1
+
+
+# Devices a push reached ---------------------------------------------------------------
+
+
+def test_a_device_a_push_reached_gets_the_edit_and_the_withdrawal_under_the_same_tag(
+    app, database_url, live_server_factory, push_service
+):
+    from .school import build_school
+    from .test_reach_live import pushes, reach_env, subscribe
+
+    school = build_school(app)
+    live = LiveSchool(school, live_server_factory(database_url, **reach_env(push_service)))
+    subscribe(live, push_service, "s7b_1")
+    subscribe(live, push_service, "s7b_2")  # never pushed: it has a tab open
+    tab = live.tab("s7b_2", resume=0)
+    nid = live.api.send("Trip at 9", "Bring lunch", targets=TO_7B)["id"]
+    tab.ack(tab.expect("notification")["id"], "delivered")
+    wait_for(lambda: pushes(push_service, "s7b_1"), timeout=10)
+    assert live.api.call("PATCH", f"/notifications/{nid}", {"title": "Trip at 10"})[0] == 200
+    wait_for(lambda: len(pushes(push_service, "s7b_1")) == 2, timeout=10)
+    assert live.api.call("POST", f"/notifications/{nid}/retract")[0] == 200
+    wait_for(lambda: len(pushes(push_service, "s7b_1")) == 3, timeout=10)
+    first, edited, withdrawn = (p.message for p in pushes(push_service, "s7b_1"))
+    assert first["tag"] == edited["tag"] == withdrawn["tag"] == str(nid)
+    assert (edited["type"], edited["title"]) == ("notification", "Trip at 10")
+    assert withdrawn["type"] == "retract" and withdrawn["title"] == "Withdrawn: Trip at 10"
+    assert withdrawn["receipt"] is None
+    assert pushes(push_service, "s7b_2") == []
+    assert push_service.errors == []
+    live.close()

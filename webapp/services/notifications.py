@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -250,44 +250,35 @@ def prepare(
             "drill": drill,
         },
     )
-    idempotency_key = clean_idempotency_key(idempotency_key)
-    if idempotency_key is not None:
-        earlier = _by_key(session, actor.id, idempotency_key)
-        if earlier is not None:
-            _require_same_request(earlier, request_hash)
-            return Prepared(
-                actor=actor,
-                title=title,
-                body=body,
-                priority=priority,
-                require_ack=earlier.require_ack,
-                link=link,
-                expires_at=earlier.expires_at,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-                resolved=None,
-                earlier=earlier,
-            )
-    send_at = clean_send_at(draft.send_at)
-    expires_at = clean_expiry(draft.expires_at, send_at)
-    confirm_by = clean_confirm_by(draft.confirm_by, send_at)
-    remind_at = clean_remind_at(draft.remind_at, confirm_by, send_at)
-    resolved = audience.resolve(session, actor, draft.audience)
-    return Prepared(
+    prepared = Prepared(
         actor=actor,
         title=title,
         body=body,
         priority=priority,
-        require_ack=bool(draft.require_ack) or confirm_by is not None,
+        require_ack=bool(draft.require_ack),
         link=link,
-        expires_at=expires_at,
-        idempotency_key=idempotency_key,
+        expires_at=None,
+        idempotency_key=clean_idempotency_key(idempotency_key),
         request_hash=request_hash,
-        resolved=resolved,
+        resolved=None,
+        drill=drill,
+    )
+    if prepared.idempotency_key is not None:
+        earlier = _by_key(session, actor.id, prepared.idempotency_key)
+        if earlier is not None:
+            _require_same_request(earlier, request_hash)
+            return replace(prepared, earlier=earlier)
+    send_at = clean_send_at(draft.send_at)
+    confirm_by = clean_confirm_by(draft.confirm_by, send_at)
+    resolved = audience.resolve(session, actor, draft.audience)
+    return replace(
+        prepared,
+        require_ack=prepared.require_ack or confirm_by is not None,
+        expires_at=clean_expiry(draft.expires_at, send_at),
         send_at=send_at,
         confirm_by=confirm_by,
-        remind_at=remind_at,
-        drill=drill,
+        remind_at=clean_remind_at(draft.remind_at, confirm_by, send_at),
+        resolved=resolved,
         needs_confirmation=confirm_above is not None
         and (priority is Priority.EMERGENCY or resolved.count > confirm_above),
     )

@@ -108,6 +108,27 @@ def _queue_from(session: Session, rows) -> int:
     return result.rowcount or 0
 
 
+def _push_jobs(kind: str, suffix: str, now):
+    """SELECT the _JOB_COLUMNS of one `kind` job per (delivery, subscription), keyed
+    `<kind>:<delivery>:<subscription><suffix>`; the caller joins and filters."""
+    d, s = Delivery, PushSubscription
+    return select(
+        literal(kind),
+        literal(f"{kind}:")
+        + cast(d.id, String)
+        + literal(":")
+        + cast(s.id, String)
+        + literal(suffix),
+        literal(JobState.QUEUED, Job.__table__.c.state.type),
+        literal(now, Job.__table__.c.due_at.type),
+        literal(0),
+        d.notification_id,
+        d.id,
+        s.id,
+        literal(now, Job.__table__.c.created_at.type),
+    )
+
+
 @jobs.handler(PUSH_FANOUT)
 def fan_out_pushes(app: Flask, job: jobs.JobRef) -> None:
     """Queue one push per device of each recipient still to reach."""
@@ -116,17 +137,7 @@ def fan_out_pushes(app: Flask, job: jobs.JobRef) -> None:
         notification = _live_notification(session, job.notification_id)
         d, s = Delivery, PushSubscription
         rows = (
-            select(
-                literal(PUSH),
-                literal(f"{PUSH}:") + cast(d.id, String) + literal(":") + cast(s.id, String),
-                literal(JobState.QUEUED, Job.__table__.c.state.type),
-                literal(now, Job.__table__.c.due_at.type),
-                literal(0),
-                d.notification_id,
-                d.id,
-                s.id,
-                literal(now, Job.__table__.c.created_at.type),
-            )
+            _push_jobs(PUSH, "", now)
             .join(s, s.user_id == d.user_id)
             .join(User, User.id == d.user_id)
             .where(
@@ -189,21 +200,7 @@ def queue_change_pushes(session: Session, notification: Notification, kind: str,
     now = utcnow()
     d, s = Delivery, PushSubscription
     rows = (
-        select(
-            literal(kind),
-            literal(f"{kind}:")
-            + cast(d.id, String)
-            + literal(":")
-            + cast(s.id, String)
-            + literal(f":{tag}"),
-            literal(JobState.QUEUED, Job.__table__.c.state.type),
-            literal(now, Job.__table__.c.due_at.type),
-            literal(0),
-            d.notification_id,
-            d.id,
-            s.id,
-            literal(now, Job.__table__.c.created_at.type),
-        )
+        _push_jobs(kind, f":{tag}", now)
         .join(s, s.user_id == d.user_id)
         .join(User, User.id == d.user_id)
         .where(d.notification_id == notification.id, User.active.is_(True))

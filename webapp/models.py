@@ -313,6 +313,25 @@ class NotificationRevision(Base):
     notification: Mapped[Notification] = relationship(back_populates="revisions")
     editor: Mapped[User | None] = relationship()
 
+    @classmethod
+    def of(
+        cls, notification: Notification, *, editor_id: int | None, reconfirm: bool, at: datetime
+    ) -> NotificationRevision:
+        """The announcement's current content, as its revision `notification.revision`."""
+        return cls(
+            revision=notification.revision,
+            title=notification.title,
+            body=notification.body,
+            body_html=notification.body_html,
+            priority=notification.priority,
+            require_ack=notification.require_ack,
+            link=notification.link,
+            expires_at=notification.expires_at,
+            reconfirm=reconfirm,
+            editor_id=editor_id,
+            created_at=at,
+        )
+
     def __repr__(self) -> str:
         return f"<NotificationRevision {self.notification_id}r{self.revision}>"
 

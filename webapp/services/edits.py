@@ -175,21 +175,8 @@ def _new_revision(
     notification.revision += 1
     if not notification.is_scheduled:
         notification.edited_at = now  # nobody saw a scheduled one's earlier text
-    session.add(
-        NotificationRevision(
-            notification_id=notification.id,
-            revision=notification.revision,
-            title=notification.title,
-            body=notification.body,
-            body_html=notification.body_html,
-            priority=notification.priority,
-            require_ack=notification.require_ack,
-            link=notification.link,
-            expires_at=notification.expires_at,
-            reconfirm=reconfirm,
-            editor_id=editor.id,
-            created_at=now,
-        )
+    notification.revisions.append(
+        NotificationRevision.of(notification, editor_id=editor.id, reconfirm=reconfirm, at=now)
     )
 
 

@@ -339,21 +339,10 @@ def send(
         remind_at=[t.isoformat() for t in prepared.remind_at] or None,
         drill=prepared.drill,
         targets=resolved.targets,
-        revisions=[
-            NotificationRevision(
-                revision=1,
-                title=prepared.title,
-                body=prepared.body,
-                body_html=body_html,
-                priority=prepared.priority,
-                require_ack=prepared.require_ack,
-                link=prepared.link,
-                expires_at=prepared.expires_at,
-                reconfirm=False,
-                editor_id=actor.id,
-                created_at=now,
-            )
-        ],
+        revision=1,
+    )
+    notification.revisions.append(
+        NotificationRevision.of(notification, editor_id=actor.id, reconfirm=False, at=now)
     )
     session.add(notification)
     try:

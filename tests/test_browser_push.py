@@ -375,3 +375,33 @@ def test_browsers_without_push_or_without_https_say_so(playwright: Playwright, l
             assert [e for e in errors if not WS_CONNECT_FAILED.match(e)] == [], origin
     finally:
         browser.close()
+
+
+def test_a_withdrawal_or_all_clear_push_replaces_the_alert_and_reports_nothing(
+    app, page: Page, context: BrowserContext, live_school, console_errors
+):
+    url, school = live_school.server.url, live_school.school
+    student = school.ids[STUDENT]
+    context.grant_permissions(["notifications"], origin=url)
+    push = DevicePush(context, page, url)
+    open_inbox(page, url, school.emails[STUDENT])
+    to_student = {"targets": {"users": [school.emails[STUDENT]]}}
+    fire = live_school.api.send("Fire alarm", "Leave now.", priority="emergency", **to_student)
+    push.deliver(payload(fire["id"], student, "Fire alarm", "Leave now.", "emergency"))
+    wait_for(lambda: delivery(app, student, fire["id"]).delivered_at)
+
+    for kind, title, body in (
+        ("retract", "Withdrawn: Fire alarm", "This announcement was withdrawn."),
+        ("all_clear", "All clear: Fire alarm", "You may go back inside."),
+    ):
+        data = json.loads(payload(fire["id"], student, title, body, "emergency"))
+        push.deliver(json.dumps({**data, "type": kind, "receipt": None}))
+        wait_for(lambda title=title: [n["title"] for n in page.evaluate(NOTIFICATIONS)] == [title])
+        (note,) = page.evaluate(NOTIFICATIONS)
+        assert (note["body"], note["tag"], note["requireInteraction"]) == (
+            body,
+            str(fire["id"]),
+            False,
+        )
+    assert delivery(app, student, fire["id"]).read_at is None
+    assert console_errors == []

@@ -397,3 +397,15 @@ def test_a_retried_scheduled_send_is_the_same_one_even_after_its_time(db, monkey
         monkeypatch.setattr(notifications, "utcnow", lambda later=later: later)
         again = send(db.session, db.user("admin"), draft(send_at=at), idempotency_key="k-1")
         assert again.created is False and again.notification.id == first.notification.id
+
+
+def test_moving_a_scheduled_send_past_its_expiry_is_refused(db):
+    result, at = schedule(db, expires_at=utcnow() + timedelta(hours=1))
+    with pytest.raises(ValidationFailed) as caught:
+        edits.edit(
+            db.session,
+            db.user("admin"),
+            result.notification.id,
+            Edit(send_at=at + timedelta(hours=2)),
+        )
+    assert caught.value.code == "invalid_expires_at"

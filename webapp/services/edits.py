@@ -71,13 +71,17 @@ def _cleaned(notification: Notification, edit: Edit, now: datetime) -> dict[str,
     if edit.send_at is not UNCHANGED:
         values["send_at"] = notifications.clean_send_at(edit.send_at, now) or now
     starts = values.get("send_at", notification.send_at) if notification.is_scheduled else None
-    if edit.expires_at is not UNCHANGED:
-        values["expires_at"] = notifications.clean_expiry(edit.expires_at, starts)
+    moved = "send_at" in values  # the times it keeps must still come after the new one
+    if edit.expires_at is not UNCHANGED or (moved and notification.expires_at):
+        expires_at = notification.expires_at if edit.expires_at is UNCHANGED else edit.expires_at
+        values["expires_at"] = notifications.clean_expiry(expires_at, starts)
     confirm_by = notification.confirm_by
-    if edit.confirm_by is not UNCHANGED:
-        confirm_by = values["confirm_by"] = notifications.clean_confirm_by(edit.confirm_by, starts)
-        if confirm_by is not None:
-            values.setdefault("require_ack", True)
+    if edit.confirm_by is not UNCHANGED or (moved and confirm_by):
+        confirm_by = values["confirm_by"] = notifications.clean_confirm_by(
+            confirm_by if edit.confirm_by is UNCHANGED else edit.confirm_by, starts
+        )
+        if confirm_by is not None:  # a deadline to confirm means confirming is asked
+            values["require_ack"] = True
     if edit.remind_at is not UNCHANGED or "confirm_by" in values:
         reminders = (
             [datetime.fromisoformat(t) for t in notification.remind_at or ()]

@@ -58,6 +58,12 @@ def manageable(session: Session, actor: User, notification_id: int) -> Notificat
     """The notification if `actor` may change it (edit, withdraw, remind, all clear): its
     author or an administrator. Others who may see it get 403; those who may not, 404."""
     notification = viewable(session, actor, notification_id)
-    if actor.role is not Role.ADMIN and notification.author_id != actor.id:
+    if not may_manage(actor, notification):
         raise errors.NOT_YOUR_NOTIFICATION.error()
     return notification
+
+
+def may_manage(actor: User, notification: Notification) -> bool:
+    """The rule of `manageable` for one loaded announcement (pages use it to decide
+    whether to offer a change at all): its author or an administrator."""
+    return actor.role is Role.ADMIN or notification.author_id == actor.id

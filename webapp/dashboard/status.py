@@ -37,7 +37,7 @@ def notification_status(notification_id: int):
         topic=topics.notification_topic(notification.id),
         recipients=status.recipients_page(session, notification, **_recipients_filters()),
         **components.delivery_status_context(session, notification),
-        **components.roll_call_context(session, notification),
+        roll_call=components.roll_call_context(session, notification)["roll_call"],
         **_all_clear_context(session, notification),
     )
 

@@ -16,14 +16,15 @@ pytestmark = pytest.mark.browser
 BODY = "Bring a **towel** and *goggles*:\n\n- cap\n- lock\n\n[Timetable](https://example.org/t)"
 
 # The buttons of each (priority, require_ack): Confirm only when confirmation is required;
-# Dismiss, or Later while it is pending; an emergency to confirm cannot be put off.
+# Dismiss, or Later while it is pending; an emergency to confirm cannot be put off; an
+# emergency asks for the roll call first.
 BUTTONS = {
     ("normal", False): ["Dismiss"],
     ("normal", True): ["Confirm", "Later"],
     ("urgent", False): ["Dismiss"],
     ("urgent", True): ["Confirm", "Later"],
-    ("emergency", False): ["Dismiss"],
-    ("emergency", True): ["Confirm"],
+    ("emergency", False): ["I'm safe", "I need help", "Dismiss"],
+    ("emergency", True): ["I'm safe", "I need help", "Confirm"],
 }
 
 # The alert's tree: tags, classes, every text node (the meta line only up to its time,

@@ -572,7 +572,7 @@
       a.textContent = "Open link";
       el.appendChild(a);
     }
-    if (message.priority === "emergency") el.appendChild(rollCall(message, el, opts));
+    if (message.priority === "emergency") el.appendChild(answerBox(message, el, opts));
     var row = document.createElement("div");
     row.className = "schoolbell-actions";
     function answer(label, className, state) {
@@ -613,7 +613,7 @@
     ["safe", "I'm safe", "Sent: you are safe. You can change your answer."],
     ["help", "I need help", "Sent: staff can see that you need help. Add where you are, or change your answer."]
   ];
-  function rollCall(message, alertEl, opts) {
+  function answerBox(message, alertEl, opts) {
     var box = document.createElement("div");
     box.className = "schoolbell-roll-call";
     box.setAttribute("role", "group");

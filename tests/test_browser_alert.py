@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from .browser import Sockets, sign_in, watch_console
+from .browser import online_in_own_context, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -54,11 +54,7 @@ def test_the_preview_is_the_alert_recipients_get(
     page: Page, browser: Browser, live_school, console_errors
 ):
     url, school = live_school.server.url, live_school.school
-    student = browser.new_context().new_page()
-    student_errors = watch_console(student)
-    sockets = Sockets(student)
-    sign_in(student, url, school.emails["s7b_1"])
-    sockets.wait_online()
+    student, student_errors, _ = online_in_own_context(browser, url, school.emails["s7b_1"])
     sign_in(page, url, school.emails["admin"])
 
     for (priority, require_ack), labels in BUTTONS.items():

@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from .browser import Sockets, sign_in, watch_console
+from .browser import online_in_own_context, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -19,11 +19,7 @@ def test_an_emergency_drill_from_template_to_all_clear(
     page: Page, browser: Browser, live_school, artifacts, console_errors
 ):
     url, school = live_school.server.url, live_school.school
-    student = browser.new_context().new_page()
-    student_errors = watch_console(student)
-    sockets = Sockets(student)
-    sign_in(student, url, school.emails["s7b_1"])
-    sockets.wait_online()
+    student, student_errors, _ = online_in_own_context(browser, url, school.emails["s7b_1"])
 
     # The admin starts from the lockdown template and ticks "This is a drill".
     sign_in(page, url, school.emails["admin"])

@@ -12,7 +12,7 @@
  *   visit anyway (push.js).
  *
  * The payload (built by webapp/services/push.py): {type: "notification", id, title,
- * body (plain text), priority, require_ack, url, tag, receipt, created_at}; an edit or a
+ * body (plain text), priority, require_ack, url, tag, receipt, created_at, drill}; an edit or a
  * reminder sends the same under the same tag; a withdrawal ("retract") and an all-clear
  * ("all_clear") too, with no receipt.
  * Every browser with service workers runs async functions, so this file uses them.
@@ -23,6 +23,7 @@ var SCOPE = self.registration.scope;  // ".../": the app's root, behind any path
 var ICON = at("static/icons/icon-192.png");
 var BADGE = at("static/icons/badge-96.png");
 var TITLE_PREFIX = { urgent: "Urgent: ", emergency: "EMERGENCY: " };
+var DRILL_PREFIX = "DRILL: ";
 // "notification" (new, edited or a reminder); "retract" and "all_clear" replace what the
 // device shows under the same tag, and report nothing.
 var PAYLOAD_TYPES = ["notification", "retract", "all_clear"];
@@ -96,7 +97,13 @@ function notificationFor(payload) {
     options.renotify = true;  // a replacement (an edit, a reminder) alerts again
   }
   var prefix = payload.type === "notification" ? (TITLE_PREFIX[payload.priority] || "") : "";
-  var title = prefix + (payload.title || "New announcement");
+  var text = payload.title || "New announcement";
+  // A drill's title starts with "DRILL: " (push.py): keep that first, before "EMERGENCY: ".
+  if (payload.drill === true && text.indexOf(DRILL_PREFIX) === 0) {
+    prefix = DRILL_PREFIX + prefix;
+    text = text.slice(DRILL_PREFIX.length);
+  }
+  var title = prefix + text;
   return { title: title, options: options };
 }
 

@@ -52,6 +52,17 @@ def sign_in(page: Page, url: str, email: str, password: str = PASSWORD) -> None:
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
+def online_in_own_context(browser, url: str, email: str) -> tuple[Page, list[str], Sockets]:
+    """Another person in a browser context of their own (own cookies), signed in, their
+    page's socket online: (page, its console errors, its Sockets)."""
+    page = browser.new_context().new_page()
+    errors = watch_console(page)
+    sockets = Sockets(page)
+    sign_in(page, url, email)
+    sockets.wait_online()
+    return page, errors, sockets
+
+
 class Sockets:
     """Every WebSocket a page opens, with the JSON messages it sent and received."""
 

@@ -9,21 +9,22 @@ import re
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from .browser import Sockets, sign_in, watch_console
+from .browser import online_in_own_context, sign_in
 
 pytestmark = pytest.mark.browser
 
 BODY = "Bring a **towel** and *goggles*:\n\n- cap\n- lock\n\n[Timetable](https://example.org/t)"
 
 # The buttons of each (priority, require_ack): Confirm only when confirmation is required;
-# Dismiss, or Later while it is pending; an emergency to confirm cannot be put off.
+# Dismiss, or Later while it is pending; an emergency to confirm cannot be put off; an
+# emergency asks for the roll call first.
 BUTTONS = {
     ("normal", False): ["Dismiss"],
     ("normal", True): ["Confirm", "Later"],
     ("urgent", False): ["Dismiss"],
     ("urgent", True): ["Confirm", "Later"],
-    ("emergency", False): ["Dismiss"],
-    ("emergency", True): ["Confirm"],
+    ("emergency", False): ["I'm safe", "I need help", "Dismiss"],
+    ("emergency", True): ["I'm safe", "I need help", "Confirm"],
 }
 
 # The alert's tree: tags, classes, every text node (the meta line only up to its time,
@@ -53,11 +54,7 @@ def test_the_preview_is_the_alert_recipients_get(
     page: Page, browser: Browser, live_school, console_errors
 ):
     url, school = live_school.server.url, live_school.school
-    student = browser.new_context().new_page()
-    student_errors = watch_console(student)
-    sockets = Sockets(student)
-    sign_in(student, url, school.emails["s7b_1"])
-    sockets.wait_online()
+    student, student_errors, _ = online_in_own_context(browser, url, school.emails["s7b_1"])
     sign_in(page, url, school.emails["admin"])
 
     for (priority, require_ack), labels in BUTTONS.items():

@@ -85,6 +85,7 @@ def test_preview_renders_the_alert_and_counts_the_audience(client, signed_in):
         "body_html": "<p>Bring <strong>lunch</strong></p>",
         "priority": "urgent",
         "require_ack": False,
+        "drill": False,
         "author": "ADMIN",
         "link": None,
     }
@@ -372,3 +373,42 @@ def test_expiry_is_read_in_the_schools_time_zone(app, client, signed_in):
     with app.app_context():
         expires = get_session().scalar(select(Notification.expires_at))
     assert expires.isoformat() == "2099-07-01T08:00:00+00:00"
+
+
+# Emergencies: templates and drills ------------------------------------------------------
+
+
+def test_staff_start_an_emergency_from_a_template_and_preview_a_drill(client, signed_in):
+    token = signed_in("t7b")
+    page = client.get("/notifications/new").get_data(as_text=True)
+    buttons = re.findall(r'data-emergency-template="([a-z_]+)"', page)
+
+    assert buttons == ["lockdown", "evacuation", "shelter"]  # the all clear is no emergency
+    assert 'data-title="Evacuation: leave the building now"' in page
+    assert "Edit templates" not in page  # teachers use them; admins edit them
+    assert re.search(
+        r'<label class="checkbox drill-field" for="drill" id="drill-field" hidden>', page
+    )
+    assert alert_in(preview(client, token, priority="emergency", drill="1"))["drill"] is True
+    assert alert_in(preview(client, token, priority="urgent", drill="1"))["drill"] is False
+
+
+def test_admins_edit_the_templates_through_a_form(client, signed_in):
+    signed_in("admin")
+    assert "Edit templates" in client.get("/notifications/new").get_data(as_text=True)
+    fields = {"name": "Lockdown", "title": "Lockdown: doors shut", "body": "Lock **now**."}
+
+    saved = post_form(client, "/emergency-templates/lockdown", fields, page="/emergency-templates")
+    refused = post_form(
+        client,
+        "/emergency-templates/lockdown",
+        {**fields, "title": ""},
+        page="/emergency-templates",
+    )
+    no_token = client.post("/emergency-templates/lockdown", data=fields)
+
+    assert saved.status_code == 302
+    assert refused.status_code == 400 and "title" in refused.get_data(as_text=True).lower()
+    assert no_token.status_code == 400  # CSRF
+    compose = client.get("/notifications/new").get_data(as_text=True)
+    assert 'data-title="Lockdown: doors shut"' in compose and "Lock **now**." in compose

@@ -246,6 +246,26 @@ NOT_YOUR_NOTIFICATION = ErrorCode(
     403,
     "Only its author or an administrator can change this announcement.",
 )
+# Emergencies: templates, all clear (services/emergency_templates.py, emergencies.py) ----
+NOT_AN_EMERGENCY = ErrorCode(
+    "not_an_emergency", 409, "Only an emergency can be given the all clear."
+)
+EMERGENCY_NOT_SENT = ErrorCode(
+    "emergency_not_sent", 409, "This emergency has not been sent yet, so it cannot end."
+)
+EMERGENCY_OVER = ErrorCode(
+    "emergency_over", 409, "This emergency has already been given the all clear."
+)
+EMERGENCY_EXPIRED = EMERGENCY_OVER.saying("This emergency has expired: it is no longer shown.")
+ALL_CLEAR_TOO_LONG = ErrorCode(
+    "all_clear_too_long", 400, "The all-clear message can be at most {max} characters."
+)
+TEMPLATE_NOT_FOUND = ErrorCode("template_not_found", 404, "There is no emergency template {key!r}.")
+INVALID_TEMPLATE_NAME = ErrorCode(
+    "invalid_template_name", 400, "A template's button label must be 1 to {max} characters."
+)
+TEMPLATES_ADMINS_ONLY = FORBIDDEN.saying("Only administrators can edit emergency templates.")
+# ------------------------------------------------------------------------------------------
 INVALID_IDEMPOTENCY_KEY = ErrorCode(
     "invalid_idempotency_key", 400, "Idempotency-Key must be 1-255 characters."
 )

@@ -1,6 +1,7 @@
 /*
  * Staff pages: the compose form's people picker, its draft (kept in localStorage so a
- * reload or an expired session loses nothing), the "are you sure?" step, its preview
+ * reload or an expired session loses nothing), the "are you sure?" step, emergency
+ * templates and the drill box, its preview
  * (drawn by schoolbell.js's renderAlert), and filtering the online list. Plain
  * JavaScript, no inline handlers (the CSP forbids them).
  */
@@ -107,6 +108,39 @@
     form.addEventListener("submit", function () {
       try { localStorage.removeItem(draftKey()); } catch (e) { /* ignore */ }
     });
+  }
+
+  // Emergencies --------------------------------------------------------------------
+  // A template button fills title, message and priority (the form's input event then
+  // updates the preview and saves the draft); "This is a drill" is offered for
+  // emergencies only.
+  function showDrillField() {
+    var field = document.getElementById("drill-field");
+    var priority = document.getElementById("priority");
+    if (field && priority) field.hidden = priority.value !== "emergency";
+  }
+
+  function useTemplate(button) {
+    var title = document.getElementById("title"), body = document.getElementById("body");
+    var priority = document.getElementById("priority");
+    if (!title || !body || !priority) return;
+    title.value = button.dataset.title;
+    body.value = button.dataset.body;
+    priority.value = "emergency";
+    showDrillField();
+    title.dispatchEvent(new Event("input", { bubbles: true }));
+    title.focus();
+  }
+
+  if (form) {
+    form.addEventListener("click", function (event) {
+      var button = event.target.closest("[data-emergency-template]");
+      if (button) useTemplate(button);
+    });
+    form.addEventListener("change", function (event) {
+      if (event.target.id === "priority") showDrillField();
+    });
+    showDrillField();  // a restored draft may be an emergency
   }
 
   // Preview ------------------------------------------------------------------------

@@ -11,8 +11,13 @@
  * It connects, resumes from the last announcement it has, reconnects with exponential
  * backoff and jitter, shows alerts as accessible toasts (emergencies as a full-screen
  * overlay until confirmed), drops duplicates by id and sends receipts.
- * Events on document: "schoolbell:notification" (detail: the message) and
- * "schoolbell:status" (detail: {state: "online"|"offline"|"stopped", reason}), in every tab.
+ * Events on document: "schoolbell:notification" (detail: the message),
+ * "schoolbell:status" (detail: {state: "online"|"offline"|"stopped", reason}) and
+ * "schoolbell:all_clear" (detail: the message: an emergency is over), in every tab.
+ *
+ * Emergencies: a drill says DRILL on every alert; the overlay asks for a roll call
+ * ("I'm safe" / "I need help" and a short note, sent as an `answer`); an all clear turns
+ * the open overlay into its calm message (docs/protocol.md, "Emergencies").
  *
  * One socket per browser: the tabs of one user (of one server, on one origin) share one
  * WebSocket. The tab holding the Web Lock named after server and user is the leader: it
@@ -94,6 +99,10 @@
   // shown them, as its own socket's replay would have done).
   var peers = {}, rollCallAt = 0, rollCallTimer = null;
   var leaderHello = null, leaderStatus = null, outstanding = {};
+  // Emergencies: the titles of those this page showed (an all clear for one whose
+  // overlay is gone still tells the person), and whether the live link is up (an answer
+  // is only said to be sent when it could be).
+  var emergencies = {}, liveState = null;
   var tabsSent = null, tabsTimer = null;
 
   function store(key, value) {
@@ -123,6 +132,7 @@
   }
 
   function emit(name, detail) {
+    if (name === "status") liveState = detail.state;
     document.dispatchEvent(new CustomEvent("schoolbell:" + name, { detail: detail }));
   }
 
@@ -133,6 +143,20 @@
   function ack(id, state) {
     if (role === "follower") share("ack", { id: id, state: state });
     else send({ type: "ack", id: id, state: state });
+  }
+
+  // Emergency roll call: "I'm safe" / "I need help" (docs/protocol.md, "Roll call"). A
+  // follower's answer goes to the leader, like a receipt. False when it cannot go now.
+  function sendAnswer(id, status, text) {
+    var fields = { id: id, status: status, text: text || null };
+    if (role === "follower") {
+      if (liveState !== "online") return false;
+      share("answer", fields);
+      return true;
+    }
+    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+    send({ type: "answer", id: fields.id, status: fields.status, text: fields.text });
+    return true;
   }
 
   // Connection ---------------------------------------------------------------------
@@ -206,13 +230,14 @@
     else if (message.type === "update") onUpdate(message);
     else if (message.type === "retract" || message.type === "expire") onGone(message);
     else if (message.type === "receipt") onReceipt(message);
+    else if (message.type === "all_clear") onAllClear(message);
   }
 
   // The alerts this page shows, as [id, revision]: on resume the server says which of
   // them were edited, withdrawn or expired meanwhile.
   function openAlerts() {
     var found = [];
-    document.querySelectorAll(".schoolbell-toast[data-notification-id]").forEach(function (el) {
+    document.querySelectorAll(".schoolbell-toast[data-notification-id]:not(.schoolbell-all-clear)").forEach(function (el) {
       if (found.length < 100) found.push([+el.dataset.notificationId, +el.dataset.revision || 1]);
     });
     return found;
@@ -338,9 +363,14 @@
     if (message.priority !== "normal" && document.hidden) systemNotification(message);
   }
 
-  // Read or confirmed in another tab (or the inbox page): this tab lets it go too.
+  // Read or confirmed in another tab (or the inbox page): this tab lets it go too. Not
+  // an emergency this tab answered the roll call in: that answer is the "read" (the
+  // person may still change it), and only a confirmation or a close ends it here.
   function onReceipt(message) {
-    removeToast(message.id);
+    var el = document.getElementById("schoolbell-toast-" + message.id);
+    var keep = message.state === "read" && el &&
+      (el.dataset.answered || el.classList.contains("schoolbell-all-clear"));
+    if (!keep) removeToast(message.id);
     emit("receipt", message);
   }
 
@@ -459,7 +489,7 @@
       outstanding[message.id] = message;
       var ids = Object.keys(outstanding);
       if (ids.length > OUTSTANDING_LIMIT) delete outstanding[ids[0]];
-    } else if (message.type === "retract" || message.type === "expire" ||
+    } else if (message.type === "retract" || message.type === "expire" || message.type === "all_clear" ||
                (message.type === "receipt" && message.state === "acknowledged")) {
       delete outstanding[message.id];
     }
@@ -494,6 +524,8 @@
       if (role !== "leader" && !leaving) share("beat");
     } else if (data.kind === "ack") {
       if (role === "leader") send({ type: "ack", id: data.id, state: data.state });
+    } else if (data.kind === "answer") {
+      if (role === "leader") send({ type: "answer", id: data.id, status: data.status, text: data.text });
     } else if (role !== "leader") {
       if (data.kind === "server") handle(data.message);
       else if (data.kind === "status") followStatus(data);
@@ -569,6 +601,7 @@
       el.dataset.notificationId = message.id;
       el.dataset.revision = message.revision || 1;
     }
+    if (message.drill) el.appendChild(drillLabel());
     var title = document.createElement("h2");
     title.className = "schoolbell-title";
     title.textContent = message.title;  // plain text, never markup
@@ -589,6 +622,7 @@
       a.textContent = "Open link";
       el.appendChild(a);
     }
+    if (message.priority === "emergency") el.appendChild(answerBox(message, el, opts));
     var row = document.createElement("div");
     row.className = "schoolbell-actions";
     function answer(label, className, state) {
@@ -611,6 +645,137 @@
     return el;
   }
 
+  // Emergencies ---------------------------------------------------------------------
+  // "DRILL" on every alert of a drill: toast, overlay, preview and all clear alike.
+  function drillLabel() {
+    var p = document.createElement("p");
+    p.className = "schoolbell-drill";
+    var strong = document.createElement("strong");
+    strong.textContent = "DRILL";
+    p.append(strong, document.createTextNode(" This is an exercise, not a real emergency."));
+    return p;
+  }
+
+  // The roll call of an emergency alert (part of renderAlert, so the preview shows it,
+  // disabled): two answers and an optional note; the last answer counts and can be
+  // changed; it also counts as reading the alert.
+  var ANSWERS = [
+    ["safe", "I'm safe", "Sent: you are safe. You can change your answer."],
+    ["help", "I need help", "Sent: staff can see that you need help. Add where you are, or change your answer."]
+  ];
+  function answerBox(message, alertEl, opts) {
+    var box = document.createElement("div");
+    box.className = "schoolbell-roll-call";
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", "Roll call");
+    var question = document.createElement("p");
+    question.className = "schoolbell-roll-call-question";
+    question.textContent = "Let staff know how you are:";
+    var buttons = document.createElement("div");
+    buttons.className = "schoolbell-roll-call-answers";
+    var note = document.createElement("label");
+    note.className = "schoolbell-roll-call-note";
+    var input = document.createElement("input");
+    input.type = "text";
+    input.maxLength = 280;
+    input.autocomplete = "off";
+    note.append(document.createTextNode("Note for staff (optional)"), input);
+    var status = document.createElement("p");
+    status.className = "schoolbell-roll-call-status";
+    status.setAttribute("role", "status");
+    ANSWERS.forEach(function (answer) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = "schoolbell-answer schoolbell-answer-" + answer[0];
+      b.textContent = answer[1];
+      b.setAttribute("aria-pressed", "false");
+      if (opts.preview) { b.disabled = true; input.disabled = true; }
+      else b.addEventListener("click", function () {
+        if (!sendAnswer(message.id, answer[0], input.value.trim().slice(0, 280))) {
+          status.textContent = "Not sent: you are offline. Try again in a moment.";
+          return;
+        }
+        alertEl.dataset.answered = answer[0];
+        buttons.querySelectorAll("button").forEach(function (other) {
+          other.setAttribute("aria-pressed", String(other === b));
+        });
+        status.textContent = answer[2];
+      });
+      buttons.appendChild(b);
+    });
+    box.append(question, buttons, note, status);
+    return box;
+  }
+
+  // The end of an emergency: the one definition of its markup, for the overlay it
+  // replaces and for the small toast of a tab whose overlay is gone already.
+  function renderAllClear(message, title, onClose) {
+    var el = document.createElement("section");
+    el.className = "schoolbell-toast schoolbell-all-clear";
+    el.id = "schoolbell-toast-" + message.id;
+    el.dataset.notificationId = message.id;
+    if (message.drill) el.appendChild(drillLabel());
+    var heading = document.createElement("h2");
+    heading.className = "schoolbell-title";
+    heading.id = el.id + "-title";
+    heading.textContent = "All clear";
+    el.appendChild(heading);
+    if (title) {
+      var of = document.createElement("p");
+      of.className = "schoolbell-all-clear-of";
+      of.textContent = "Over: " + title;
+      el.appendChild(of);
+    }
+    var text = document.createElement("p");
+    text.className = "schoolbell-all-clear-message";
+    text.textContent = message.message || "";  // plain text (services/emergencies.py)
+    var row = document.createElement("div");
+    row.className = "schoolbell-actions";
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "schoolbell-confirm";
+    close.textContent = "Close";
+    close.addEventListener("click", onClose);
+    row.appendChild(close);
+    el.append(text, row);
+    return el;
+  }
+
+  // An emergency is over. Its open overlay turns into the all-clear message (focus on
+  // its Close button); a tab that showed it but whose overlay is gone (confirmed or
+  // dismissed) gets a small toast; a tab that never showed it shows nothing.
+  function onAllClear(message) {
+    var el = document.getElementById("schoolbell-toast-" + message.id);
+    var overlay = el && el.parentElement.classList.contains("schoolbell-overlay") ? el.parentElement : null;
+    var title = emergencies[message.id];
+    delete emergencies[message.id];
+    emit("all_clear", message);
+    if (!options.toasts || (!el && title === undefined)) return;
+    if (el && !overlay) el.remove();
+    if (overlay) {
+      var calm = renderAllClear(message, title, function () {
+        ack(message.id, "read");
+        closeOverlay(overlay);
+      });
+      calm.setAttribute("role", "alertdialog");
+      calm.setAttribute("aria-modal", "true");
+      calm.setAttribute("aria-labelledby", calm.id + "-title");
+      overlay.classList.add("schoolbell-overlay-calm");
+      overlay.replaceChild(calm, el);
+      calm.querySelector("button").focus();
+      return;
+    }
+    var toast = renderAllClear(message, title, function () { toast.remove(); });
+    toast.setAttribute("role", "status");
+    region().prepend(toast);
+  }
+
+  function closeOverlay(overlay) {
+    var previous = overlay.schoolbellPrevious;
+    overlay.remove();
+    if (previous && previous.focus && document.contains(previous)) previous.focus();
+  }
+
   function showToast(message) {
     var el = renderAlert(message, { onDone: function () { el.remove(); } });
     el.setAttribute("role", message.priority === "urgent" ? "alert" : "status");
@@ -624,22 +789,20 @@
 
   function showOverlay(message) {
     ensureStyles();
-    var previous = document.activeElement;
     var overlay = document.createElement("div");
     overlay.className = "schoolbell-overlay";
-    var el = renderAlert(message, {
-      onDone: function () {
-        overlay.remove();
-        if (previous && previous.focus && document.contains(previous)) previous.focus();
-      }
-    });
+    overlay.schoolbellPrevious = document.activeElement;
+    emergencies[message.id] = message.title;
+    var el = renderAlert(message, { onDone: function () { closeOverlay(overlay); } });
     el.setAttribute("role", "alertdialog");
     el.setAttribute("aria-modal", "true");
     el.setAttribute("aria-labelledby", el.id + "-title");
     el.querySelector("h2").id = el.id + "-title";
     overlay.appendChild(el);
     document.body.appendChild(overlay);
-    var first = el.querySelector("button");
+    // The alert's own buttons (Confirm / Dismiss), not "I'm safe": a stray Enter must
+    // not answer the roll call.
+    var first = el.querySelector(".schoolbell-actions button") || el.querySelector("button");
     if (first) first.focus();
     return overlay;
   }
@@ -650,7 +813,7 @@
     var overlays = document.querySelectorAll(".schoolbell-overlay");
     if (!overlays.length) return;
     var items = Array.prototype.slice.call(
-      overlays[overlays.length - 1].querySelectorAll("a[href], button"));
+      overlays[overlays.length - 1].querySelectorAll("a[href], button, input"));
     if (!items.length) return;
     var i = items.indexOf(document.activeElement);
     e.preventDefault();

@@ -6,8 +6,20 @@ from flask import current_app, jsonify, request, url_for
 
 from ..db import get_session
 from ..extensions import client_address
+from ..models import Priority
+from ..realtime.events import NotificationChanged
 from ..realtime.live import live
-from ..services import edits, inbox, notifications, reach, status, visibility, withdrawal
+from ..services import (
+    edits,
+    emergencies,
+    inbox,
+    notifications,
+    reach,
+    roll_call,
+    status,
+    visibility,
+    withdrawal,
+)
 from . import bp, schemas
 from .auth import api_user
 
@@ -76,7 +88,10 @@ def notification_status(notification_id: int):
     session = get_session()
     notification = visibility.viewable(session, api_user(), notification_id)
     counts, channels = status.counts_by_state_and_channel(session, notification_id)
-    return jsonify(schemas.notification_json(notification, counts, channels))
+    body = schemas.notification_json(notification, counts, channels)
+    if notification.priority is Priority.EMERGENCY:  # the roll call, the all clear
+        body |= schemas.emergency_json(notification, roll_call.counts(session, notification_id))
+    return jsonify(body)
 
 
 @bp.get("/notifications/<id:notification_id>/deliveries")
@@ -103,3 +118,21 @@ def my_notifications():
     since = schemas.optional_int(request.args.get("since"), "since")
     rows = inbox.inbox(get_session(), api_user().id, since=since)
     return jsonify({"notifications": [schemas.inbox_json(n, d, a) for n, d, a in rows]})
+
+
+# Emergencies ----------------------------------------------------------------------------
+@bp.post("/notifications/<id:notification_id>/all-clear")
+def all_clear(notification_id: int):
+    """End an emergency (its author or an administrator): 200 with the announcement;
+    every open tab of its recipients turns its overlay into the message."""
+    body = schemas.json_body(schemas.ALL_CLEAR_FIELDS) if request.data else {}
+    session = get_session()
+    notification = emergencies.all_clear(
+        session, api_user(), notification_id, body.get("message"), address=client_address()
+    )
+    live().publish_changed(notification.id, NotificationChanged.ALL_CLEAR)
+    counts, channels = status.counts_by_state_and_channel(session, notification.id)
+    return jsonify(
+        schemas.notification_json(notification, counts, channels)
+        | schemas.emergency_json(notification, roll_call.counts(session, notification.id))
+    )

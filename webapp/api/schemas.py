@@ -26,6 +26,7 @@ from ..services.classes import Person
 from ..services.edits import Edit
 from ..services.notifications import Draft, SendResult
 from ..services.presence import OnlineSummary
+from ..services.roll_call import Counts as RollCallCounts
 from ..services.status import ChannelCounts, reached_by
 from ..services.users import UserInput, parse_role
 from ..tokens import ClientToken
@@ -379,7 +380,35 @@ def delivery_json(d: Delivery, user: User) -> dict[str, Any]:
         "channel": reached_by(d)[0],
         "pushed_at": _iso(d.pushed_at) if d.pushed_at else None,
         "emailed_at": _iso(d.emailed_at) if d.emailed_at else None,
+        **answer_json(d),
     }
+
+
+# Emergencies: roll call and all clear ---------------------------------------------------
+ALL_CLEAR_FIELDS = {"message": Field(str)}
+
+
+def answer_json(d: Delivery) -> dict[str, Any]:
+    """A recipient's roll-call answer (emergencies; all None until they answer)."""
+    return {
+        "answer": d.answer.value if d.answer else None,
+        "answer_text": d.answer_text,
+        "answered_at": _iso(d.answered_at) if d.answered_at else None,
+    }
+
+
+def emergency_json(n: Notification, roll_call: RollCallCounts) -> dict[str, Any]:
+    """What an emergency adds to its announcement: drill, the all clear, and the roll
+    call's counts."""
+    return {
+        "drill": bool(n.drill),
+        "all_clear_at": _iso(n.all_clear_at) if n.all_clear_at else None,
+        "all_clear_message": n.all_clear_message,
+        "roll_call": roll_call.as_dict(),
+    }
+
+
+# ------------------------------------------------------------------------------------------
 
 
 def inbox_json(n: Notification, d: Delivery, author: str | None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The dashboard's live components, one renderer each, used by the pages, their fragment
 endpoints and the /ws push alike, so all three show the very same HTML:
 
-- `_delivery_status.html` (#delivery-status-<id>), topic `notification:<id>`;
+- `_delivery_status.html` (#delivery-status-<id>), topic `notification:<id>`, and with
+  it, for emergencies, `_roll_call.html` (#roll-call-<id>): answers are receipts too;
 - `_online.html` (#online-panel), topic `online` (a teacher's own: `online:<their id>`).
 
 At app set-up they are registered with realtime's topic registry, with who may watch them.
@@ -16,7 +17,7 @@ from .. import errors
 from ..models import Role, User
 from ..realtime import topics
 from ..realtime.live import live
-from ..services import mail, notifications, status, visibility
+from ..services import mail, notifications, roll_call, status, visibility
 from ..services import presence as presence_service
 
 
@@ -30,11 +31,29 @@ def delivery_status_context(session: Session, notification) -> dict:
 
 
 def render_delivery_status(session: Session, notification_id: int) -> str:
-    """An announcement's status component, exactly as its page includes it."""
+    """An announcement's live status components, exactly as its page includes them: the
+    delivery status, and for an emergency its roll call first (the ws extension swaps
+    each by its id)."""
     notification = notifications.get(session, notification_id)
-    return render_template(
+    delivery = render_template(
         "dashboard/_delivery_status.html", **delivery_status_context(session, notification)
     )
+    roll = render_roll_call(session, notification)
+    return f"{roll}\n{delivery}" if roll else delivery
+
+
+# The roll call (emergencies) ---------------------------------------------------------------
+def roll_call_context(session: Session, notification) -> dict:
+    """What the roll-call component needs (`roll_call` None: not an emergency)."""
+    return {"notification": notification, "roll_call": roll_call.roll_call(session, notification)}
+
+
+def render_roll_call(session: Session, notification) -> str:
+    """The roll-call component of an emergency ("" for any other announcement)."""
+    context = roll_call_context(session, notification)
+    if context["roll_call"] is None:
+        return ""
+    return render_template("dashboard/_roll_call.html", **context)
 
 
 def online_viewer(user: User) -> User | None:

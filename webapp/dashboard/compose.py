@@ -12,7 +12,7 @@ from ..errors import DomainError
 from ..extensions import client_address, csrf
 from ..models import Priority
 from ..realtime.live import live
-from ..services import audience, notifications, reach
+from ..services import audience, emergency_templates, notifications, reach
 from . import bp
 from .forms import ComposeInput
 from .views import local_time
@@ -40,6 +40,7 @@ def render_compose(
         options=audience.options_for(session, current_user),
         chosen=audience.names_of(session, data.users),
         priorities=list(Priority),
+        emergency_templates=emergency_templates.for_compose(session),
     ), status
 
 

@@ -29,6 +29,7 @@ class ComposeInput:
     expires_at: str = ""  # <input type=datetime-local>, in the school's time zone
     send_at: str = ""  # the same; empty: now
     confirm_by: str = ""  # the same; empty: no deadline
+    drill: bool = False  # "This is a drill" (offered for emergencies only)
     users: list[str] = field(default_factory=list)
     classes: dict[str, list[str]] = field(default_factory=dict)
     roles: list[str] = field(default_factory=list)
@@ -47,6 +48,7 @@ class ComposeInput:
             expires_at=form.get("expires_at", "").strip(),
             send_at=form.get("send_at", "").strip(),
             confirm_by=form.get("confirm_by", "").strip(),
+            drill=form.get("drill") == "1",
             users=list(dict.fromkeys(e.strip().lower() for e in form.getlist("user") if e.strip())),
             classes={
                 name.removeprefix(CLASS_FIELD): form.getlist(name)
@@ -87,7 +89,14 @@ class ComposeInput:
             audience=self.audience_spec(),
             send_at=local_time(self.send_at, timezone, errors.SEND_AT_NOT_A_TIME),
             confirm_by=local_time(self.confirm_by, timezone, errors.CONFIRM_BY_NOT_A_TIME),
+            drill=self.is_drill,
         )
+
+    @property
+    def is_drill(self) -> bool:
+        """A drill is an emergency exercise: the box, hidden for other priorities, may
+        still be ticked from before the priority changed, and then means nothing."""
+        return self.drill and self.priority == Priority.EMERGENCY.value
 
     def expiry(self, timezone: str) -> datetime | None:
         return local_time(self.expires_at, timezone, errors.EXPIRY_NOT_A_TIME)

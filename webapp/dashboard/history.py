@@ -22,6 +22,7 @@ from . import bp
 
 PER_PAGE = 25
 MAX_SEARCH_CHARS = 200
+DRILLS = "drill"  # the priority filter's choice for emergency drills
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -50,14 +51,19 @@ def parse_filters(args: Mapping[str, str]) -> tuple[HistoryFilters, int, list[st
     """The filters and page asked for; values that make no sense are left out and
     explained in the returned notices."""
     notices: list[str] = []
-    priority = None
+    priority, drill = None, None
     if raw := args.get("priority", "").strip():
-        try:
-            priority = Priority(raw.lower())
-        except ValueError:
-            notices.append(
-                f"Ignored the priority “{raw[:40]}”: choose normal, urgent or emergency."
-            )
+        if raw.lower() == DRILLS:
+            priority, drill = Priority.EMERGENCY, True
+        else:
+            try:
+                priority = Priority(raw.lower())
+            except ValueError:
+                notices.append(
+                    f"Ignored the priority “{raw[:40]}”: choose normal, urgent, emergency or drill."
+                )
+            # "Emergency" means the real ones: drills are their own choice.
+            drill = False if priority is Priority.EMERGENCY else None
     sent_from = _date(args, "from", "From date", notices)
     sent_to = _date(args, "to", "To date", notices)
     if sent_from and sent_to and sent_from > sent_to:
@@ -73,6 +79,7 @@ def parse_filters(args: Mapping[str, str]) -> tuple[HistoryFilters, int, list[st
         author_id=_whole_number(args, "author", notices, "choose one from the list"),
         class_id=_whole_number(args, "class", notices, "choose one from the list"),
         priority=priority,
+        drill=drill,
         sent_from=sent_from,
         sent_to=sent_to,
     )
@@ -85,11 +92,18 @@ def link_args(filters: HistoryFilters) -> dict[str, str]:
         "q": filters.text,
         "author": filters.author_id,
         "class": filters.class_id,
-        "priority": filters.priority.value if filters.priority else None,
+        "priority": _priority_arg(filters),
         "from": filters.sent_from.isoformat() if filters.sent_from else None,
         "to": filters.sent_to.isoformat() if filters.sent_to else None,
     }
     return {name: str(value) for name, value in values.items() if value not in (None, "")}
+
+
+def _priority_arg(filters: HistoryFilters) -> str | None:
+    """The priority filter's value: a priority, or "drill" for emergency drills."""
+    if filters.drill:
+        return DRILLS
+    return filters.priority.value if filters.priority else None
 
 
 def _date(args: Mapping[str, str], name: str, label: str, notices: list[str]) -> date | None:

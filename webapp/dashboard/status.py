@@ -14,7 +14,14 @@ from flask_login import current_user
 
 from ..db import get_session
 from ..realtime import topics
-from ..services import notifications, scheduled, status, visibility
+from ..services import (
+    emergencies,
+    emergency_templates,
+    notifications,
+    scheduled,
+    status,
+    visibility,
+)
 from . import bp, components
 
 
@@ -41,7 +48,17 @@ def notification_status(notification_id: int):
         revisions=notification.revisions,
         recipients=status.recipients_page(session, notification, **_recipients_filters()),
         **components.delivery_status_context(session, notification),
+        roll_call=components.roll_call_context(session, notification)["roll_call"],
+        **_all_clear_context(session, notification),
     )
+
+
+def _all_clear_context(session, notification) -> dict:
+    """Whether this viewer may end this emergency now, and the message it would send
+    unless they write another."""
+    if emergencies.refusal(notification) or not visibility.may_manage(current_user, notification):
+        return {"all_clear_default": None}
+    return {"all_clear_default": emergency_templates.all_clear_text(session)}
 
 
 @bp.get("/notifications/<id:notification_id>/status")

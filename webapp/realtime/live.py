@@ -146,6 +146,14 @@ class StatusPusher:
 class Live:
     """One per app (per process): the seam between views, the broker and the hub."""
 
+    # Changes whose pushes (and e-mails) are due at once: the job runner looks now.
+    WAKES_JOBS = (
+        NotificationChanged.REMIND,
+        NotificationChanged.RECONFIRM,
+        NotificationChanged.ALL_CLEAR,
+        NotificationChanged.RETRACT,
+    )
+
     def __init__(self, app: Flask):
         config = app.config
         self.app = app
@@ -202,7 +210,7 @@ class Live:
         """A sent announcement was edited, withdrawn, expired, ended (all clear), or its
         unconfirmed recipients are reminded: every process tells its sockets."""
         self.broker.publish(NotificationChanged(notification_id, change))
-        if change in (NotificationChanged.REMIND, NotificationChanged.RECONFIRM) and self.jobs:
+        if change in self.WAKES_JOBS and self.jobs:
             self.jobs.wake()
 
     def answer_recorded(self, notification_id: int) -> None:

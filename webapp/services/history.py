@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from ..db import LIKE_ESCAPE, contains_pattern
@@ -22,6 +22,8 @@ class HistoryFilters:
     author_id: int | None = None
     class_id: int | None = None  # announcements that targeted this class
     priority: Priority | None = None
+    # Emergencies only: True drills, False real emergencies (None: both, or n/a).
+    drill: bool | None = None
     sent_from: date | None = None  # inclusive, UTC
     sent_to: date | None = None  # inclusive, UTC
 
@@ -52,6 +54,10 @@ class HistoryPage:
     filters: HistoryFilters  # an author or class the viewer is not offered is dropped
     authors: list[tuple[int, str]]  # (id, name) of everyone who sent something visible
     classes: list[tuple[int, str]]  # (id, name): admins all classes, teachers theirs
+    # Counted apart, among what the other filters (all but priority) find: a school
+    # reports its drills, and must not count them as real emergencies.
+    emergencies: int = 0
+    drills: int = 0
 
     @property
     def pages(self) -> int:
@@ -85,7 +91,7 @@ def history(
         filters = replace(filters, class_id=None)
 
     conditions = [visible, *_history_conditions(filters)]
-    total = session.scalar(select(func.count(Notification.id)).where(*conditions)) or 0
+    total, emergencies, drills = _totals(session, visible, filters)
     page = min(max(page, 1), max(1, -(-total // per_page)))
     found = list(
         session.execute(
@@ -100,6 +106,8 @@ def history(
     progress = _progress(session, [n.id for n, _ in found])
     rows = [HistoryRow(n, name, *progress.get(n.id, (0, 0))) for n, name in found]
     return HistoryPage(
+        emergencies=emergencies,
+        drills=drills,
         rows=rows,
         total=total,
         page=page,
@@ -112,6 +120,21 @@ def history(
 
 def _history_conditions(filters: HistoryFilters) -> list:
     """The WHERE clauses of the filters that are set."""
+    return _other_conditions(filters) + _priority_conditions(filters)
+
+
+def _priority_conditions(filters: HistoryFilters) -> list:
+    """The priority filter's clauses (with "drills" or "real emergencies" only)."""
+    conditions = []
+    if filters.priority is not None:
+        conditions.append(Notification.priority == filters.priority)
+    if filters.drill is not None:
+        conditions.append(Notification.drill.is_(filters.drill))
+    return conditions
+
+
+def _other_conditions(filters: HistoryFilters) -> list:
+    """The clauses of every filter but the priority."""
     conditions = []
     if filters.text:
         like = contains_pattern(filters.text.lower())  # % and _ typed are taken literally
@@ -125,8 +148,6 @@ def _history_conditions(filters: HistoryFilters) -> list:
         conditions.append(Notification.author_id == filters.author_id)
     if filters.class_id is not None:
         conditions.append(visibility.targets_class([filters.class_id]))
-    if filters.priority is not None:
-        conditions.append(Notification.priority == filters.priority)
     if filters.sent_from is not None:
         conditions.append(
             Notification.created_at >= datetime.combine(filters.sent_from, time.min, UTC)
@@ -154,3 +175,17 @@ def _progress(session: Session, notification_ids: list[int]) -> dict[int, tuple[
             .group_by(Delivery.notification_id)
         )
     }
+
+
+def _totals(session: Session, visible, filters: HistoryFilters) -> tuple[int, int, int]:
+    """How many match the filters; and, among what all filters but priority and drill
+    find, how many real emergencies and how many drills: one query."""
+    emergency = Notification.priority == Priority.EMERGENCY
+    total, emergencies, drills = session.execute(
+        select(
+            func.count().filter(and_(true(), *_priority_conditions(filters))),
+            func.count().filter(emergency, Notification.drill.is_(False)),
+            func.count().filter(emergency, Notification.drill.is_(True)),
+        ).where(visible, *_other_conditions(filters))
+    ).one()
+    return total or 0, emergencies or 0, drills or 0

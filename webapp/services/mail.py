@@ -40,6 +40,10 @@ STARTTLS_PORT = 587
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 SUBJECT_PREFIX = "[Schoolbell] "
 PRIORITY_PREFIX = {Priority.URGENT: "URGENT: ", Priority.EMERGENCY: "EMERGENCY: "}
+DRILL_PREFIX = "DRILL: "
+DRILL_LINE = (
+    "This is a DRILL: an exercise, not a real emergency. Follow it as you would the real thing."
+)
 SETTINGS_PATH = "/settings"  # where people choose their channels
 TIME_FORMAT = "%d %b %Y, %H:%M %Z"
 
@@ -165,7 +169,9 @@ def compose(notification: Notification, user: User, links: Links, config) -> Ema
     alternative (the sanitised body), from templates/mail/. Needs an app context for
     the templates; `notification.author` must be loaded."""
     title = _one_line(notification.title)
-    subject = SUBJECT_PREFIX + PRIORITY_PREFIX.get(notification.priority, "") + title
+    # A drill says so first: nobody must take an exercise for the real thing.
+    drill = DRILL_PREFIX if notification.drill else ""
+    subject = SUBJECT_PREFIX + drill + PRIORITY_PREFIX.get(notification.priority, "") + title
     zone = ZoneInfo(config["TIMEZONE"])
     context = {
         "notification": notification,
@@ -179,6 +185,7 @@ def compose(notification: Notification, user: User, links: Links, config) -> Ema
             else None
         ),
         "recipient": user.name,
+        "drill_line": DRILL_LINE if notification.drill else None,
         "links": links,
         "settings_url": config["PUBLIC_URL"] + SETTINGS_PATH,
     }

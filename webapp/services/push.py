@@ -372,7 +372,7 @@ def push_message(notification: Notification, receipt: str | None) -> dict[str, A
     return {
         "type": "notification",
         "id": notification.id,
-        "title": notification.title,
+        "title": drill_title(notification, notification.title),
         "body": "",
         "priority": notification.priority.value,
         "require_ack": bool(notification.require_ack),
@@ -380,7 +380,17 @@ def push_message(notification: Notification, receipt: str | None) -> dict[str, A
         "tag": str(notification.id),
         "receipt": receipt,
         "created_at": (notification.sent_at or notification.created_at).isoformat(),
+        "drill": bool(notification.drill),
     }
+
+
+DRILL_PREFIX = "DRILL: "
+
+
+def drill_title(notification: Notification, title: str) -> str:
+    """A drill's push says so first, before anything else (static/sw.js keeps it in
+    front of the priority's prefix): nobody must take an exercise for the real thing."""
+    return DRILL_PREFIX + title if notification.drill else title
 
 
 CHANGE_PREFIXES = {reach.PUSH_REMIND: "Reminder: "}
@@ -393,12 +403,20 @@ def change_message(
     device shows) and its body text."""
     message = push_message(notification, receipt)
     if kind == reach.PUSH_RETRACT:
-        message.update(type="retract", title=f"Withdrawn: {notification.title}", receipt=None)
+        message.update(
+            type="retract",
+            title=drill_title(notification, f"Withdrawn: {notification.title}"),
+            receipt=None,
+        )
         return message, "This announcement was withdrawn."
     if kind == reach.PUSH_ALL_CLEAR:
-        message.update(type="all_clear", title=f"All clear: {notification.title}", receipt=None)
+        message.update(
+            type="all_clear",
+            title=drill_title(notification, f"All clear: {notification.title}"),
+            receipt=None,
+        )
         return message, notification.all_clear_message or ""
-    message["title"] = CHANGE_PREFIXES.get(kind, "") + notification.title
+    message["title"] = drill_title(notification, CHANGE_PREFIXES.get(kind, "") + notification.title)
     return message, plain_text(notification.body_html)
 
 

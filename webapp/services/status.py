@@ -411,6 +411,12 @@ def _recipient_filters(
     return where
 
 
+def class_names(session: Session, user_ids: list[int]) -> dict[int, list[str]]:
+    """user id -> names of their classes (for guardians: their students' classes), for
+    other read models that list people by class (services/roll_call.py)."""
+    return _class_names(session, user_ids)
+
+
 def _class_names(session: Session, user_ids: list[int]) -> dict[int, list[str]]:
     """user id -> names of their classes (for guardians: their students' classes)."""
     if not user_ids:

@@ -64,5 +64,6 @@ def manageable(session: Session, actor: User, notification_id: int) -> Notificat
 
 
 def may_manage(actor: User, notification: Notification) -> bool:
-    """The rule of `manageable`, for pages that offer the actions only to those."""
+    """The rule of `manageable` for one loaded announcement (pages use it to decide
+    whether to offer a change at all): its author or an administrator."""
     return actor.role is Role.ADMIN or notification.author_id == actor.id

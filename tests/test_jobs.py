@@ -52,6 +52,11 @@ def _backoff(app, job):
     raise jobs.RetryLater("503")
 
 
+@jobs.handler("test.defer")
+def _defer(app, job):
+    raise jobs.Defer("quiet hours", utcnow() + timedelta(hours=8))
+
+
 @jobs.handler("test.crash")
 def _crash(app, job):
     raise RuntimeError("a bug")
@@ -131,6 +136,17 @@ def test_retry_later_waits_as_asked(app):
     assert before + timedelta(seconds=29) <= stored.due_at <= utcnow() + timedelta(seconds=31)
     assert claim(app) == []
     assert [j.key for j in claim(app, now=before + timedelta(seconds=31))] == ["k"]
+
+
+def test_a_deferred_job_waits_without_using_up_its_attempts(app):
+    queue(app, "test.defer", "k")
+    for _ in range(app.config["JOB_MAX_ATTEMPTS"] + 2):  # more than it would be allowed
+        (claimed,) = claim(app, now=utcnow() + timedelta(days=1))
+        assert jobs.run(app, claimed) is None
+    stored = job(app, "k")
+    assert stored.state is JobState.QUEUED and stored.attempts == 0
+    assert stored.last_error == "quiet hours" and stored.due_at > utcnow() + timedelta(hours=7)
+    assert claim(app) == []
 
 
 @pytest.mark.parametrize("kind", ["test.backoff", "test.crash"])

@@ -129,6 +129,11 @@ class Defaults:
     JOB_MAX_ATTEMPTS = 8
     # No job starts within this long after a broadcast began on the same worker.
     JOB_HOLD_AFTER_BROADCAST_MS = 300
+    # The school's night, in TIMEZONE (e.g. "21:00-07:00"; empty: none): pushes and
+    # e-mails about normal announcements wait until it ends. Urgent ones never wait.
+    QUIET_HOURS = ""
+    # "Remind now" once per announcement at most this often.
+    REMIND_MIN_INTERVAL_S = 300
     # A scheduled send that goes out this long after its time (no server was running)
     # is marked late on its status page.
     SCHEDULED_LATE_AFTER_S = 60
@@ -222,6 +227,12 @@ def finalise(config: dict, instance_path: Path) -> None:
             f"{ENV_PREFIX}TIMEZONE: unknown time zone {config['TIMEZONE']!r} "
             "(use a name like Europe/Berlin)."
         ) from None
+    from .services import quiet_hours
+
+    try:
+        config["QUIET_HOURS_WINDOW"] = quiet_hours.parse(config.get("QUIET_HOURS", ""))
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}QUIET_HOURS: {exc}.") from None
     for name in (
         "SIGNIN_LIMIT_PER_ACCOUNT",
         "SIGNIN_LIMIT_PER_ADDRESS",

@@ -241,6 +241,16 @@ ALREADY_WITHDRAWN = ErrorCode("already_withdrawn", 409, "This announcement was w
 ALREADY_EXPIRED = ErrorCode("already_expired", 409, "This announcement has expired.")
 ALREADY_OVER = ErrorCode("already_over", 409, "This emergency is over (all clear).")
 NOTHING_TO_CHANGE = ErrorCode("nothing_to_change", 400, "Nothing would change.")
+NOT_ASKING_CONFIRMATION = ErrorCode(
+    "not_asking_confirmation", 409, "This announcement does not ask for confirmation."
+)
+CANNOT_REMIND = ErrorCode(
+    "cannot_remind", 409, "Only a sent announcement that is still live can be reminded."
+)
+EVERYONE_CONFIRMED = ErrorCode("everyone_confirmed", 409, "Everyone has confirmed already.")
+REMINDED_RECENTLY = ErrorCode(
+    "reminded_recently", 429, "A reminder just went out; try again in {minutes} minutes."
+)
 NOT_YOUR_NOTIFICATION = ErrorCode(
     "not_your_notification",
     403,

@@ -355,7 +355,14 @@
     revisions[message.id] = Math.max(revisions[message.id] || 0, message.revision || 1);
     // Announcements that still need a confirmation come back until confirmed.
     if (duplicate && !message.require_ack) return;
-    if (document.getElementById("schoolbell-toast-" + message.id)) return;
+    var open = document.getElementById("schoolbell-toast-" + message.id);
+    if (open) {
+      // A reminder to confirm an alert still on screen: bring it to the top again.
+      if (message.reminder && open.parentElement && open.parentElement.id === "schoolbell-toasts") {
+        open.parentElement.prepend(open);
+      }
+      return;
+    }
     emit("notification", message);
     if (!options.toasts) return;
     if (message.priority === "emergency") showOverlay(message);

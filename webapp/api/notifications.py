@@ -15,6 +15,7 @@ from ..services import (
     inbox,
     notifications,
     reach,
+    reminders,
     roll_call,
     status,
     visibility,
@@ -65,6 +66,20 @@ def retract_notification(notification_id: int):
     if change is not None:
         live().publish_changed(notification_id, change)
     return notification_status(notification_id)
+
+
+@bp.post("/notifications/<id:notification_id>/remind")
+def remind_notification(notification_id: int):
+    """Remind now everyone who has not confirmed: 202 {reminding}."""
+    count = reminders.remind_now(
+        get_session(),
+        api_user(),
+        notification_id,
+        min_interval_s=current_app.config["REMIND_MIN_INTERVAL_S"],
+        address=client_address(),
+    )
+    live().wake_jobs()
+    return jsonify({"reminding": count}), 202
 
 
 @bp.get("/notifications/<id:notification_id>/revisions")

@@ -14,7 +14,7 @@ from ..models import Priority
 from ..realtime.live import live
 from ..services import audience, emergency_templates, notifications, reach
 from . import bp
-from .forms import ComposeInput
+from .forms import REMINDER_CHOICES, ComposeInput
 from .views import local_time
 
 EXPIRED_FORM = (
@@ -41,6 +41,7 @@ def render_compose(
         chosen=audience.names_of(session, data.users),
         priorities=list(Priority),
         emergency_templates=emergency_templates.for_compose(session),
+        reminder_choices=REMINDER_CHOICES,
     ), status
 
 

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
 
 from .. import errors
+from ..db import utcnow
 from ..models import Priority, Role
 from ..services import audience
 from ..services.edits import Edit
 from ..services.notifications import Draft
 
-CLASS_FIELD = "class:"  # "class:7b" -> the chosen parts of 7b (students, guardians, ...)
+CLASS_FIELD = "class:"
+# Reminders a sender picks on the compose page, relative to the confirmation deadline.
+REMINDER_CHOICES = {
+    "day": "one day before",
+    "evening": "the evening before (18:00)",
+    "hour": "one hour before",
+}
+EVENING = time(18, 0)  # "class:7b" -> the chosen parts of 7b (students, guardians, ...)
 
 
 @dataclass
@@ -29,6 +37,7 @@ class ComposeInput:
     expires_at: str = ""  # <input type=datetime-local>, in the school's time zone
     send_at: str = ""  # the same; empty: now
     confirm_by: str = ""  # the same; empty: no deadline
+    reminders: list[str] = field(default_factory=list)  # REMINDER_CHOICES keys
     drill: bool = False  # "This is a drill" (offered for emergencies only)
     users: list[str] = field(default_factory=list)
     classes: dict[str, list[str]] = field(default_factory=dict)
@@ -48,6 +57,7 @@ class ComposeInput:
             expires_at=form.get("expires_at", "").strip(),
             send_at=form.get("send_at", "").strip(),
             confirm_by=form.get("confirm_by", "").strip(),
+            reminders=[r for r in form.getlist("remind") if r in REMINDER_CHOICES],
             drill=form.get("drill") == "1",
             users=list(dict.fromkeys(e.strip().lower() for e in form.getlist("user") if e.strip())),
             classes={
@@ -79,7 +89,9 @@ class ComposeInput:
         )
 
     def draft(self, timezone: str) -> Draft:
-        """The service's Draft (the expiry read in the school's time zone)."""
+        """The service's Draft (times read in the school's time zone)."""
+        confirm_by = local_time(self.confirm_by, timezone, errors.CONFIRM_BY_NOT_A_TIME)
+        send_at = local_time(self.send_at, timezone, errors.SEND_AT_NOT_A_TIME)
         return Draft(
             title=self.title,
             body=self.body,
@@ -87,8 +99,9 @@ class ComposeInput:
             require_ack=self.require_ack,
             expires_at=self.expiry(timezone),
             audience=self.audience_spec(),
-            send_at=local_time(self.send_at, timezone, errors.SEND_AT_NOT_A_TIME),
-            confirm_by=local_time(self.confirm_by, timezone, errors.CONFIRM_BY_NOT_A_TIME),
+            send_at=send_at,
+            confirm_by=confirm_by,
+            remind_at=reminder_times(self.reminders, confirm_by, send_at, timezone),
             drill=self.is_drill,
         )
 
@@ -100,6 +113,25 @@ class ComposeInput:
 
     def expiry(self, timezone: str) -> datetime | None:
         return local_time(self.expires_at, timezone, errors.EXPIRY_NOT_A_TIME)
+
+
+def reminder_times(
+    choices: list[str], confirm_by: datetime | None, send_at: datetime | None, timezone: str
+) -> tuple[datetime, ...]:
+    """The chosen reminders as times; those that would come before the send (or now)
+    are left out, as there is nobody to remind yet."""
+    if confirm_by is None:
+        return ()
+    local = confirm_by.astimezone(ZoneInfo(timezone))
+    at = {
+        "day": confirm_by - timedelta(days=1),
+        "hour": confirm_by - timedelta(hours=1),
+        "evening": datetime.combine(
+            local.date() - timedelta(days=1), EVENING, tzinfo=ZoneInfo(timezone)
+        ),
+    }
+    earliest = max(send_at or utcnow(), utcnow())
+    return tuple(sorted(at[c] for c in dict.fromkeys(choices) if earliest < at[c] < confirm_by))
 
 
 def local_time(value: str, timezone: str, invalid: errors.ErrorCode) -> datetime | None:

@@ -4,7 +4,7 @@ tells open tabs after commit, and returns to the status page."""
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import Response, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..db import get_session
@@ -12,7 +12,7 @@ from ..errors import DomainError
 from ..extensions import client_address
 from ..models import Priority
 from ..realtime.live import live
-from ..services import edits, visibility, withdrawal
+from ..services import edits, reminders, status, visibility, withdrawal
 from . import bp
 from .forms import EditInput
 
@@ -61,6 +61,42 @@ def _edited_message(result: edits.EditResult) -> str:
     if result.change == "reconfirm":
         return "Saved. Everyone sees the new version and is asked again."
     return "Saved. Open alerts now show the new version."
+
+
+@bp.post("/notifications/<id:notification_id>/remind")
+def remind(notification_id: int):
+    """Remind now everyone who has not confirmed."""
+    session = get_session()
+    try:
+        count = reminders.remind_now(
+            session,
+            current_user,
+            notification_id,
+            min_interval_s=current_app.config["REMIND_MIN_INTERVAL_S"],
+            address=client_address(),
+        )
+    except DomainError as exc:
+        session.rollback()
+        flash(exc.message, "error")
+    else:
+        live().wake_jobs()
+        flash(f"Reminding {count} people who have not confirmed.", "success")
+    return redirect(url_for(".notification_status", notification_id=notification_id))
+
+
+@bp.get("/notifications/<id:notification_id>/unconfirmed.csv")
+def unconfirmed_csv(notification_id: int):
+    """Everyone who has not confirmed (yet), as CSV."""
+    session = get_session()
+    notification = visibility.viewable(session, current_user, notification_id)
+    body = status.unconfirmed_csv(session, notification)
+    return Response(
+        body,
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="unconfirmed-{notification.id}.csv"'
+        },
+    )
 
 
 @bp.post("/notifications/<id:notification_id>/withdraw")

@@ -12,12 +12,13 @@ from __future__ import annotations
 from flask import current_app, render_template, request
 from flask_login import current_user
 
-from ..db import get_session
+from ..db import get_session, utcnow
 from ..realtime import topics
 from ..services import (
     emergencies,
     emergency_templates,
     notifications,
+    reminders,
     scheduled,
     status,
     visibility,
@@ -50,7 +51,30 @@ def notification_status(notification_id: int):
         **components.delivery_status_context(session, notification),
         roll_call=components.roll_call_context(session, notification)["roll_call"],
         **_all_clear_context(session, notification),
+        **_deadline_context(session, notification),
     )
+
+
+def _deadline_context(session, notification) -> dict:
+    """For an announcement that asks for confirmation: its deadline and reminders, who
+    has not confirmed once the deadline passed, and whether "remind now" is offered."""
+    if not notification.require_ack or notification.sent_at is None:
+        return {"deadline": None}
+    waiting = reminders.unconfirmed_count(session, notification.id)
+    passed = notification.confirm_by is not None and notification.confirm_by <= utcnow()
+    stage = notifications.stage(notification)
+    return {
+        "deadline": {
+            "confirm_by": notification.confirm_by,
+            "passed": passed,
+            "reminders": reminders.times_of(notification),
+            "waiting": waiting,
+            "missing": reminders.unconfirmed(session, notification.id, limit=50) if passed else [],
+            "can_remind": waiting > 0
+            and stage is notifications.Stage.SENT
+            and visibility.may_manage(current_user, notification),
+        }
+    }
 
 
 def _all_clear_context(session, notification) -> dict:

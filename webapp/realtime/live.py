@@ -213,6 +213,11 @@ class Live:
         if change in self.WAKES_JOBS and self.jobs:
             self.jobs.wake()
 
+    def wake_jobs(self) -> None:
+        """Something due now was queued here (a reminder): the job runner looks now."""
+        if self.jobs is not None:
+            self.jobs.wake()
+
     def answer_recorded(self, notification_id: int) -> None:
         """A roll-call answer was written: the emergency's status pages redraw."""
         self.broker.publish(ReceiptsRecorded((notification_id,), None, ()))

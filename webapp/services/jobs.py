@@ -9,8 +9,9 @@ job's handler, outside any transaction, and records how it ended.
 
 Handlers (`@handler("push")`) take the app and a `JobRef`, open short sessions of their
 own, and never hold a transaction across a network call. They end by returning (done) or
-by raising `RetryLater`, `GiveUp` or `Cancel`; any other exception is retried with
-backoff, up to JOB_MAX_ATTEMPTS in all. A handler may return a `Record`: the writes that
+by raising `RetryLater`, `Defer` (not now: quiet hours; the attempt is not counted),
+`GiveUp` or `Cancel`; any other exception is retried with backoff, up to
+JOB_MAX_ATTEMPTS in all. A handler may return a `Record`: the writes that
 record its success, made in the same transaction that marks the job done (one commit
 instead of two, for work done 10,000 times an announcement).
 """
@@ -68,6 +69,15 @@ class RetryLater(JobEnded):
     def __init__(self, reason: str, after_s: float | None = None):
         super().__init__(reason)
         self.after_s = after_s
+
+
+class Defer(JobEnded):
+    """Not now, and not a failure (quiet hours): run again at `until`, the attempt not
+    counted."""
+
+    def __init__(self, reason: str, until: datetime):
+        super().__init__(reason)
+        self.until = until
 
 
 class GiveUp(JobEnded):
@@ -269,6 +279,7 @@ def run(app: Flask, job: JobRef) -> JobState | None:
     error: str | None = None
     retry_after: float | None = None
     record: Record | None = None
+    deferred: Defer | None = None
     if fn is None:
         outcome, error = JobState.FAILED, f"no handler for {job.kind!r}"
     else:
@@ -277,6 +288,8 @@ def run(app: Flask, job: JobRef) -> JobState | None:
             outcome = JobState.DONE
         except Cancel as exc:
             outcome, error = JobState.CANCELLED, exc.reason
+        except Defer as exc:
+            outcome, deferred = None, exc
         except GiveUp as exc:
             outcome, error = JobState.FAILED, exc.reason
         except RetryLater as exc:
@@ -286,6 +299,9 @@ def run(app: Flask, job: JobRef) -> JobState | None:
             outcome, error = None, f"{type(exc).__name__}: {exc}"
     yield_to_broadcasts(app)
     with session_scope(app) as session:
+        if deferred is not None:
+            defer(session, job, deferred.until, deferred.reason)
+            return None
         if outcome is None:
             again = retry(
                 session,
@@ -300,6 +316,22 @@ def run(app: Flask, job: JobRef) -> JobState | None:
             return None
         finish(session, job, outcome, error=error, record=record)
     return outcome
+
+
+def defer(session: Session, job: JobRef, until: datetime, reason: str) -> None:
+    """Queue a job again for `until` without counting this attempt; commit."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(
+            due_at=until,
+            leased_until=None,
+            attempts=Job.attempts - 1,
+            last_error=reason[:MAX_ERROR_CHARS],
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def release(session: Session, claimed: list[JobRef]) -> None:

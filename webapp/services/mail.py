@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, joinedload
 from .. import tokens
 from ..db import session_scope, utcnow
 from ..models import Delivery, Notification, Priority, User
-from . import jobs, reach
+from . import jobs, quiet_hours, reach
 
 log = logging.getLogger(__name__)
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
@@ -46,6 +46,8 @@ DRILL_LINE = (
 )
 SETTINGS_PATH = "/settings"  # where people choose their channels
 TIME_FORMAT = "%d %b %Y, %H:%M %Z"
+REMINDER_PREFIX = "Reminder: "
+EMAIL_REMIND = "email-remind"  # a reminder to confirm, to one recipient
 
 
 class Security(StrEnum):
@@ -164,14 +166,19 @@ def _one_line(text: str) -> str:
     return " ".join((text or "").split())
 
 
-def compose(notification: Notification, user: User, links: Links, config) -> EmailMessage:
+def compose(
+    notification: Notification, user: User, links: Links, config, *, reminder: bool = False
+) -> EmailMessage:
     """The e-mail for one recipient: plain text (the Markdown as written) and an HTML
     alternative (the sanitised body), from templates/mail/. Needs an app context for
     the templates; `notification.author` must be loaded."""
     title = _one_line(notification.title)
     # A drill says so first: nobody must take an exercise for the real thing.
     drill = DRILL_PREFIX if notification.drill else ""
-    subject = SUBJECT_PREFIX + drill + PRIORITY_PREFIX.get(notification.priority, "") + title
+    again = REMINDER_PREFIX if reminder else ""
+    subject = (
+        SUBJECT_PREFIX + drill + again + PRIORITY_PREFIX.get(notification.priority, "") + title
+    )
     zone = ZoneInfo(config["TIMEZONE"])
     context = {
         "notification": notification,
@@ -186,6 +193,7 @@ def compose(notification: Notification, user: User, links: Links, config) -> Ema
         ),
         "recipient": user.name,
         "drill_line": DRILL_LINE if notification.drill else None,
+        "reminder_line": _reminder_line(notification, zone) if reminder else None,
         "links": links,
         "settings_url": config["PUBLIC_URL"] + SETTINGS_PATH,
     }
@@ -203,6 +211,48 @@ def compose(notification: Notification, user: User, links: Links, config) -> Ema
     message.set_content(render_template("mail/notification.txt", **context))
     message.add_alternative(render_template("mail/notification.html", **context), subtype="html")
     return message
+
+
+def compose_deadline_report(
+    notification: Notification, author: User, missing: list[User], total: int, config
+) -> EmailMessage:
+    """The e-mail to an announcement's sender at its deadline: who did not confirm
+    (`missing`, the first of `total`), with links to the status page and the CSV. Needs
+    an app context for the templates."""
+    title = _one_line(notification.title)
+    subject = f"{SUBJECT_PREFIX}Not confirmed by the deadline: {title}"
+    status_url = f"{config['PUBLIC_URL']}/notifications/{notification.id}"
+    context = {
+        "subject": subject,
+        "title": title,
+        "author": author.name,
+        "missing": missing,
+        "total": total,
+        "recipients": notification.recipient_count,
+        "deadline": notification.confirm_by.astimezone(ZoneInfo(config["TIMEZONE"])).strftime(
+            TIME_FORMAT
+        ),
+        "status_url": status_url,
+        "csv_url": status_url + "/unconfirmed.csv",
+    }
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = config["MAIL_FROM"]
+    message["To"] = Address(_one_line(author.name), addr_spec=author.email)
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = make_msgid("schoolbell", domain=message["From"].addresses[0].domain)
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    message.set_content(render_template("mail/deadline.txt", **context))
+    message.add_alternative(render_template("mail/deadline.html", **context), subtype="html")
+    return message
+
+
+def _reminder_line(notification: Notification, zone: ZoneInfo) -> str:
+    if notification.confirm_by is None:
+        return "You have not confirmed this announcement yet: please confirm it."
+    deadline = notification.confirm_by.astimezone(zone).strftime(TIME_FORMAT)
+    return f"You have not confirmed this announcement yet: please confirm it by {deadline}."
 
 
 def send_message(settings: SmtpSettings, message: EmailMessage, timeout_s: float) -> None:
@@ -269,20 +319,48 @@ def _load(session: Session, job: jobs.JobRef) -> tuple[Notification, Delivery, U
 def send_email(app: Flask, job: jobs.JobRef) -> None:
     """Send one recipient's e-mail, unless a receipt, an opt-out, a withdrawal or an
     expiry came first; record when the mail server took it."""
+    _send(app, job, reminder=False)
+
+
+@jobs.handler(EMAIL_REMIND)
+def send_reminder(app: Flask, job: jobs.JobRef) -> None:
+    """Remind one recipient who has not confirmed (unless they have since, turned
+    e-mails off, or it was withdrawn or expired)."""
+    _send(app, job, reminder=True)
+
+
+def reminder_still_needed(notification: Notification, delivery: Delivery, user: User) -> str | None:
+    """Why a queued reminder e-mail is no longer needed (None: send it)."""
+    if not user.active:
+        return "the recipient was deactivated"
+    if delivery.acknowledged_at is not None:
+        return "already confirmed"
+    if notification.priority is not Priority.EMERGENCY and not user.email_enabled:
+        return "the recipient turned e-mails off"
+    return None
+
+
+def _send(app: Flask, job: jobs.JobRef, *, reminder: bool) -> None:
     if not configured(app.config):
         raise jobs.Cancel("no SMTP server is configured")
+    still_needed = reminder_still_needed if reminder else reach.email_still_needed
     with session_scope(app) as session:
         notification, delivery, user = _load(session, job)
-        reason = reach.check_live(notification) or reach.email_still_needed(
-            notification, delivery, user
-        )
+        reason = reach.check_live(notification) or still_needed(notification, delivery, user)
         if reason is not None:
             raise jobs.Cancel(reason)
+    held = quiet_hours.until(app.config, notification.priority, utcnow())
+    if held is not None:
+        raise jobs.Defer("quiet hours", held)
     # The session is closed (its transaction ended) before the mail server is contacted;
     # everything compose() reads was loaded above.
     with app.app_context():
         message = compose(
-            notification, user, links_for(app.config, user.id, notification), app.config
+            notification,
+            user,
+            links_for(app.config, user.id, notification),
+            app.config,
+            reminder=reminder,
         )
     try:
         send_message(smtp_settings(app.config), message, app.config["SMTP_TIMEOUT_S"])

@@ -45,7 +45,7 @@ from ..models import (
     PushSubscription,
     User,
 )
-from . import audit, jobs, reach, receipts, vapid
+from . import audit, jobs, quiet_hours, reach, receipts, vapid
 from .vapid import b64url, b64url_decode
 
 log = logging.getLogger(__name__)
@@ -488,6 +488,9 @@ def _outgoing(session: Session, config: Mapping[str, Any], job: jobs.JobRef) -> 
         reason = change_still_needed(notification, delivery, user, job.kind)
     if reason is not None:
         raise jobs.Cancel(reason)
+    held = quiet_hours.until(config, notification.priority, utcnow())
+    if held is not None:
+        raise jobs.Defer("quiet hours", held)
     receipt = receipt_token(config["SECRET_KEY"], delivery.user_id, notification.id)
     if job.kind == reach.PUSH:
         shown, body = push_message(notification, receipt), plain_text(notification.body_html)

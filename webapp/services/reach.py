@@ -100,8 +100,10 @@ def _live_notification(session: Session, notification_id: int | None) -> Notific
     return notification
 
 
-def _queue_from(session: Session, rows) -> int:
-    """INSERT the jobs `rows` (a SELECT of _JOB_COLUMNS) selects; return how many."""
+def queue_jobs(session: Session, rows) -> int:
+    """INSERT the jobs `rows` (a SELECT of _JOB_COLUMNS: kind, key, state, due_at,
+    attempts, notification_id, delivery_id, subscription_id, created_at) selects, those
+    not queued before; return how many."""
     result = session.execute(
         jobs.insert_ignoring_duplicates(session).from_select(_JOB_COLUMNS, rows)
     )
@@ -151,7 +153,7 @@ def fan_out_pushes(app: Flask, job: jobs.JobRef) -> None:
         )
         if notification.priority is not Priority.EMERGENCY:
             rows = rows.where(d.state == DeliveryState.PENDING, User.push_enabled.is_(True))
-        _queue_from(session, rows)
+        queue_jobs(session, rows)
         session.commit()
 
 
@@ -187,7 +189,7 @@ def fan_out_emails(app: Flask, job: jobs.JobRef) -> None:
                 d.pushed_at.is_(None),
                 User.email_enabled.is_(True),
             )
-        _queue_from(session, rows)
+        queue_jobs(session, rows)
         session.commit()
 
 
@@ -211,7 +213,7 @@ def queue_change_pushes(session: Session, notification: Notification, kind: str,
             rows = rows.where(User.push_enabled.is_(True))
     else:
         rows = rows.where(d.pushed_at.is_not(None))
-    return _queue_from(session, rows)
+    return queue_jobs(session, rows)
 
 
 def push_still_needed(notification: Notification, delivery: Delivery, user: User) -> str | None:

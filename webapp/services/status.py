@@ -4,6 +4,8 @@ recipients table (per-recipient rows, filtered and paginated)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from math import ceil
 
@@ -442,3 +444,48 @@ def _class_names(session: Session, user_ids: list[int]) -> dict[int, list[str]]:
     for user_id, name in session.execute(select(both.c.user_id, both.c.name).order_by(both.c.name)):
         names.setdefault(user_id, []).append(name)
     return names
+
+
+# Cells a spreadsheet would run as a formula start with one of these: such a cell is
+# written with a leading apostrophe, so a name like "=HYPERLINK(...)" stays text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def unconfirmed_csv(session: Session, notification: Notification) -> str:
+    """Everyone who has not confirmed, as CSV: name, e-mail, role, classes, state, when
+    delivered and read (UTC), when last reminded."""
+    rows = session.execute(
+        select(User, Delivery)
+        .join(Delivery, Delivery.user_id == User.id)
+        .where(
+            Delivery.notification_id == notification.id,
+            Delivery.state != DeliveryState.ACKNOWLEDGED,
+        )
+        .order_by(User.name, User.id)
+    ).all()
+    classes = _class_names(session, [user.id for user, _ in rows])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["name", "email", "role", "classes", "state", "delivered_at", "read_at", "reminded_at"]
+    )
+    for user, delivery in rows:
+        writer.writerow(
+            csv_cell(value)
+            for value in (
+                user.name,
+                user.email,
+                user.role.value,
+                " ".join(classes.get(user.id, [])),
+                delivery.state.value,
+                delivery.delivered_at and delivery.delivered_at.isoformat(),
+                delivery.read_at and delivery.read_at.isoformat(),
+                delivery.reminded_at and delivery.reminded_at.isoformat(),
+            )
+        )
+    return out.getvalue()

@@ -48,49 +48,71 @@ def times_of(notification: Notification) -> list[datetime]:
     return [datetime.fromisoformat(t) for t in notification.remind_at or ()]
 
 
+def _wanted(notification: Notification, now: datetime) -> dict[str, tuple[str, datetime, dict]]:
+    """The remind and deadline jobs a sent announcement should have queued now: key ->
+    (kind, due time, payload)."""
+    if notification.sent_at is None or not notification.require_ack:
+        return {}
+    wanted = {
+        f"{REMIND}:{notification.id}:{at.isoformat()}": (REMIND, at, {})
+        for at in times_of(notification)
+        if at > now
+    }
+    confirm_by = notification.confirm_by
+    if confirm_by is not None and confirm_by > now:
+        key = f"{DEADLINE}:{notification.id}:{confirm_by.isoformat()}"
+        wanted[key] = (DEADLINE, confirm_by, {"confirm_by": confirm_by.isoformat()})
+    return wanted
+
+
 def queue(session: Session, notification: Notification, now: datetime | None = None) -> None:
     """Queue the reminders and the deadline of a sent announcement that are still ahead
     (not committed)."""
-    now = now or utcnow()
-    if notification.sent_at is None or not notification.require_ack:
-        return
-    for at in times_of(notification):
-        if at > now:
-            jobs.enqueue(
-                session,
-                REMIND,
-                f"{REMIND}:{notification.id}:{at.isoformat()}",
-                due_at=at,
-                notification_id=notification.id,
-            )
-    if notification.confirm_by is not None and notification.confirm_by > now:
+    for key, (kind, due_at, payload) in _wanted(notification, now or utcnow()).items():
         jobs.enqueue(
             session,
-            DEADLINE,
-            f"{DEADLINE}:{notification.id}:{notification.confirm_by.isoformat()}",
-            due_at=notification.confirm_by,
+            kind,
+            key,
+            due_at=due_at,
             notification_id=notification.id,
-            payload={"confirm_by": notification.confirm_by.isoformat()},
+            payload=payload or None,
         )
 
 
 def reschedule(session: Session, notification: Notification, changed: list[str]) -> None:
-    """After an edit of its deadline or reminder times: cancel what was queued for the
-    old times and queue the new ones (not committed)."""
+    """After an edit of its deadline or reminder times: cancel the queued jobs of times
+    no longer wanted, queue the new ones (one cancelled before and wanted again is
+    queued again); not committed. "Remind now" jobs are left alone."""
     if not {"confirm_by", "remind_at", "require_ack"} & set(changed):
         return
-    session.execute(
-        update(Job)
-        .where(
-            Job.notification_id == notification.id,
-            Job.kind.in_([REMIND, DEADLINE]),
-            Job.state == JobState.QUEUED,
-            Job.key.not_like(f"{REMIND}:{notification.id}:now:%"),
-        )
-        .values(state=JobState.CANCELLED, finished_at=utcnow(), last_error="rescheduled")
-        .execution_options(synchronize_session=False)
+    now = utcnow()
+    wanted = _wanted(notification, now)
+    existing = dict(
+        session.execute(
+            select(Job.key, Job.state).where(
+                Job.notification_id == notification.id,
+                Job.kind.in_([REMIND, DEADLINE]),
+                Job.key.not_like(f"{REMIND}:{notification.id}:now:%"),
+            )
+        ).all()
     )
-    queue(session, notification)
+    dropped = [k for k, state in existing.items() if state is JobState.QUEUED and k not in wanted]
+    again = [k for k in wanted if existing.get(k) is JobState.CANCELLED]
+    if dropped:
+        session.execute(
+            update(Job)
+            .where(Job.key.in_(dropped), Job.state == JobState.QUEUED)
+            .values(state=JobState.CANCELLED, finished_at=now, last_error="rescheduled")
+            .execution_options(synchronize_session=False)
+        )
+    if again:
+        session.execute(
+            update(Job)
+            .where(Job.key.in_(again))
+            .values(state=JobState.QUEUED, finished_at=None, last_error=None, leased_until=None)
+            .execution_options(synchronize_session=False)
+        )
+    queue(session, notification, now)
 
 
 notifications.AFTER_SEND.append(queue)

@@ -1,5 +1,6 @@
-"""An announcement's life in a real Chromium: composed to go later, it reaches the
-student's open tab at its time; edited from its status page, the student's open toast
+"""An announcement's life in a real Chromium: composed to go later with a confirmation
+deadline and a reminder, it reaches the student's open tab at its time, asking for
+confirmation; edited from its status page, the student's open toast
 changes in place; withdrawn, it vanishes from the tab and the inbox says so."""
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def test_an_announcement_composed_for_later_arrives_at_its_time(
     page.get_by_label("Students of 7b").check()
     at = datetime.now(UTC) + timedelta(seconds=15)  # the test server's zone is UTC
     page.get_by_label(re.compile("Send later")).fill(at.strftime("%Y-%m-%dT%H:%M:%S"))
+    deadline = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
+    page.get_by_label(re.compile("Confirm by")).fill(deadline.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Remind one hour before").check()
     expect(page.get_by_role("button", name="Schedule")).to_be_visible()
     page.get_by_role("button", name="Schedule").click()
     expect(page).to_have_url(re.compile(r"/notifications/\d+$"))
@@ -48,8 +52,14 @@ def test_an_announcement_composed_for_later_arrives_at_its_time(
     expect(toast).to_have_count(0)
     expect(toast).to_be_visible(timeout=30_000)
     expect(toast.locator(".schoolbell-title")).to_have_text("Assembly moved")
+    expect(toast.get_by_role("button", name="Confirm")).to_be_visible()  # a deadline asks
     page.reload()
     expect(page.locator("#notification-stage")).to_have_text("sent")
+    expect(page.locator("[data-fact=confirm-by]")).to_contain_text(
+        deadline.strftime("%d %b %Y, %H:%M")
+    )
+    reminder = deadline - timedelta(hours=1)
+    expect(page.locator("[data-fact=reminders]")).to_contain_text(reminder.strftime("%H:%M"))
     assert console_errors == [] and student_errors == []
 
 

@@ -214,6 +214,12 @@ def send_reminder(
     _mark_reminded(session, notification_id, now)
     reach.queue_change_pushes(session, notification, reach.PUSH_REMIND, tag)
     _queue_reminder_emails(session, notification, tag, now)
+    audit.record(
+        session,
+        "notification.reminders_sent",
+        subject=f"notification:{notification_id}",
+        recipients=waiting,
+    )
     session.commit()
     return waiting
 

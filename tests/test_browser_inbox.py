@@ -169,13 +169,17 @@ def test_emergency_overlay_stays_until_confirmed(
     expect(dialog).to_have_attribute("aria-modal", "true")
     confirm = dialog.get_by_role("button", name="Confirm")
     expect(confirm).to_be_focused()
-    expect(dialog.get_by_role("button")).to_have_count(1)  # no "Later" for an emergency
+    # The roll call, then Confirm; no "Later" for an emergency.
+    labels = dialog.get_by_role("button").evaluate_all("bs => bs.map(b => b.textContent)")
+    assert labels == ["I'm safe", "I need help", "Confirm"]
     page.screenshot(path=artifacts / "inbox-emergency.png")
 
     page.keyboard.press("Escape")
-    for key in ("Tab", "Shift+Tab", "Tab"):  # focus stays in the dialog
-        page.keyboard.press(key)
-        expect(confirm).to_be_focused()
+    safe = dialog.get_by_role("button", name="I'm safe")
+    for key, focused in (("Tab", safe), ("Shift+Tab", confirm), ("Tab", safe)):
+        page.keyboard.press(key)  # focus stays in the dialog, going round
+        expect(focused).to_be_focused()
+    confirm.focus()
     page.wait_for_timeout(1000)
     expect(dialog).to_be_visible()
     assert status(live_school, nid, lambda c: c["delivered"] == 1)["counts"]["acknowledged"] == 0

@@ -247,7 +247,7 @@ def test_bad_edits_are_refused_with_a_clear_error(live_school: LiveSchool, body,
 
 
 def test_a_device_a_push_reached_gets_the_edit_and_the_withdrawal_under_the_same_tag(
-    app, database_url, live_server_factory, push_service
+    app, database_url, push_service, live_server_factory
 ):
     from .school import build_school
     from .test_reach_live import pushes, reach_env, subscribe

@@ -43,6 +43,9 @@ def smtp():
 
 
 def start(app, database_url, live_server_factory, push_service, smtp, **extra) -> LiveSchool:
+    """The school behind a server whose pushes and e-mails go to the stand-ins. Tests
+    take `live_server_factory` after `smtp`, so the server stops before the stand-ins
+    (nothing is left mid-conversation with them)."""
     school = build_school(app)
     env = reach_env(push_service, smtp, PUBLIC_URL="http://school.test", **extra)
     return LiveSchool(school, live_server_factory(database_url, **env))
@@ -57,7 +60,7 @@ def to(smtp, email: str) -> list:
 
 
 def test_reminders_reach_only_those_who_have_not_confirmed_on_every_channel(
-    app, database_url, live_server_factory, push_service, smtp
+    app, database_url, push_service, smtp, live_server_factory
 ):
     live = start(app, database_url, live_server_factory, push_service, smtp)
     emails = live.school.emails
@@ -94,7 +97,7 @@ def test_reminders_reach_only_those_who_have_not_confirmed_on_every_channel(
 
 
 def test_remind_now_from_the_api_and_its_refusals(
-    app, database_url, live_server_factory, push_service, smtp
+    app, database_url, push_service, smtp, live_server_factory
 ):
     live = start(app, database_url, live_server_factory, push_service, smtp)
     tab = live.tab("s7b_1", resume=0)
@@ -114,7 +117,7 @@ def test_remind_now_from_the_api_and_its_refusals(
 
 
 def test_at_the_deadline_the_sender_gets_the_list_and_the_status_page_offers_the_csv(
-    app, database_url, live_server_factory, push_service, smtp
+    app, database_url, push_service, smtp, live_server_factory
 ):
     live = start(app, database_url, live_server_factory, push_service, smtp)
     emails = live.school.emails
@@ -145,7 +148,7 @@ def test_at_the_deadline_the_sender_gets_the_list_and_the_status_page_offers_the
 
 
 def test_the_status_page_button_reminds_the_unconfirmed(
-    app, database_url, live_server_factory, push_service, smtp
+    app, database_url, push_service, smtp, live_server_factory
 ):
     live = start(app, database_url, live_server_factory, push_service, smtp)
     waiting = live.tab("s7b_2", resume=0)
@@ -171,7 +174,7 @@ def quiet_now() -> str:
 
 
 def test_quiet_hours_hold_a_normal_push_and_email_but_not_an_emergency(
-    app, database_url, live_server_factory, push_service, smtp
+    app, database_url, push_service, smtp, live_server_factory
 ):
     live = start(
         app, database_url, live_server_factory, push_service, smtp, QUIET_HOURS=quiet_now()

@@ -239,6 +239,26 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 @pytest.fixture
+def push_service():
+    """A local push service that decrypts every push and checks its VAPID signature."""
+    from .push_service import PushService
+
+    service = PushService().start()
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on a free port, keeping what it receives."""
+    from .smtp_server import SmtpServer
+
+    server = SmtpServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def live_school(app, database_url, live_server_factory):
     """A small school behind a real gunicorn + gevent server (see tests/school.py)."""
     from .school import LiveSchool, build_school

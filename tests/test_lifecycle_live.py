@@ -51,15 +51,6 @@ def rows(app, model, *where) -> int:
 
 
 @pytest.fixture
-def push_service():
-    from .push_service import PushService
-
-    service = PushService().start()
-    yield service
-    service.close()
-
-
-@pytest.fixture
 def two_processes(postgres, tmp_path, redis_server):
     """Servers on one PostgreSQL database and one Redis (test_scale_out.Cluster)."""
     cluster = Cluster(postgres, tmp_path, redis_server)

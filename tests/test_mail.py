@@ -123,12 +123,6 @@ def test_a_ca_file_that_does_not_load_stops_the_start(tmp_path):
 
 
 @pytest.fixture
-def smtp():
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
 def make_app(database_url, tmp_path):
     """make_app(**config): an app on this test's database, links to PUBLIC_URL."""
     apps = []

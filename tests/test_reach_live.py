@@ -25,24 +25,9 @@ from .helpers import wait_for
 from .push_service import PushService
 from .school import Api, LiveSchool, build_school
 from .server import ROOT
-from .smtp_server import SmtpServer
 
 PUSH_AFTER_S = 1
 EMAIL_AFTER_S = 2
-
-
-@pytest.fixture
-def push_service():
-    service = PushService().start()
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer()
-    yield server
-    server.stop()
 
 
 def reach_env(push_service, smtp=None, **extra) -> dict[str, str]:

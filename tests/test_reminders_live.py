@@ -11,7 +11,6 @@ import io
 import time
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from webapp.db import session_scope, utcnow
@@ -22,24 +21,6 @@ from .school import LiveSchool, build_school
 from .test_reach_live import pushes, reach_env, subscribe
 
 TO_7B = {"classes": [{"name": "7b", "audience": ["students"]}]}
-
-
-@pytest.fixture
-def push_service():
-    from .push_service import PushService
-
-    service = PushService().start()
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def smtp():
-    from .smtp_server import SmtpServer
-
-    server = SmtpServer()
-    yield server
-    server.stop()
 
 
 def start(app, database_url, live_server_factory, push_service, smtp, **extra) -> LiveSchool:

@@ -166,6 +166,20 @@ def _one_line(text: str) -> str:
     return " ".join((text or "").split())
 
 
+def _message(subject: str, to: User, config) -> EmailMessage:
+    """An empty e-mail to one person with Schoolbell's headers."""
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = config["MAIL_FROM"]
+    message["To"] = Address(_one_line(to.name), addr_spec=to.email)
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = make_msgid("schoolbell", domain=message["From"].addresses[0].domain)
+    # Tell mail servers and programs this is automatic: no out-of-office replies.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    return message
+
+
 def compose(
     notification: Notification, user: User, links: Links, config, *, reminder: bool = False
 ) -> EmailMessage:
@@ -197,15 +211,7 @@ def compose(
         "links": links,
         "settings_url": config["PUBLIC_URL"] + SETTINGS_PATH,
     }
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = config["MAIL_FROM"]
-    message["To"] = Address(_one_line(user.name), addr_spec=user.email)
-    message["Date"] = format_datetime(utcnow())
-    message["Message-ID"] = make_msgid("schoolbell", domain=message["From"].addresses[0].domain)
-    # Tell mail servers and programs this is automatic: no out-of-office replies.
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "All"
+    message = _message(subject, user, config)
     if notification.priority in PRIORITY_PREFIX:
         message["Importance"] = "high"
     message.set_content(render_template("mail/notification.txt", **context))
@@ -235,14 +241,7 @@ def compose_deadline_report(
         "status_url": status_url,
         "csv_url": status_url + "/unconfirmed.csv",
     }
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = config["MAIL_FROM"]
-    message["To"] = Address(_one_line(author.name), addr_spec=author.email)
-    message["Date"] = format_datetime(utcnow())
-    message["Message-ID"] = make_msgid("schoolbell", domain=message["From"].addresses[0].domain)
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "All"
+    message = _message(subject, author, config)
     message.set_content(render_template("mail/deadline.txt", **context))
     message.add_alternative(render_template("mail/deadline.html", **context), subtype="html")
     return message

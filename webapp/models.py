@@ -130,12 +130,16 @@ class User(Base):
     role: Mapped[Role] = mapped_column(_enum(Role, "user_role"), index=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    language: Mapped[str] = mapped_column(String(16), default="en")
+    # None: not chosen; the browser's Accept-Language decides, else the school's default.
+    language: Mapped[str | None] = mapped_column(String(16))
     # Channels this person wants besides open tabs; emergencies ignore both.
     push_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     email_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Bumped on deactivation or password change: every older session stops working.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when the person was erased (data protection): name and e-mail are gone, their
+    # receipts stay, anonymous, in the counts.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

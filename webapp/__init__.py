@@ -51,6 +51,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     from .account import bp as account_bp
     from .api import bp as api_bp
+    from .apidocs import bp as apidocs_bp
     from .auth import bp as auth_bp
     from .dashboard import bp as dashboard_bp
     from .health import bp as health_bp
@@ -66,6 +67,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(account_bp)
     app.register_blueprint(roster_bp, url_prefix="/roster")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(apidocs_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(pwa_bp)
     return app

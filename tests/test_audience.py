@@ -384,7 +384,9 @@ def test_class_target_audience_defaults_to_students(audience, parts):
     assert parse_class_target("7b", audience) == ClassTarget("7b", frozenset(parts))
 
 
-@pytest.mark.parametrize("audience", [[], "students", ["parents"], ["students", "admins"], 3])
+@pytest.mark.parametrize(
+    "audience", [[], "students", ["parents"], ["students", "admins"], 3, [{}], [["students"]]]
+)
 def test_class_target_audience_must_be_known_parts(audience):
     with pytest.raises(ValidationFailed) as caught:
         parse_class_target("7b", audience)

@@ -371,6 +371,7 @@ class Operation:
     summary: str
     tag: str
     ok: int = 200
+    also_ok: tuple[int, ...] = ()  # other success statuses, with the same body
     response: str | None = None
     body: dict[str, Any] | None = None
     body_required: bool = True
@@ -378,6 +379,7 @@ class Operation:
     errors: tuple[ErrorCode, ...] = ()
     auth: Auth = Auth.API
     headers: dict[str, dict[str, Any]] = field(default_factory=dict)  # on `ok`
+    example: dict[str, Any] | None = None  # a request body (the demo school's names)
     description: str | None = None  # default: the view's docstring
 
 
@@ -405,6 +407,16 @@ AUDIENCE_RULES = (
     errors.CLASS_NOT_FOUND,
     errors.INVALID_ROLE,
 )
+# A browser's PushSubscription.toJSON() (a P-256 key and 16 bytes, base64url).
+PUSH_SUBSCRIPTION = {
+    "endpoint": "https://fcm.googleapis.com/fcm/send/example-device",
+    "keys": {
+        "p256dh": "BH9kD2F10JaazFP9nSVqlF9_pSywrT-vQ457PIjKwaQ_hKKYKaEGRyp"
+        "E69s7yrgdCeE2cKZRykBLFks0Gu03ue4",
+        "auth": "bqvOktXHZ4VWr7YVXysQag",
+    },
+    "expirationTime": None,
+}
 LOCATION = {"schema": {"type": "string"}, "required": True, "description": "the new resource"}
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -435,6 +447,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "description": "present when the Idempotency-Key matched an earlier send",
             },
         },
+        example={
+            "title": "Trip tomorrow",
+            "body": "Bring **lunch**.",
+            "require_ack": True,
+            "targets": {"classes": [{"name": "7b", "audience": ["students", "guardians"]}]},
+        },
     ),
     ("api.notification", "get"): Operation(
         "An announcement with its counts",
@@ -458,6 +476,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             errors.NOTHING_TO_CHANGE,
         ),
         description=inspect.getdoc(schemas.notification_edit),
+        example={"title": "Trip tomorrow: we leave at 9:00", "reconfirm": True},
     ),
     ("api.retract_notification", "post"): Operation(
         "Withdraw or cancel an announcement",
@@ -509,6 +528,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             errors.ALREADY_WITHDRAWN,
             errors.ALL_CLEAR_TOO_LONG,
         ),
+        example={"message": "All clear. Back to your classrooms."},
     ),
     ("api.my_notifications", "get"): Operation(
         "The caller's own announcements",
@@ -530,6 +550,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Save a browser's push subscription",
         "Web Push",
         ok=201,
+        also_ok=(200,),  # an endpoint already saved: its keys updated
         response="PushDevice",
         body=body_schema(schemas.PUSH_SUBSCRIPTION_FIELDS, {"keys": schemas.PUSH_KEYS_FIELDS}),
         errors=(
@@ -538,6 +559,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             errors.INVALID_PUSH_KEY,
         ),
         auth=Auth.CLIENT,
+        example=PUSH_SUBSCRIPTION,
     ),
     ("api.push_unsubscribe", "delete"): Operation(
         "Forget a push subscription",
@@ -546,6 +568,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=body_schema(schemas.PUSH_ENDPOINT_FIELDS),
         errors=(errors.PUSH_SUBSCRIPTION_NOT_FOUND,),
         auth=Auth.CLIENT,
+        example={"endpoint": PUSH_SUBSCRIPTION["endpoint"]},
     ),
     ("api.device_receipt", "post"): Operation(
         "A device's receipt (from the service worker)",
@@ -559,6 +582,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             errors.NOTIFICATION_NOT_FOUND,
         ),
         auth=Auth.BODY_TOKEN,
+        example={"token": "the token in the push's payload", "state": "read"},
     ),
     ("api.create_user", "post"): Operation(
         "Create a user",
@@ -582,6 +606,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             errors.NOT_A_STUDENT,
         ),
         headers={"Location": LOCATION},
+        example={
+            "email": "ann.lee@school.test",
+            "name": "Ann Lee",
+            "role": "student",
+            "classes": ["7b"],
+        },
     ),
     ("api.get_user", "get"): Operation(
         "A user",
@@ -596,6 +626,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response="Class",
         body=body_schema(schemas.CLASS_FIELDS),
         errors=(errors.ADMINS_ONLY, errors.INVALID_CLASS_NAME, errors.DUPLICATE_CLASS),
+        example={"name": "8c"},
     ),
     ("api.issue_token", "post"): Operation(
         "Issue a client JWT for a user",
@@ -604,6 +635,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response="ClientToken",
         body=body_schema(schemas.TOKEN_FIELDS),
         errors=(errors.TOKENS_ADMINS_ONLY, errors.USER_NOT_FOUND, errors.USER_INACTIVE),
+        example={"email": "admin@school.test"},
     ),
     ("apidocs.openapi_document", "get"): Operation(
         "This document", "Meta", response="OpenApiDocument", auth=Auth.PUBLIC
@@ -706,11 +738,15 @@ def openapi_path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
             schema = {"type": "integer", "minimum": converter.min or 0, "maximum": converter.max}
         else:
             schema = {"type": "string", "pattern": "^[^/]+$"}
-        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+        parameter = {"name": name, "in": "path", "required": True, "schema": schema}
+        if name in PATH_EXAMPLES:
+            parameter["example"] = PATH_EXAMPLES[name]
+        parameters.append(parameter)
     path = VARIABLE.sub(r"{\1}", rule.rule).removeprefix(PREFIX)
     return path, parameters
 
 
+PATH_EXAMPLES = {"notification_id": 1, "email": "admin@school.test"}
 VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")  # <converter:name> or <name>
 
 
@@ -744,13 +780,16 @@ def operation_json(app: Flask, rule: Rule, method: str, op: Operation) -> dict[s
             {"name": p.name, "in": p.where, "schema": p.schema, "description": p.description}
             for p in op.params
         ],
-        "responses": {str(op.ok): success, **error_responses(codes)},
+        "responses": {
+            **{str(status): success for status in sorted((op.ok, *op.also_ok))},
+            **error_responses(codes),
+        },
     }
     if op.body is not None:
-        doc["requestBody"] = {
-            "required": op.body_required,
-            "content": {JSON: {"schema": op.body}},
-        }
+        content: dict[str, Any] = {"schema": op.body}
+        if op.example is not None:
+            content["example"] = op.example
+        doc["requestBody"] = {"required": op.body_required, "content": {JSON: content}}
     return doc
 
 

@@ -68,7 +68,11 @@ def parse_class_target(name: str, audience) -> ClassTarget:
     """Validate a class target's audience list (default: students)."""
     if audience is None:
         audience = ["students"]
-    if not isinstance(audience, list | tuple | set | frozenset) or not audience:
+    if (
+        not isinstance(audience, list | tuple | set | frozenset)
+        or not audience
+        or not all(isinstance(a, str) for a in audience)  # [{}] is no audience (nor a 500)
+    ):
         raise errors.INVALID_AUDIENCE.error(name=name, allowed=", ".join(CLASS_AUDIENCES))
     unknown = set(audience) - set(CLASS_AUDIENCES)
     if unknown:

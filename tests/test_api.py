@@ -559,11 +559,52 @@ def test_ids_that_cannot_exist_are_404(api, path):
     assert error_of(response)["code"] == "not_found"
 
 
-@pytest.mark.parametrize("since", ["99999999999", "-1", "abc"])
+# "²" is a digit to str.isdigit() but not to int(); 5,000 digits are past int()'s limit.
+@pytest.mark.parametrize("since", ["99999999999", "-1", "abc", "%C2%B2", "9" * 5000])
 def test_inbox_since_must_be_an_id(api, since):
     response = api.get(f"/me/notifications?since={since}")
     assert response.status_code == 400
     assert error_of(response)["code"] == "validation_failed"
+
+
+def sending(fields: str) -> str:
+    """The JSON text of a send to everyone with `fields` (raw JSON, escapes kept)."""
+    return '{"body": "b", "targets": {"everyone": true}, ' + fields + "}"
+
+
+# Found by schemathesis (tests/test_openapi.py) or next to what it found: each was a 500.
+@pytest.mark.parametrize(
+    "path, body, status, code",
+    [
+        ("/notifications", sending('"title": "\\ud800"'), 400, "invalid_json"),
+        ("/notifications", sending('"title": "a\\u0000b"'), 400, "invalid_json"),
+        ("/classes", '{"name": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "invalid_json"),
+        ("/notifications", sending('"title": "t", "link": "https://[::1"'), 400, "invalid_link"),
+        (
+            "/notifications",
+            sending('"title": "t", "expires_at": "9999-12-31T23:59:59-23:59"'),
+            400,
+            "validation_failed",
+        ),
+        (
+            "/notifications",
+            '{"title": "t", "body": "b", '
+            '"targets": {"classes": [{"name": "7b", "audience": [{}]}]}}',
+            400,
+            "invalid_audience",
+        ),
+        (
+            "/push/subscriptions",
+            '{"endpoint": "https://[::1/x", "keys": {"p256dh": "a", "auth": "b"}}',
+            422,
+            "invalid_push_endpoint",
+        ),
+    ],
+)
+def test_malformed_input_is_refused_not_a_crash(api, class_7b, path, body, status, code):
+    response = api.post(path, data=body, content_type="application/json")
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert error_of(response)["code"] == code
 
 
 def test_my_notifications_lists_the_callers_own_with_their_state(api, owner, make_user):

@@ -15,10 +15,11 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from webapp import errors
 from webapp.api import openapi
 
+from .conftest import make_test_app
 from .school import build_school
 
 DOCUMENT = "/api/v1/openapi.json"
-# Bounded so the run takes about a minute on this machine; the seed and the
+# Bounded so a run takes about a minute on this machine (one per backend); the seed and the
 # deterministic mode make it the same run every time.
 SCHEMATHESIS_MAX_EXAMPLES = 60
 SCHEMATHESIS_SEED = 20260901
@@ -103,18 +104,18 @@ def test_a_real_error_matches_its_description(client):
 
 
 @pytest.fixture
-def api_server(app, database_url, live_server_factory):
-    """A real gunicorn server over a small school with a few announcements (ids 1-3:
-    an emergency asking for confirmation, a normal one, a scheduled one), so that
-    generated ids find real rows too. The API rate limit is raised: schemathesis
-    sends far more than 1,200 requests a minute."""
+def api_server(any_database_url, tmp_path, live_server_factory):
+    """A real gunicorn server over a small school (SQLite, then PostgreSQL) with a few
+    announcements (ids 1-3: an emergency asking for confirmation, a normal one, a
+    scheduled one), so that generated ids find real rows too. The API rate limit is
+    raised: schemathesis sends far more than 1,200 requests a minute."""
     from .school import Api
 
+    app = make_test_app(any_database_url, tmp_path)
     school = build_school(app)
-    # No job runner: nothing leaves the machine (the documented push subscription is
-    # a real push service's address).
+    app.extensions["schoolbell.db"].kw["bind"].dispose()
     server = live_server_factory(
-        database_url, API_RATE_LIMIT="1000000 per minute", JOBS_IN_PROCESS="false"
+        any_database_url, API_RATE_LIMIT="1000000 per minute", JOBS_IN_PROCESS="false"
     )
     api = Api(server.url, school.api_token)
     api.send(

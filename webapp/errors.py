@@ -104,6 +104,9 @@ JSON_BODY_REQUIRED = UNSUPPORTED_MEDIA_TYPE.saying(
     "Send a JSON body with 'Content-Type: application/json'."
 )
 INVALID_JSON = ErrorCode("invalid_json", 400, "The body must be a JSON object.")
+JSON_NOT_TEXT = INVALID_JSON.saying(
+    "The body's strings must be text: no NUL characters or lone surrogates."
+)
 UNKNOWN_FIELD = ErrorCode("unknown_field", 400, "Unknown field(s): {fields}.")
 UNKNOWN_TARGET = UNKNOWN_FIELD.saying("Unknown target(s): {fields}.")
 FIELD_REQUIRED = ErrorCode("validation_failed", 400, "The field {field!r} is required.")

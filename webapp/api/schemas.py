@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, request
@@ -68,15 +68,47 @@ def json_body(fields: dict[str, Field]) -> dict[str, Any]:
     """The request's JSON object, checked against `fields`: known names, right types."""
     if not request.is_json:
         raise errors.JSON_BODY_REQUIRED.error()
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a 500
+        body = None
     if not isinstance(body, dict):
         raise errors.INVALID_JSON.error()
+    if not _is_storable_text(body):
+        raise errors.JSON_NOT_TEXT.error()
     unknown = sorted(set(body) - set(fields))
     if unknown:
         raise errors.UNKNOWN_FIELD.error(fields=", ".join(unknown), details={"fields": unknown})
     for name, field in fields.items():
         _check(name, body.get(name), field)
     return body
+
+
+def _is_storable_text(body: dict[str, Any]) -> bool:
+    """Whether every string in the body (names too) can be stored and shown: JSON's
+    escapes can spell a lone UTF-16 surrogate ("\\ud800"), which is no UTF-8, and NUL,
+    which PostgreSQL's text refuses; both were a 500. Walked without recursion: the body
+    may be nested as deep as the parser allows."""
+    pending: list[Any] = [body]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and ("\x00" in value or not _encodes(value)):
+            return False
+    return True
+
+
+def _encodes(text: str) -> bool:
+    """Whether the text is valid UTF-8 material (no lone surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check(name: str, value: Any, field: Field) -> None:
@@ -293,11 +325,15 @@ def audience_spec(targets: dict[str, Any]) -> AudienceSpec:
 
 
 def _datetime(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 date-time (naive ones are refused later, with the field's own code)."""
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is not None:
+            moment.astimezone(UTC)  # 9999-12-31T23:59-23:00 is past year 9999 in UTC
+        return moment
+    except (ValueError, OverflowError):
         raise errors.FIELD_NOT_DATETIME.error(field=name, details={"field": name}) from None
 
 
@@ -305,7 +341,13 @@ def optional_int(value: str | None, name: str) -> int | None:
     """A non-negative integer query parameter, or None."""
     if value is None or value == "":
         return None
-    if not value.isdigit() or int(value) > protocol.MAX_ID:
+    # ASCII digits only ("²" is a digit to isdigit(), not to int()), and not so many
+    # that int() refuses them: both were a 500.
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(value) > len(str(protocol.MAX_ID))
+        or int(value) > protocol.MAX_ID
+    ):
         raise errors.FIELD_NOT_WHOLE_NUMBER.error(
             field=name, max=protocol.MAX_ID, details={"field": name}
         )

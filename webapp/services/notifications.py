@@ -118,7 +118,10 @@ def clean_link(link: str | None) -> str | None:
     link = (link or "").strip()
     if not link:
         return None
-    parts = urlsplit(link)
+    try:
+        parts = urlsplit(link)
+    except ValueError:  # e.g. "https://[::1": an unclosed IPv6 address
+        raise errors.INVALID_LINK.error() from None
     if parts.scheme not in ("http", "https") or not parts.netloc or len(link) > MAX_LINK_CHARS:
         raise errors.INVALID_LINK.error()
     return link

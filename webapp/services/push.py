@@ -122,7 +122,10 @@ def endpoint_origin(endpoint: Any, allowed_origins: tuple[str, ...] = ()) -> str
         or any(char <= " " or char in '\\"<>^`{|}\x7f' for char in endpoint)
     ):
         raise errors.INVALID_PUSH_ENDPOINT.error(max=MAX_ENDPOINT_CHARS)
-    parts = urlsplit(endpoint)
+    try:
+        parts = urlsplit(endpoint)  # "https://[::1/x" (an unclosed IPv6 address) raises
+    except ValueError:
+        raise errors.INVALID_PUSH_ENDPOINT.error(max=MAX_ENDPOINT_CHARS) from None
     try:
         port = parts.port
     except ValueError:

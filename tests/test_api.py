@@ -607,6 +607,23 @@ def test_malformed_input_is_refused_not_a_crash(api, class_7b, path, body, statu
     assert error_of(response)["code"] == code
 
 
+def test_an_address_with_a_nul_is_no_user_on_either_backend(any_database_url, tmp_path):
+    """A path like /users/a%00b is a 404, not PostgreSQL's refusal of NUL as a 500."""
+    app = make_test_app(any_database_url, tmp_path)
+    with app.app_context():
+        session = get_session()
+        admin = users_service.create(
+            session,
+            None,
+            users_service.UserInput(email="ada@school.test", name="Ada", role="admin"),
+        )
+        _token, secret = api_tokens.create(session, "nul", admin)
+    response = app.test_client().get(f"{API}/users/a%00b@school.test", headers=bearer(secret))
+    app.extensions["schoolbell.db"].kw["bind"].dispose()
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "user_not_found"
+
+
 def test_my_notifications_lists_the_callers_own_with_their_state(api, owner, make_user):
     make_user("teacher", email="tess@school.test")
     sent = []

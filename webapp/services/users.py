@@ -91,7 +91,10 @@ def require_admin(actor: User | None) -> None:
 
 def by_email(session: Session, email: str) -> User | None:
     """The user with this address (any case), or None."""
-    return session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    email = (email or "").strip().lower()
+    if "\x00" in email:  # no address has one, and PostgreSQL refuses it in a query (a 500)
+        return None
+    return session.scalar(select(User).where(User.email == email))
 
 
 def get_by_email(session: Session, email: str) -> User:

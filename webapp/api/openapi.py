@@ -32,7 +32,7 @@ from ..models import Answer, DeliveryState, MemberRole, Priority, Role
 from ..services.audience import CLASS_AUDIENCES
 from ..services.notifications import Stage
 from ..services.push import DEVICE_STATES
-from ..services.users import LANGUAGES
+from ..services.users import LANGUAGES, MIN_PASSWORD_LENGTH
 from . import schemas
 from .schemas import Field
 
@@ -59,7 +59,7 @@ FIELD_DETAILS: dict[str, dict[str, Any]] = {
     "email": {"format": "email"},
     "role": {"enum": values(Role)},
     "language": {"enum": list(LANGUAGES)},
-    "password": {"minLength": 8},
+    "password": {"minLength": MIN_PASSWORD_LENGTH},
     "priority": {"enum": values(Priority)},
     "expires_at": DATE_TIME,
     "send_at": DATE_TIME,
@@ -655,6 +655,7 @@ AUTH_ERRORS: dict[Auth, tuple[ErrorCode, ...]] = {
     Auth.PUBLIC: (),
 }
 BODY_ERRORS = (
+    errors.PAYLOAD_TOO_LARGE,  # past SCHOOLBELL_MAX_UPLOAD_BYTES
     errors.JSON_BODY_REQUIRED,
     errors.INVALID_JSON,
     errors.UNKNOWN_FIELD,

@@ -108,13 +108,14 @@ def _htmx_partial() -> bool:
 
 
 def _user_input(form: UserForm) -> users.UserInput:
-    """The form's fields as the users service takes them (empty password: keep it)."""
+    """The form's fields as the users service takes them (empty password: keep it;
+    language "": not chosen, the browser decides; no language field sent: keep it)."""
     return users.UserInput(
         email=form.email.data or "",
         name=form.name.data or "",
         role=form.role.data or "",
         password=form.password.data or None,
-        language=form.language.data or None,
+        language=(form.language.data or "") if form.language.raw_data else None,
     )
 
 

@@ -50,7 +50,7 @@ def record_answer(
 
 
 # The roll call as staff watch it (read model) -------------------------------------------
-NO_CLASS = "No class"
+NO_CLASS = N_("No class")  # a group's name; pages show it translated
 # Who is listed first: those who need help, then those not heard from, then the safe.
 _ORDER = {Answer.HELP: 0, None: 1, Answer.SAFE: 2}
 

@@ -4,7 +4,9 @@ exceptions that carry them, and their HTML/JSON handlers.
 Wordings people read are marked `N_(...)` for the translation catalogue and translated
 when the error is made or shown (`ErrorCode.format`), in the language of the request (or
 of the recipient, or the school's); /ws-only wordings are for client developers and stay
-English. Like ntfy's errors.go: raise a code through its entry (`raise errors.TITLE_REQUIRED.error()`,
+English.
+
+Like ntfy's errors.go: raise a code through its entry (`raise errors.TITLE_REQUIRED.error()`,
 `raise errors.TITLE_TOO_LONG.error(max=200)`), never as a string elsewhere. A code used
 in several situations has one entry per wording: the first defines the code, the others
 derive from it with `saying`, so each code string is written once. An entry is named
@@ -89,8 +91,10 @@ HTTP_ERROR = ErrorCode("http_error", None, "{description}")
 CSRF_FAILED = ErrorCode(
     "csrf_failed",
     400,
-    N_("Your form expired or was sent from elsewhere (missing or stale security token). "
-    "Reload the page and try again; nothing was saved."),
+    N_(
+        "Your form expired or was sent from elsewhere (missing or stale security token). "
+        "Reload the page and try again; nothing was saved."
+    ),
 )
 
 # Who a request acts as, and whether it may.
@@ -116,7 +120,9 @@ FIELD_REQUIRED = ErrorCode("validation_failed", 400, N_("The field {field!r} is 
 FIELD_NOT_STRINGS = FIELD_REQUIRED.saying(N_("The field {field!r} must be a list of strings."))
 FIELD_WRONG_TYPE = FIELD_REQUIRED.saying(N_("The field {field!r} must be {expected}."))
 FIELD_NOT_DATETIME = FIELD_REQUIRED.saying(N_("The field {field!r} must be an ISO 8601 date-time."))
-FIELD_NOT_WHOLE_NUMBER = FIELD_REQUIRED.saying(N_("{field!r} must be a whole number from 0 to {max}."))
+FIELD_NOT_WHOLE_NUMBER = FIELD_REQUIRED.saying(
+    N_("{field!r} must be a whole number from 0 to {max}.")
+)
 BAD_CLASS_TARGET = FIELD_REQUIRED.saying(
     N_("Each class target is {{name, audience?: [students, guardians, teachers]}}.")
 )
@@ -126,8 +132,12 @@ BAD_DELIVERY_STATE = FIELD_REQUIRED.saying(
 )
 
 # People and sign-in (services/users.py).
-WEAK_PASSWORD = ErrorCode("weak_password", 400, N_("Passwords need at least {min_length} characters."))
-INVALID_EMAIL = ErrorCode("invalid_email", 400, N_("{email!r} is not a valid email address: {reason}"))
+WEAK_PASSWORD = ErrorCode(
+    "weak_password", 400, N_("Passwords need at least {min_length} characters.")
+)
+INVALID_EMAIL = ErrorCode(
+    "invalid_email", 400, N_("{email!r} is not a valid email address: {reason}")
+)
 INVALID_ROLE = ErrorCode("invalid_role", 400, N_("Unknown role {role!r}; use one of {allowed}."))
 NAME_REQUIRED = ErrorCode("name_required", 400, N_("A name is required."))
 NAME_TOO_LONG = ErrorCode("name_too_long", 400, N_("Names are at most {max} characters."))
@@ -138,8 +148,12 @@ USER_NOT_FOUND = ErrorCode("user_not_found", 404, N_("No user with email {email!
 USER_ID_NOT_FOUND = USER_NOT_FOUND.saying(N_("No user with id {user_id}."))
 USERS_NOT_FOUND = USER_NOT_FOUND.saying(N_("No user with email {emails}."))  # several, joined
 DUPLICATE_EMAIL = ErrorCode("duplicate_email", 409, N_("A user with email {email} already exists."))
-SELF_DEMOTION = ErrorCode("self_demotion", 400, N_("You cannot remove your own administrator role."))
-SELF_DEACTIVATION = ErrorCode("self_deactivation", 400, N_("You cannot deactivate your own account."))
+SELF_DEMOTION = ErrorCode(
+    "self_demotion", 400, N_("You cannot remove your own administrator role.")
+)
+SELF_DEACTIVATION = ErrorCode(
+    "self_deactivation", 400, N_("You cannot deactivate your own account.")
+)
 SIGNIN_FAILED = ErrorCode("signin_failed", 401, N_("Wrong email or password."))
 ACCOUNT_DISABLED = ErrorCode(
     "account_disabled", 401, N_("This account is disabled. Please contact the school office.")
@@ -178,14 +192,18 @@ ALREADY_MEMBER = ErrorCode("already_member", 409, N_("{email} is already in {cla
 NOT_MEMBER = ErrorCode("not_member", 404, N_("That person is not in this class."))
 NOT_A_GUARDIAN = ErrorCode("not_a_guardian", 400, N_("{email} is a {role}, not a guardian."))
 NOT_A_STUDENT = ErrorCode("not_a_student", 400, N_("{email} is a {role}, not a student."))
-ALREADY_LINKED = ErrorCode("already_linked", 409, N_("{guardian} is already a guardian of {student}."))
+ALREADY_LINKED = ErrorCode(
+    "already_linked", 409, N_("{guardian} is already a guardian of {student}.")
+)
 NOT_LINKED = ErrorCode("not_linked", 404, N_("No such guardian link."))
 
 # Announcements: the audience (services/audience.py), the draft and sending
 # (services/notifications.py), receipts and the status page.
 NOT_A_SENDER = ErrorCode("not_a_sender", 403, N_("Only school staff can send announcements."))
 EMPTY_AUDIENCE = ErrorCode("empty_audience", 400, N_("Choose at least one recipient."))
-NO_ACTIVE_RECIPIENTS = EMPTY_AUDIENCE.saying(N_("Nobody is in that audience (no active recipients)."))
+NO_ACTIVE_RECIPIENTS = EMPTY_AUDIENCE.saying(
+    N_("Nobody is in that audience (no active recipients).")
+)
 INVALID_AUDIENCE = ErrorCode(
     "invalid_audience", 400, N_("Class {name!r}: audience must be a non-empty list of {allowed}.")
 )
@@ -193,7 +211,9 @@ UNKNOWN_AUDIENCE = INVALID_AUDIENCE.saying(
     N_("Class {name!r}: unknown audience {unknown}; use {allowed}.")
 )
 AUDIENCE_FORBIDDEN = ErrorCode(
-    "audience_forbidden", 403, N_("Only administrators can send to whole roles or the whole school.")
+    "audience_forbidden",
+    403,
+    N_("Only administrators can send to whole roles or the whole school."),
 )
 NOT_YOUR_CLASS = AUDIENCE_FORBIDDEN.saying(
     N_("You can only send to your own classes, not {class_name}.")
@@ -234,8 +254,10 @@ CONFIRM_BY_NOT_A_TIME = INVALID_CONFIRM_BY.saying(
 INVALID_REMIND_AT = ErrorCode(
     "invalid_remind_at",
     400,
-    N_("Reminders need a confirmation deadline, and each must come between the send and the"
-    " deadline (at most {max}, each with a time zone)."),
+    N_(
+        "Reminders need a confirmation deadline, and each must come between the send and the"
+        " deadline (at most {max}, each with a time zone)."
+    ),
 )
 AUTHOR_GONE = ErrorCode(
     "author_gone", 409, N_("Its author's account was deactivated, so it was not sent.")
@@ -276,7 +298,9 @@ EMERGENCY_EXPIRED = EMERGENCY_OVER.saying(N_("This emergency has expired: it is 
 ALL_CLEAR_TOO_LONG = ErrorCode(
     "all_clear_too_long", 400, N_("The all-clear message can be at most {max} characters.")
 )
-TEMPLATE_NOT_FOUND = ErrorCode("template_not_found", 404, N_("There is no emergency template {key!r}."))
+TEMPLATE_NOT_FOUND = ErrorCode(
+    "template_not_found", 404, N_("There is no emergency template {key!r}.")
+)
 INVALID_TEMPLATE_NAME = ErrorCode(
     "invalid_template_name", 400, N_("A template's button label must be 1 to {max} characters.")
 )
@@ -290,10 +314,18 @@ IDEMPOTENCY_KEY_REUSED = ErrorCode(
     409,
     N_("This Idempotency-Key was already used for a different announcement."),
 )
-NOTIFICATION_NOT_FOUND = ErrorCode("notification_not_found", 404, N_("No announcement with id {id}."))
-INVALID_RECEIPT_TOKEN = ErrorCode("invalid_receipt_token", 400, N_("This receipt token is not valid."))
-RECEIPT_TOKEN_EXPIRED = ErrorCode("receipt_token_expired", 410, N_("This receipt token has expired."))
-INVALID_STATE = ErrorCode("invalid_state", 400, N_("state must be delivered, read or acknowledged."))
+NOTIFICATION_NOT_FOUND = ErrorCode(
+    "notification_not_found", 404, N_("No announcement with id {id}.")
+)
+INVALID_RECEIPT_TOKEN = ErrorCode(
+    "invalid_receipt_token", 400, N_("This receipt token is not valid.")
+)
+RECEIPT_TOKEN_EXPIRED = ErrorCode(
+    "receipt_token_expired", 410, N_("This receipt token has expired.")
+)
+INVALID_STATE = ErrorCode(
+    "invalid_state", 400, N_("state must be delivered, read or acknowledged.")
+)
 INVALID_DEVICE_STATE = INVALID_STATE.saying(N_("A device reports delivered or read."))
 INVALID_STATE_FILTER = INVALID_STATE.saying(
     N_("state must be all, pending, delivered, read, acknowledged or unconfirmed.")
@@ -309,7 +341,9 @@ INVALID_LINK_TOKEN = ErrorCode(
 LINK_EXPIRED = ErrorCode(
     "link_expired", 410, N_("This link has expired. Sign in to see the announcement.")
 )
-NOTIFICATION_EXPIRED = LINK_EXPIRED.saying(N_("This announcement has expired, and its links with it."))
+NOTIFICATION_EXPIRED = LINK_EXPIRED.saying(
+    N_("This announcement has expired, and its links with it.")
+)
 LINK_USED = ErrorCode(
     "link_used", 410, N_("This link has already been used. Sign in to see the announcement.")
 )
@@ -319,7 +353,9 @@ NOTIFICATION_WITHDRAWN = ErrorCode(
 # Web Push: subscriptions from browsers (services/push.py) and who may make them
 # (api/auth.py: a client JWT reaches only a person's own inbox and devices).
 INVALID_PUSH_ENDPOINT = ErrorCode(
-    "invalid_push_endpoint", 422, N_("The endpoint must be an https URL of at most {max} characters.")
+    "invalid_push_endpoint",
+    422,
+    N_("The endpoint must be an https URL of at most {max} characters."),
 )
 PUSH_SERVICE_NOT_ALLOWED = ErrorCode(
     "push_service_not_allowed", 422, N_("{origin} is not a push service Schoolbell sends to.")
@@ -343,9 +379,13 @@ CLIENT_TOKEN_NOT_ALLOWED = ErrorCode(
 WEBSOCKET_REQUIRED = ErrorCode("websocket_required", 400, N_("This address takes WebSockets only."))
 ORIGIN_FORBIDDEN = ErrorCode("origin_forbidden", 403, N_("This origin may not open a socket."))
 SHUTTING_DOWN = ErrorCode("shutting_down", 503, N_("The server is restarting; retry shortly."))
-TOO_MANY_CONNECTIONS = ErrorCode("too_many_connections", 503, N_("The server is full; retry shortly."))
+TOO_MANY_CONNECTIONS = ErrorCode(
+    "too_many_connections", 503, N_("The server is full; retry shortly.")
+)
 TOO_MANY_UNAUTHENTICATED = ErrorCode(
-    "too_many_unauthenticated", 429, N_("Too many sockets from this address have not signed in yet.")
+    "too_many_unauthenticated",
+    429,
+    N_("Too many sockets from this address have not signed in yet."),
 )
 TOO_MANY_FAILED_HANDSHAKES = ErrorCode(
     "too_many_failed_handshakes",
@@ -407,9 +447,7 @@ CATALOGUE: tuple[ErrorCode, ...] = tuple(
 # Werkzeug's own descriptions of the statuses above, for the catalogue: `_http` shows
 # them translated (tests/test_translations.py checks they are still Werkzeug's words).
 WERKZEUG_DESCRIPTIONS = (
-    N_(
-        "The browser (or proxy) sent a request that this server could not understand."
-    ),
+    N_("The browser (or proxy) sent a request that this server could not understand."),
     N_(
         "The server could not verify that you are authorized to access the URL requested. You"
         " either supplied the wrong credentials (e.g. a bad password), or your browser doesn't"

@@ -47,7 +47,7 @@ CLOCK_FORMAT = "HH:mm:ss"
 babel = Babel()
 
 
-def N_(message: str) -> str:  # noqa: N802 (gettext's name for it)
+def N_(message: str) -> str:
     """Mark a string for the catalogue without translating it now: it is translated where
     it is shown (`gettext(constant)`), in the locale of that moment."""
     return message
@@ -89,7 +89,7 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=request_locale)
     app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.jinja_env.filters.update(
-        local_time=local_time, local_date=local_date, clock=clock, label=label
+        local_time=local_time, local_date=local_date, clock=clock, label=label, sentence=sentence
     )
     # `translated(text)`: a string marked elsewhere (N_: form labels, validators), looked up
     # now and autoescaped like any value. Never `_(variable)` in a template: Jinja's `_`
@@ -199,6 +199,13 @@ LABELS = {
         "over": N_("over"),
     },
 }
+
+
+def sentence(text: str) -> str:
+    """The first letter in upper case, the rest as it is ("alle Lehrkräfte" -> "Alle
+    Lehrkräfte"; Jinja's capitalize would lower the rest)."""
+    text = str(text)
+    return text[:1].upper() + text[1:]
 
 
 def label(value: object, kind: str) -> str:

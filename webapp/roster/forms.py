@@ -12,7 +12,7 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length
 
-from ..i18n import N_
+from ..i18n import N_, label, sentence
 from ..models import Role
 from ..services.users import LANGUAGES
 
@@ -28,12 +28,6 @@ LANGUAGE_NAMES = {
     "tr": "Türkçe",
     "uk": "Українська",
     "ar": "العربية",
-}
-ROLE_NAMES = {
-    Role.ADMIN: N_("Administrator"),
-    Role.TEACHER: N_("Teacher"),
-    Role.STUDENT: N_("Student"),
-    Role.GUARDIAN: N_("Guardian"),
 }
 BROWSER_DEFAULT = N_("Browser default")
 
@@ -60,7 +54,7 @@ class UserForm(FlaskForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.role.choices = [SelectChoice(r.value, gettext(ROLE_NAMES[r])) for r in Role]
+        self.role.choices = [SelectChoice(r.value, sentence(label(r, "role"))) for r in Role]
         self.language.choices = language_choices()
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from .. import errors, i18n
 from ..db import LIKE_ESCAPE, contains_pattern
+from ..i18n import N_, Phrase
 from ..models import (
     Guardianship,
     MemberRole,
@@ -25,7 +26,6 @@ from ..models import (
     TargetKind,
     User,
 )
-from ..i18n import N_, Phrase
 from . import classes as classes_service
 
 CLASS_AUDIENCES = ("students", "guardians", "teachers")
@@ -193,10 +193,14 @@ def _add_class(
     for part in CLASS_AUDIENCES:  # fixed order, so breakdowns read the same every time
         if part in audience:
             ids = class_member_ids(session, {school_class.id}, frozenset([part]))
-            audience = Phrase(i18n.LABELS["roles"][part])
+            who = Phrase(i18n.LABELS["roles"][part])
             _add(
                 resolved,
-                Phrase(N_("%(audience)s in %(class_name)s"), audience=audience, class_name=school_class.name),
+                Phrase(
+                    N_("%(audience)s in %(class_name)s"),
+                    audience=who,
+                    class_name=school_class.name,
+                ),
                 ids,
             )
     resolved.targets.append(

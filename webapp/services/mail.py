@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session, joinedload
 
 from .. import i18n, tokens
 from ..db import session_scope, utcnow
-from ..models import Delivery, Notification, Priority, User
 from ..i18n import N_
+from ..models import Delivery, Notification, Priority, User
 from . import jobs, quiet_hours, reach
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,10 @@ STARTTLS_PORT = 587
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 SUBJECT_PREFIX = "[Schoolbell] "
 # The subject's prefixes, innermost first (translated in the recipient's language).
-PRIORITY_PREFIX = {Priority.URGENT: N_("URGENT: %(title)s"), Priority.EMERGENCY: N_("EMERGENCY: %(title)s")}
+PRIORITY_PREFIX = {
+    Priority.URGENT: N_("URGENT: %(title)s"),
+    Priority.EMERGENCY: N_("EMERGENCY: %(title)s"),
+}
 REMINDER_PREFIX = N_("Reminder: %(title)s")
 DRILL_PREFIX = N_("DRILL: %(title)s")
 DRILL_LINE = N_(

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from .. import errors, i18n
 from ..db import session_scope, utcnow
+from ..i18n import N_
 from ..markup import plain_text
 from ..models import (
     Channel,
@@ -47,7 +48,6 @@ from ..models import (
     User,
 )
 from . import audit, jobs, quiet_hours, reach, receipts, vapid
-from ..i18n import N_
 from .vapid import b64url, b64url_decode
 
 log = logging.getLogger(__name__)
@@ -398,7 +398,10 @@ def push_message(notification: Notification, receipt: str | None) -> dict[str, A
 
 # The prefixes of a push's title (static/sw.js adds the priority's; it has the English
 # ones built in for payloads without them).
-TITLE_PREFIXES = {Priority.URGENT: N_("Urgent: %(title)s"), Priority.EMERGENCY: N_("EMERGENCY: %(title)s")}
+TITLE_PREFIXES = {
+    Priority.URGENT: N_("Urgent: %(title)s"),
+    Priority.EMERGENCY: N_("EMERGENCY: %(title)s"),
+}
 DRILL_PREFIX = N_("DRILL: %(title)s")
 CHANGE_PREFIXES = {reach.PUSH_REMIND: N_("Reminder: %(title)s")}
 WITHDRAWN_PREFIX = N_("Withdrawn: %(title)s")

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
+from ..i18n import N_
 from ..models import Answer, Delivery, Notification, Priority, User
 from . import status
 

@@ -13,8 +13,8 @@ from sqlalchemy import and_, case, distinct, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from .. import errors
-from ..i18n import N_
 from ..db import LIKE_ESCAPE, contains_pattern
+from ..i18n import N_
 from ..models import (
     Channel,
     Delivery,
@@ -89,7 +89,11 @@ def counts_by_state_and_channel(
 
 
 # English, marked for the catalogue: pages show them translated (i18n.translated).
-CHANNEL_LABELS = {Channel.TAB: N_("Open tab"), Channel.PUSH: N_("Push"), Channel.EMAIL: N_("E-mail")}
+CHANNEL_LABELS = {
+    Channel.TAB: N_("Open tab"),
+    Channel.PUSH: N_("Push"),
+    Channel.EMAIL: N_("E-mail"),
+}
 
 
 def reached_by(delivery: Delivery) -> tuple[str, str]:

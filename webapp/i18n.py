@@ -110,10 +110,15 @@ def _warn_if_not_compiled() -> None:
 
 
 def best_match(accept_language: str | None) -> str | None:
-    """The translated language an Accept-Language header prefers (`de-DE` is `de`)."""
+    """The translated language an Accept-Language header prefers most: `de-DE` is `de`,
+    and `en-GB,de;q=0.5` is English (Werkzeug's best_match would pick the exact `de`)."""
     if not accept_language:
         return None
-    return parse_accept_header(accept_language, LanguageAccept).best_match(TRANSLATED)
+    for value, quality in parse_accept_header(accept_language, LanguageAccept):  # best first
+        primary = value.split("-")[0].split("_")[0].lower()
+        if quality > 0 and primary in TRANSLATED:
+            return primary
+    return None
 
 
 def choose(language: str | None, accept_language: str | None, default: str) -> str:

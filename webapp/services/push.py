@@ -341,6 +341,12 @@ SYSTEMS = (
 )
 
 
+# A device's name; English in the audit log and the API, translated on pages.
+DEVICE_NAME = N_("%(browser)s on %(system)s")
+SOME_BROWSER = N_("A browser on %(system)s")
+UNKNOWN_BROWSER = N_("Unknown browser")
+
+
 def device_name(user_agent: str | None, *, translated: bool = False) -> str:
     """A name people recognise their device by: "Chrome on Android"; in the current
     language when `translated` (pages), else English (the audit log, the API)."""
@@ -349,10 +355,10 @@ def device_name(user_agent: str | None, *, translated: bool = False) -> str:
     browser = next((name for token, name in BROWSERS if token in ua), None)
     system = next((name for token, name in SYSTEMS if token in ua), None)
     if browser and system:
-        return say("%(browser)s on %(system)s", browser=browser, system=system)
+        return say(DEVICE_NAME, browser=browser, system=system)
     if browser:
         return browser
-    return say("A browser on %(system)s", system=system) if system else say("Unknown browser")
+    return say(SOME_BROWSER, system=system) if system else say(UNKNOWN_BROWSER)
 
 
 # Sending one push (the job) --------------------------------------------------------------

@@ -5,9 +5,14 @@ BIN := $(VENV)/bin
 export SCHOOLBELL_ENV ?= development
 CHROMIUM_PATH ?= /usr/bin/chromium
 
-.PHONY: run install install-test browser test lint migrate seed bench clean
+.PHONY: run install install-test browser test lint migrate seed bench clean translations compile-translations
 
-run: install migrate seed ## Install, migrate, load the demo school, serve on :8000
+# Translations (webapp/i18n.py): each .po is compiled into its .mo, a build product.
+PO_FILES := $(wildcard webapp/translations/*/LC_MESSAGES/messages.po)
+MO_FILES := $(PO_FILES:.po=.mo)
+POT := webapp/translations/messages.pot
+
+run: install migrate seed $(MO_FILES) ## Install, migrate, load the demo school, serve on :8000
 	@echo "Schoolbell on http://127.0.0.1:8000  (Ctrl-C to stop)"
 	$(BIN)/gunicorn -c webapp/gunicorn_conf.py wsgi:app
 
@@ -46,7 +51,21 @@ migrate: install
 seed: install
 	$(BIN)/flask --app wsgi seed-demo --if-empty
 
-test: install-test ## Install test needs and run every test (PostgreSQL and Redis too)
+%.mo: %.po | $(VENV)/.installed
+	$(BIN)/pybabel compile --statistics -i $< -o $@
+
+compile-translations: $(MO_FILES)
+
+# After adding or changing user-facing strings: extract them (babel.cfg) and merge them
+# into every .po; then translate the new and fuzzy entries (tests/test_translations.py
+# names each missing one, with its file and line).
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg --sort-by-file --no-wrap --project Schoolbell \
+		--msgid-bugs-address "" --copyright-holder "" -o $(POT) .
+	$(BIN)/pybabel update -i $(POT) -d webapp/translations --no-wrap --ignore-obsolete
+	@echo "Now translate the new and fuzzy entries in $(PO_FILES) (make test names them)."
+
+test: install-test $(MO_FILES) ## Install test needs and run every test (PostgreSQL and Redis too)
 	$(BIN)/ruff check webapp tests migrations/env.py
 	$(BIN)/ruff format --check webapp tests migrations/env.py
 	$(BIN)/pytest
@@ -69,4 +88,4 @@ bench: $(VENV)/.installed-bench bench/node_modules/.installed ## Schoolbell vs t
 	$(BIN)/python bench/run.py $(if $(N),--n $(N)) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts $(MO_FILES) $(POT)

@@ -12,7 +12,9 @@
  *   visit anyway (push.js).
  *
  * The payload (built by webapp/services/push.py): {type: "notification", id, title,
- * body (plain text), priority, require_ack, url, tag, receipt, created_at, drill}; an edit or a
+ * body (plain text), priority, require_ack, url, tag, receipt, created_at, drill, prefix,
+ * drill_prefix}; `prefix` and `drill_prefix` are the title's prefixes in the recipient's
+ * language (this file's English ones serve payloads without them); an edit or a
  * reminder sends the same under the same tag; a withdrawal ("retract") and an all-clear
  * ("all_clear") too, with no receipt.
  * Every browser with service workers runs async functions, so this file uses them.
@@ -96,12 +98,14 @@ function notificationFor(payload) {
     options.tag = String(payload.tag);
     options.renotify = true;  // a replacement (an edit, a reminder) alerts again
   }
-  var prefix = payload.type === "notification" ? (TITLE_PREFIX[payload.priority] || "") : "";
+  var priorityPrefix = typeof payload.prefix === "string" ? payload.prefix : TITLE_PREFIX[payload.priority] || "";
+  var prefix = payload.type === "notification" ? priorityPrefix : "";
+  var drillPrefix = typeof payload.drill_prefix === "string" ? payload.drill_prefix : DRILL_PREFIX;
   var text = payload.title || "New announcement";
   // A drill's title starts with "DRILL: " (push.py): keep that first, before "EMERGENCY: ".
-  if (payload.drill === true && text.indexOf(DRILL_PREFIX) === 0) {
-    prefix = DRILL_PREFIX + prefix;
-    text = text.slice(DRILL_PREFIX.length);
+  if (payload.drill === true && drillPrefix && text.indexOf(drillPrefix) === 0) {
+    prefix = drillPrefix + prefix;
+    text = text.slice(drillPrefix.length);
   }
   var title = prefix + text;
   return { title: title, options: options };

@@ -308,3 +308,16 @@ def console_errors(page) -> list[str]:
     from .browser import watch_console
 
     return watch_console(page)
+
+
+def pytest_sessionstart(session):
+    """The compiled catalogues are build products (`make` keeps them fresh): compile any
+    that is missing or older than its .po, so a bare `pytest` tests the German too."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    for po in root.glob("webapp/translations/*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+            subprocess.run(["make", "-s", "-C", str(root), "compile-translations"], check=True)
+            return

@@ -24,13 +24,14 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config or {})
     settings.finalise(app.config, Path(app.instance_path))
 
-    from . import cli, db, errors, logs, passwords, security
+    from . import cli, db, errors, i18n, logs, passwords, security
     from .extensions import csrf, limiter, login_manager
     from .realtime import live, session
     from .services import vapid
 
     logs.init_app(app)
     db.init_app(app)
+    i18n.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)

@@ -96,6 +96,9 @@ class Defaults:
     GC_SWEEP_AFTER_CLOSES = 1000
     # The school's time zone: how people read and enter times (storage is always UTC).
     TIMEZONE = "UTC"
+    # The school's language (en or de): for people who chose none and whose browser asks
+    # for neither, and for e-mails and pushes to people who chose none (webapp/i18n.py).
+    DEFAULT_LANGUAGE = "en"
     # Sending to more people than this (or an emergency) asks "are you sure?" first.
     CONFIRM_RECIPIENTS_ABOVE = 100
     # Reaching people who have no tab open: Web Push, then e-mail, through the job queue.
@@ -227,6 +230,14 @@ def finalise(config: dict, instance_path: Path) -> None:
             f"{ENV_PREFIX}TIMEZONE: unknown time zone {config['TIMEZONE']!r} "
             "(use a name like Europe/Berlin)."
         ) from None
+    from .i18n import TRANSLATED
+
+    config["DEFAULT_LANGUAGE"] = str(config.get("DEFAULT_LANGUAGE") or "").strip().lower()
+    if config["DEFAULT_LANGUAGE"] not in TRANSLATED:
+        raise ConfigError(
+            f"{ENV_PREFIX}DEFAULT_LANGUAGE: {config['DEFAULT_LANGUAGE']!r} is not one of the "
+            f"languages Schoolbell speaks ({', '.join(TRANSLATED)})."
+        )
     from .services import quiet_hours
 
     try:

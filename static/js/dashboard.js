@@ -9,6 +9,11 @@
   "use strict";
 
   var form = document.getElementById("compose-form");
+  // The page's language, from schoolbell.js (loaded first on every signed-in page).
+  function _(text, values) {
+    if (window.Schoolbell && window.Schoolbell.t) return window.Schoolbell.t(text, values);
+    return text.replace(/\{(\w+)\}/g, function (all, name) { return values && name in values ? values[name] : all; });
+  }
 
   function changed() {
     if (!form) return;
@@ -30,7 +35,7 @@
     remove.type = "button";
     remove.className = "link remove";
     remove.dataset.removePerson = "";
-    remove.setAttribute("aria-label", "Remove " + name);
+    remove.setAttribute("aria-label", _("Remove {name}", { name: name }));
     remove.textContent = "\u00d7";
     item.append(input, document.createTextNode(name + " "), remove);
     list.appendChild(item);
@@ -151,7 +156,7 @@
     if (!box || !box.dataset.alert || !window.Schoolbell) return;
     if (box.querySelector(".schoolbell-toast")) return;  // this swap's alert is up already
     var alert = window.Schoolbell.renderAlert(JSON.parse(box.dataset.alert), { preview: true });
-    alert.setAttribute("aria-label", "Preview of the alert");
+    alert.setAttribute("aria-label", _("Preview of the alert"));
     box.prepend(alert);
   }
   renderPreview();
@@ -181,7 +186,7 @@
   var sendAt = document.getElementById("send_at");
   function labelSend() {
     var button = document.getElementById("send");
-    if (sendAt && button) button.textContent = sendAt.value ? "Schedule" : "Send";
+    if (sendAt && button) button.textContent = sendAt.value ? _("Schedule") : _("Send");
   }
   if (sendAt) {
     sendAt.addEventListener("input", labelSend);

@@ -24,20 +24,28 @@
   var api = new URL("api/v1/push/", scope).href;
   var SUBSCRIBE_TIMEOUT_MS = 20000;
 
+  // The page's language, from schoolbell.js (loaded first on every signed-in page);
+  // English without it. N_ only marks a string for the catalogue (webapp/translations).
+  function _(text, values) {
+    if (window.Schoolbell && window.Schoolbell.t) return window.Schoolbell.t(text, values);
+    return text.replace(/\{(\w+)\}/g, function (all, name) { return values && name in values ? values[name] : all; });
+  }
+  function N_(text) { return text; }
+
   var STATES = {
-    checking: "Checking this browser\u2026",
-    on: "On for this device",
-    off: "Off",
-    blocked: "Blocked in this browser: allow notifications for this site in the browser's settings",
-    unsupported: "Not supported in this browser",
-    insecure: "Not available: this page was not loaded over HTTPS, which alerts on devices need",
-    install: "Install Schoolbell first: Share, then Add to Home Screen",
-    broken: "Not available in this browser right now",
-    asking: "Waiting for your answer to the browser's question\u2026",
-    subscribing: "Turning on\u2026",
-    unsubscribing: "Turning off\u2026"
+    checking: N_("Checking this browser\u2026"),
+    on: N_("On for this device"),
+    off: N_("Off"),
+    blocked: N_("Blocked in this browser: allow notifications for this site in the browser's settings"),
+    unsupported: N_("Not supported in this browser"),
+    insecure: N_("Not available: this page was not loaded over HTTPS, which alerts on devices need"),
+    install: N_("Install Schoolbell first: Share, then Add to Home Screen"),
+    broken: N_("Not available in this browser right now"),
+    asking: N_("Waiting for your answer to the browser's question\u2026"),
+    subscribing: N_("Turning on\u2026"),
+    unsubscribing: N_("Turning off\u2026")
   };
-  var BUTTONS = { on: "Turn off", off: "Get alerts on this device" };
+  var BUTTONS = { on: N_("Turn off"), off: N_("Get alerts on this device") };
 
   var registration = null;  // a promise of the active service worker's registration
   var busy = false;  // a click's work is under way
@@ -46,18 +54,18 @@
   function show(state, problem) {
     busy = false;
     root.dataset.state = state;
-    statusText.textContent = STATES[state];
+    statusText.textContent = _(STATES[state]);
     errorText.textContent = problem || "";
     errorText.hidden = !problem;
     button.hidden = !BUTTONS[state];
     button.disabled = false;
-    if (BUTTONS[state]) button.textContent = BUTTONS[state];
+    if (BUTTONS[state]) button.textContent = _(BUTTONS[state]);
   }
 
   function working(state) {
     busy = true;
     root.dataset.state = state;
-    statusText.textContent = STATES[state];
+    statusText.textContent = _(STATES[state]);
     errorText.hidden = true;
     button.disabled = true;
   }
@@ -69,7 +77,7 @@
     return error;
   }
   function describe(error) {
-    return error && error.plain ? error.message : "Something went wrong: " + (error && error.message || error);
+    return error && error.plain ? error.message : _("Something went wrong: {error}", { error: error && error.message || error });
   }
 
   // The browser ----------------------------------------------------------------------
@@ -121,10 +129,11 @@
       if (response.ok) return response.status === 204 ? null : response.json();
       return response.json().catch(function () { return null; }).then(function (answer) {
         var message = answer && answer.error && answer.error.message;
-        throw plain("The server refused" + (message ? ": " + message : " (error " + response.status + ")."));
+        if (message) throw plain(_("The server refused: {message}", { message: message }));
+        throw plain(_("The server refused (error {status}).", { status: response.status }));
       });
     }, function () {
-      throw plain("Could not reach Schoolbell: are you offline? Try again when connected.");
+      throw plain(_("Could not reach Schoolbell: are you offline? Try again when connected."));
     });
   }
 
@@ -136,10 +145,10 @@
         userVisibleOnly: true,
         applicationServerKey: keyBytes(results[1].public_key)
       }).catch(function (error) {
-        throw plain("This browser's push service refused (" + error.message + "). Try again later.");
+        throw plain(_("This browser's push service refused ({error}). Try again later.", { error: error.message }));
       });
       return withTimeout(subscribing, SUBSCRIBE_TIMEOUT_MS,
-        "This browser's push service did not answer. Try again later.");
+        _("This browser's push service did not answer. Try again later."));
     });
   }
 
@@ -149,7 +158,7 @@
     askPermission().then(function (permission) {
       if (permission === "denied") return show("blocked");
       if (permission !== "granted") {
-        return show("off", "The browser's question was closed without an answer. Click again to be asked again.");
+        return show("off", _("The browser's question was closed without an answer. Click again to be asked again."));
       }
       working("subscribing");
       return subscribe().then(function (subscription) {
@@ -172,7 +181,7 @@
             show("off");
           }, function (error) {
             // The device is off; the server drops it when its push service says it is gone.
-            show("off", "Off here, but the server was not told. " + describe(error));
+            show("off", _("Off here, but the server was not told.") + " " + describe(error));
           });
         });
       })
@@ -188,7 +197,7 @@
         if (!subscription) return show("off");
         show("on");
         return save(subscription).catch(function (error) {
-          show("on", "The server could not be updated. " + describe(error));
+          show("on", _("The server could not be updated.") + " " + describe(error));
         });
       });
   }

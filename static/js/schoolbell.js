@@ -34,6 +34,13 @@
  * disabled. `message` has the shape of a "notification" message (docs/protocol.md); id
  * and created_at may be left out. Without `preview`, the buttons send their receipts and
  * then call `onDone`, if given.
+ *
+ * Language: English is built in; each `_("...")` below is the English text and the msgid
+ * of webapp/translations (`make translations` extracts them). The server hands over the
+ * translations and the school's time zone (webapp/i18n.py) in its `hello`, so embeds on
+ * other apps' pages speak the person's language too, and Schoolbell's own pages carry
+ * them in <script type="application/json" id="schoolbell-i18n"> for what is shown before
+ * the socket is up. Schoolbell.t(text, values) translates for the page's other scripts.
  */
 (function () {
   "use strict";
@@ -52,6 +59,39 @@
   var SEEN_LIMIT = 300;
   // The leader calls the roll this often; a follower silent for FORGET_MS is gone.
   var ROLL_CALL_MS = 3000, FORGET_MS = 10000, MAX_TABS = 100, OUTSTANDING_LIMIT = 50;
+
+  // Language ------------------------------------------------------------------------
+  var i18n = { locale: null, timeZone: undefined, strings: {} };
+  // Marks a string for the catalogue; it is translated where it is shown.
+  function N_(text) { return text; }
+  // The text in the page's language, its {name} placeholders filled from `values`.
+  function _(text, values) {
+    var s = Object.prototype.hasOwnProperty.call(i18n.strings, text) ? i18n.strings[text] : text;
+    if (!values) return s;
+    return s.replace(/\{(\w+)\}/g, function (all, name) {
+      return Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : all;
+    });
+  }
+  // {locale, time_zone, strings?} from the server: the page's block, or a hello.
+  function useLanguage(data) {
+    if (!data || typeof data.locale !== "string") return;
+    i18n = { locale: data.locale, timeZone: data.time_zone || undefined, strings: data.strings || {} };
+    var toasts = document.getElementById("schoolbell-toasts");
+    if (toasts) toasts.setAttribute("aria-label", _("Announcements"));
+  }
+  function pageLanguage() {
+    var el = document.getElementById("schoolbell-i18n");
+    if (!el) return;
+    try { useLanguage(JSON.parse(el.textContent)); } catch (e) { /* English, then */ }
+  }
+  pageLanguage();
+  // A time as the school reads it: its zone, the person's language.
+  function when(iso) {
+    var options = { dateStyle: "medium", timeStyle: "short" };
+    if (i18n.timeZone) options.timeZone = i18n.timeZone;
+    try { return new Date(iso).toLocaleString(i18n.locale || undefined, options); }
+    catch (e) { return new Date(iso).toLocaleString(); }  // an unknown zone or language
+  }
 
   var socket = null, attempt = 0, stopped = false, userId = null, restarting = false;
   // Ids this page has handled, plus those any page of this user had handled when this one
@@ -177,7 +217,8 @@
       leaderHello = null;
       if (event.code === 1008) {  // refused by policy: retrying the same way cannot help
         stopped = true;
-        var text = "Live announcements stopped: " + (event.reason || "not signed in") + ". Reload the page to try again.";
+        var why = event.reason || _("not signed in");
+        var text = _("Live announcements stopped: {reason}. Reload the page to try again.", { reason: why });
         banner(text);
         emit("status", { state: "stopped", reason: event.reason });
         if (role === "leader") {
@@ -188,14 +229,14 @@
         return;
       }
       emit("status", { state: "offline", reason: event.reason });
-      shareStatus("offline", event.reason, "Reconnecting\u2026");
+      shareStatus("offline", event.reason, _("Reconnecting\u2026"));
       scheduleReconnect(event.code === 1001);
     };
   }
 
   function scheduleReconnect(serverRestarting) {
     if (stopped) return;
-    banner("Reconnecting\u2026");
+    banner(_("Reconnecting\u2026"));
     if (serverRestarting) restarting = true;
     // Full jitter: spread thousands of tabs over the window instead of a thundering herd.
     var ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, attempt));
@@ -310,6 +351,7 @@
   // A hello, on this tab's socket or relayed: whose tab this is, and which database.
   function adopt(message) {
     userId = message.user.id;
+    useLanguage(message);
     loadMemory();
     if (tabEpoch !== message.epoch) {
       if (tabEpoch !== null) handled = {};
@@ -573,7 +615,7 @@
       el.id = "schoolbell-toasts";
       el.className = "schoolbell-toasts";
       el.setAttribute("role", "region");
-      el.setAttribute("aria-label", "Announcements");
+      el.setAttribute("aria-label", _("Announcements"));
       el.setAttribute("aria-live", "polite");
       document.body.appendChild(el);
     }
@@ -618,15 +660,15 @@
     var meta = document.createElement("p");
     meta.className = "schoolbell-meta";
     meta.textContent = (message.author ? message.author + " \u00b7 " : "") +
-      (message.created_at ? new Date(message.created_at).toLocaleString() : "now") +
-      (message.edited_at ? " \u00b7 edited" : "");
+      (message.created_at ? when(message.created_at) : _("now")) +
+      (message.edited_at ? " \u00b7 " + _("edited") : "");
     el.append(title, body, meta);
     if (message.link) {
       var a = document.createElement("a");
       a.href = message.link;
       a.target = "_blank";
       a.rel = "noopener noreferrer";
-      a.textContent = "Open link";
+      a.textContent = _("Open link");
       el.appendChild(a);
     }
     if (message.priority === "emergency") el.appendChild(answerBox(message, el, opts));
@@ -644,9 +686,9 @@
       });
       row.appendChild(b);
     }
-    if (message.require_ack) answer("Confirm", "schoolbell-confirm", "acknowledged");
+    if (message.require_ack) answer(_("Confirm"), "schoolbell-confirm", "acknowledged");
     if (!message.require_ack || message.priority !== "emergency") {
-      answer(message.require_ack ? "Later" : "Dismiss", "schoolbell-dismiss", "read");
+      answer(message.require_ack ? _("Later") : _("Dismiss"), "schoolbell-dismiss", "read");
     }
     el.appendChild(row);
     return el;
@@ -658,8 +700,8 @@
     var p = document.createElement("p");
     p.className = "schoolbell-drill";
     var strong = document.createElement("strong");
-    strong.textContent = "DRILL";
-    p.append(strong, document.createTextNode(" This is an exercise, not a real emergency."));
+    strong.textContent = _("DRILL");
+    p.append(strong, document.createTextNode(" " + _("This is an exercise, not a real emergency.")));
     return p;
   }
 
@@ -667,17 +709,17 @@
   // disabled): two answers and an optional note; the last answer counts and can be
   // changed; it also counts as reading the alert.
   var ANSWERS = [
-    ["safe", "I'm safe", "Sent: you are safe. You can change your answer."],
-    ["help", "I need help", "Sent: staff can see that you need help. Add where you are, or change your answer."]
+    ["safe", N_("I'm safe"), N_("Sent: you are safe. You can change your answer.")],
+    ["help", N_("I need help"), N_("Sent: staff can see that you need help. Add where you are, or change your answer.")]
   ];
   function answerBox(message, alertEl, opts) {
     var box = document.createElement("div");
     box.className = "schoolbell-roll-call";
     box.setAttribute("role", "group");
-    box.setAttribute("aria-label", "Roll call");
+    box.setAttribute("aria-label", _("Roll call"));
     var question = document.createElement("p");
     question.className = "schoolbell-roll-call-question";
-    question.textContent = "Let staff know how you are:";
+    question.textContent = _("Let staff know how you are:");
     var buttons = document.createElement("div");
     buttons.className = "schoolbell-roll-call-answers";
     var note = document.createElement("label");
@@ -686,7 +728,7 @@
     input.type = "text";
     input.maxLength = 280;
     input.autocomplete = "off";
-    note.append(document.createTextNode("Note for staff (optional)"), input);
+    note.append(document.createTextNode(_("Note for staff (optional)")), input);
     var status = document.createElement("p");
     status.className = "schoolbell-roll-call-status";
     status.setAttribute("role", "status");
@@ -694,19 +736,19 @@
       var b = document.createElement("button");
       b.type = "button";
       b.className = "schoolbell-answer schoolbell-answer-" + answer[0];
-      b.textContent = answer[1];
+      b.textContent = _(answer[1]);
       b.setAttribute("aria-pressed", "false");
       if (opts.preview) { b.disabled = true; input.disabled = true; }
       else b.addEventListener("click", function () {
         if (!sendAnswer(message.id, answer[0], input.value.trim().slice(0, 280))) {
-          status.textContent = "Not sent: you are offline. Try again in a moment.";
+          status.textContent = _("Not sent: you are offline. Try again in a moment.");
           return;
         }
         alertEl.dataset.answered = answer[0];
         buttons.querySelectorAll("button").forEach(function (other) {
           other.setAttribute("aria-pressed", String(other === b));
         });
-        status.textContent = answer[2];
+        status.textContent = _(answer[2]);
       });
       buttons.appendChild(b);
     });
@@ -725,12 +767,12 @@
     var heading = document.createElement("h2");
     heading.className = "schoolbell-title";
     heading.id = el.id + "-title";
-    heading.textContent = "All clear";
+    heading.textContent = _("All clear");
     el.appendChild(heading);
     if (title) {
       var of = document.createElement("p");
       of.className = "schoolbell-all-clear-of";
-      of.textContent = "Over: " + title;
+      of.textContent = _("Over: {title}", { title: title });
       el.appendChild(of);
     }
     var text = document.createElement("p");
@@ -741,7 +783,7 @@
     var close = document.createElement("button");
     close.type = "button";
     close.className = "schoolbell-confirm";
-    close.textContent = "Close";
+    close.textContent = _("Close");
     close.addEventListener("click", onClose);
     row.appendChild(close);
     el.append(text, row);
@@ -845,7 +887,9 @@
     if ("Notification" in window && Notification.permission === "default") Notification.requestPermission();
   }
 
-  window.Schoolbell = { ack: ack, askPermission: askPermission, renderAlert: renderAlert, options: options };
+  window.Schoolbell = {
+    ack: ack, askPermission: askPermission, renderAlert: renderAlert, options: options, t: _
+  };
   document.addEventListener("keydown", trapFocus);
   document.addEventListener("click", function (e) {
     if (e.target.closest && e.target.closest("[data-schoolbell-ask-permission]")) askPermission();

@@ -4,20 +4,21 @@ picker, and send (with an "are you sure?" step for big audiences and emergencies
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
 from ..db import get_session
 from ..errors import DomainError
 from ..extensions import client_address, csrf
+from ..i18n import N_, local_time
 from ..models import Priority
 from ..realtime.live import live
 from ..services import audience, emergency_templates, notifications, reach
 from . import bp
 from .forms import REMINDER_CHOICES, ComposeInput
-from .views import local_time
 
-EXPIRED_FORM = (
+EXPIRED_FORM = N_(
     "Your page was open too long and its security token expired, so nothing "
     "was sent. Your draft is below: press Send again."
 )
@@ -42,6 +43,7 @@ def render_compose(
         priorities=list(Priority),
         emergency_templates=emergency_templates.for_compose(session),
         reminder_choices=REMINDER_CHOICES,
+        all_of_role=audience.ALL_OF_ROLE,
     ), status
 
 
@@ -94,7 +96,7 @@ def send():
     try:
         csrf.protect()
     except CSRFError:
-        return render_compose(data, status=400, error=EXPIRED_FORM)
+        return render_compose(data, status=400, error=gettext(EXPIRED_FORM))
     session = get_session()
     try:
         prepared = notifications.prepare(
@@ -117,7 +119,13 @@ def send():
         return render_compose(data, status=exc.status, error=exc.message)
     live().publish_sent(result)
     if result.scheduled:
-        flash(f"Scheduled for {local_time(result.notification.send_at)}.", "success")
+        flash(
+            gettext("Scheduled for %(when)s.", when=local_time(result.notification.send_at)),
+            "success",
+        )
     else:
-        flash(f"Sent to {result.notification.recipient_count} people.", "success")
+        flash(
+            gettext("Sent to %(count)s people.", count=result.notification.recipient_count),
+            "success",
+        )
     return redirect(url_for(".notification_status", notification_id=result.notification.id))

@@ -4,6 +4,7 @@ or an administrator gives an emergency the all clear from its status page."""
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..db import get_session
@@ -49,7 +50,7 @@ def update_emergency_template(key: str):
             error=exc.message,
             failed={"key": key, **{f: form.get(f, "") for f in ("name", "title", "body")}},
         ), exc.status
-    flash(f"Saved the template “{template.name}”.", "success")
+    flash(gettext("Saved the template “%(name)s”.", name=template.name), "success")
     return redirect(url_for(".emergency_templates") + f"#template-{template.key}")
 
 
@@ -64,5 +65,5 @@ def give_all_clear(notification_id: int):
         address=client_address(),
     )
     live().publish_changed(notification.id, NotificationChanged.ALL_CLEAR)
-    flash("All clear sent: the emergency is over for everyone who got it.", "success")
+    flash(gettext("All clear sent: the emergency is over for everyone who got it."), "success")
     return redirect(url_for(".notification_status", notification_id=notification.id))

@@ -11,6 +11,7 @@ from werkzeug.datastructures import MultiDict
 
 from .. import errors
 from ..db import utcnow
+from ..i18n import N_
 from ..models import Priority, Role
 from ..services import audience
 from ..services.edits import Edit
@@ -19,9 +20,9 @@ from ..services.notifications import Draft
 CLASS_FIELD = "class:"
 # Reminders a sender picks on the compose page, relative to the confirmation deadline.
 REMINDER_CHOICES = {
-    "day": "one day before",
-    "evening": "the evening before (18:00)",
-    "hour": "one hour before",
+    "day": N_("Remind one day before"),
+    "evening": N_("Remind the evening before (18:00)"),
+    "hour": N_("Remind one hour before"),
 }
 EVENING = time(18, 0)  # "class:7b" -> the chosen parts of 7b (students, guardians, ...)
 

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from datetime import date
 
 from flask import make_response, render_template, request
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..db import MAX_ID, get_session
+from ..i18n import N_
 from ..models import Priority
 from ..services import history as history_service
 from ..services.history import HistoryFilters, HistoryPage
@@ -60,24 +62,32 @@ def parse_filters(args: Mapping[str, str]) -> tuple[HistoryFilters, int, list[st
                 priority = Priority(raw.lower())
             except ValueError:
                 notices.append(
-                    f"Ignored the priority “{raw[:40]}”: choose normal, urgent, emergency or drill."
+                    gettext(
+                        "Ignored the priority “%(value)s”: choose normal, urgent, emergency or"
+                        " drill.",
+                        value=raw[:40],
+                    )
                 )
             # "Emergency" means the real ones: drills are their own choice.
             drill = False if priority is Priority.EMERGENCY else None
-    sent_from = _date(args, "from", "From date", notices)
-    sent_to = _date(args, "to", "To date", notices)
+    sent_from = _date(
+        args, "from", N_("Ignored the from date “%(value)s”: use a date like 2025-09-01."), notices
+    )
+    sent_to = _date(
+        args, "to", N_("Ignored the to date “%(value)s”: use a date like 2025-09-01."), notices
+    )
     if sent_from and sent_to and sent_from > sent_to:
-        notices.append("The from date is after the to date, so nothing can match.")
-    page = _whole_number(args, "page", notices, "pages are numbered from 1")
+        notices.append(gettext("The from date is after the to date, so nothing can match."))
+    page = _whole_number(args, "page", notices, N_("pages are numbered from 1"))
     if page is None:
         page = 1
     elif page < 1:
-        notices.append(f"There is no page {page}; showing the first.")
+        notices.append(gettext("There is no page %(page)s; showing the first.", page=page))
         page = 1
     filters = HistoryFilters(
         text=args.get("q", "").strip()[:MAX_SEARCH_CHARS],
-        author_id=_whole_number(args, "author", notices, "choose one from the list"),
-        class_id=_whole_number(args, "class", notices, "choose one from the list"),
+        author_id=_whole_number(args, "author", notices, N_("choose one from the list")),
+        class_id=_whole_number(args, "class", notices, N_("choose one from the list")),
         priority=priority,
         drill=drill,
         sent_from=sent_from,
@@ -106,8 +116,9 @@ def _priority_arg(filters: HistoryFilters) -> str | None:
     return filters.priority.value if filters.priority else None
 
 
-def _date(args: Mapping[str, str], name: str, label: str, notices: list[str]) -> date | None:
-    """A YYYY-MM-DD date, or None (with a notice when something else was given)."""
+def _date(args: Mapping[str, str], name: str, ignored: str, notices: list[str]) -> date | None:
+    """A YYYY-MM-DD date, or None (with the notice `ignored` when something else was
+    given)."""
     raw = args.get(name, "").strip()
     if not raw:
         return None
@@ -116,7 +127,7 @@ def _date(args: Mapping[str, str], name: str, label: str, notices: list[str]) ->
             return date.fromisoformat(raw)
     except ValueError:
         pass
-    notices.append(f"Ignored the {label.lower()} “{raw[:40]}”: use a date like 2025-09-01.")
+    notices.append(gettext(ignored, value=raw[:40]))
     return None
 
 
@@ -127,7 +138,14 @@ def _whole_number(args: Mapping[str, str], name: str, notices: list[str], hint: 
         return None
     if re.fullmatch(r"-?[0-9]{1,10}", raw) and abs(int(raw)) <= MAX_ID:
         return int(raw)
-    notices.append(f"Ignored the {name} “{raw[:40]}”: {hint}.")
+    notices.append(
+        gettext(
+            "Ignored the %(name)s “%(value)s”: %(hint)s.",
+            name=name,
+            value=raw[:40],
+            hint=gettext(hint),
+        )
+    )
     return None
 
 
@@ -135,11 +153,22 @@ def _not_applied(asked: HistoryFilters, page: int, result: HistoryPage) -> list[
     """Notices for what the service could not apply as asked."""
     notices = []
     if result.page != page:
-        notices.append(f"There is no page {page}; showing page {result.page} of {result.pages}.")
+        notices.append(
+            gettext(
+                "There is no page %(page)s; showing page %(shown)s of %(pages)s.",
+                page=page,
+                shown=result.page,
+                pages=result.pages,
+            )
+        )
     if asked.author_id is not None and result.filters.author_id is None:
-        notices.append("Ignored the author: nobody with that id sent anything you can see.")
+        notices.append(
+            gettext("Ignored the author: nobody with that id sent anything you can see.")
+        )
     if asked.class_id is not None and result.filters.class_id is None:
-        notices.append("Ignored the class: it is not one of the classes you can filter by.")
+        notices.append(
+            gettext("Ignored the class: it is not one of the classes you can filter by.")
+        )
     return notices
 
 

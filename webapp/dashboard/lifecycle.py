@@ -5,6 +5,7 @@ tells open tabs after commit, and returns to the status page."""
 from __future__ import annotations
 
 from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..db import get_session
@@ -57,10 +58,10 @@ def edit(notification_id: int):
 
 def _edited_message(result: edits.EditResult) -> str:
     if result.notification.is_scheduled:
-        return "Saved. It goes out at its time."
+        return gettext("Saved. It goes out at its time.")
     if result.change == "reconfirm":
-        return "Saved. Everyone sees the new version and is asked again."
-    return "Saved. Open alerts now show the new version."
+        return gettext("Saved. Everyone sees the new version and is asked again.")
+    return gettext("Saved. Open alerts now show the new version.")
 
 
 @bp.post("/notifications/<id:notification_id>/remind")
@@ -80,7 +81,7 @@ def remind(notification_id: int):
         flash(exc.message, "error")
     else:
         live().wake_jobs()
-        flash(f"Reminding {count} people who have not confirmed.", "success")
+        flash(gettext("Reminding %(count)s people who have not confirmed.", count=count), "success")
     return redirect(url_for(".notification_status", notification_id=notification_id))
 
 
@@ -108,5 +109,8 @@ def withdraw(notification_id: int):
     )
     if change is not None:
         live().publish_changed(notification_id, change)
-    flash("Cancelled: it will not be sent." if change is None else "Withdrawn.", "success")
+    flash(
+        gettext("Cancelled: it will not be sent.") if change is None else gettext("Withdrawn."),
+        "success",
+    )
     return redirect(url_for(".notification_status", notification_id=notification.id))

@@ -1,9 +1,6 @@
 """Staff home: who is online (live), your classes, and where to go next."""
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
-from flask import current_app, render_template
+from flask import render_template
 from flask_login import current_user, login_required
 
 from .. import errors
@@ -18,13 +15,6 @@ def _staff_only():
     """Only admins and teachers use the dashboard."""
     if not current_user.is_staff:
         raise errors.STAFF_ONLY.error()
-
-
-@bp.app_template_filter("local_time")
-def local_time(moment: datetime) -> str:
-    """A time as staff read it: in the school's time zone, e.g. "01 Dec 2026, 08:00 CET"."""
-    local = moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
-    return local.strftime("%d %b %Y, %H:%M %Z")
 
 
 @bp.get("/dashboard")

@@ -6,7 +6,9 @@ navigation, and a cached copy would keep an old worker running for a day.
 """
 
 from flask import current_app, jsonify, request, send_from_directory, url_for
+from flask_babel import gettext
 
+from ..i18n import language
 from . import bp
 
 # Matches static/css/app.css: the top bar (the browser's title bar) and the page background.
@@ -63,7 +65,8 @@ def manifest():
             "id": root,
             "name": "Schoolbell",
             "short_name": "Schoolbell",
-            "description": "Announcements from your school, live and on this device.",
+            "description": gettext("Announcements from your school, live and on this device."),
+            "lang": language(),
             "start_url": url_for("inbox.home"),
             "scope": root,
             "display": "standalone",

@@ -51,11 +51,12 @@ class SocketUser:
     id: int
     name: str
     is_staff: bool
+    language: str | None  # their own choice; None: the browser's decides
 
     @classmethod
     def of(cls, user) -> SocketUser:
-        """From a User, or a row with its id, name and role."""
-        return cls(user.id, user.name, user.role.is_staff)
+        """From a User, or a row with its id, name, role and language."""
+        return cls(user.id, user.name, user.role.is_staff, user.language)
 
 
 class PendingAuth:
@@ -207,7 +208,9 @@ def origin_allowed(app: Flask, req: Request, origin: str) -> bool:
 
 
 # Built once: thousands of sockets reconnecting at once each run it.
-_SOCKET_USER = select(User.id, User.name, User.role, User.active).where(User.id == bindparam("id"))
+_SOCKET_USER = select(User.id, User.name, User.role, User.active, User.language).where(
+    User.id == bindparam("id")
+)
 
 
 def user_from_token(token: str) -> SocketUser:

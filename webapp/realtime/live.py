@@ -114,7 +114,7 @@ class StatusPusher:
         self.worker: gevent.Greenlet | None = None
 
     def mark(self, topic: str) -> None:
-        self.dirty.add(topic)
+        self.dirty.add(topics.base(topic))  # each language's fragment of it is stale
         if self.worker is None or self.worker.dead:
             self.worker = gevent.spawn(self._run)
 
@@ -128,8 +128,8 @@ class StatusPusher:
         while self.dirty:
             gevent.sleep(self.interval_s)
             due, self.dirty = self.dirty, set()
-            for topic in due:
-                if topic in self.hub.by_topic:
+            for topic in self.hub.watched_topics():  # the topics in every language watched
+                if topics.base(topic) in due:
                     self.push(topic)
 
     def push(self, topic: str) -> None:

@@ -167,13 +167,18 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def hello(user_id: int, name: str, server_time: datetime, epoch: str) -> dict:
-    return {
+def hello(
+    user_id: int, name: str, server_time: datetime, epoch: str, i18n: dict | None = None
+) -> dict:
+    """The first message of a recipient's socket; `i18n` (webapp/i18n.client_i18n) adds
+    `locale`, `time_zone` and, but for English, the client's `strings`."""
+    message = {
         "type": "hello",
         "user": {"id": user_id, "name": name},
         "server_time": _iso(server_time),
         "epoch": epoch,
     }
+    return message | i18n if i18n else message
 
 
 def notification(n, author_name: str | None) -> dict:

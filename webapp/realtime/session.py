@@ -23,7 +23,7 @@ from flask import Flask, Response, make_response
 from gevent.event import Event
 from simple_websocket import ConnectionClosed, Server
 
-from .. import errors, tokens
+from .. import errors, i18n, tokens
 from ..db import session_scope, utcnow
 from ..errors import DomainError
 from ..models import Answer
@@ -131,14 +131,27 @@ def serve(app: Flask, ws: Server, admitted: Admission) -> None:
     conn = Connection(runtime.hub, ws, user.id, watch_only=bool(watch))
     _cap_send_buffer(ws.sock, app.config["WS_SEND_BUFFER_BYTES"])
     runtime.hub.register(conn)
+    locale = socket_locale(app, user, ws)
     try:
         if watch:
-            start_watching(app, conn, watch)
+            start_watching(app, conn, watch, locale)
         else:
-            conn.send_message(protocol.hello(user.id, user.name, utcnow(), runtime.epoch()))
+            i18n_fields = i18n.client_i18n(app, locale)
+            conn.send_message(
+                protocol.hello(user.id, user.name, utcnow(), runtime.epoch(), i18n_fields)
+            )
         receive_loop(app, conn)
     finally:
         runtime.hub.unregister(conn)
+
+
+def socket_locale(app: Flask, user: SocketUser, ws: Server) -> str:
+    """The language a socket speaks (i18n.choose: the person's, else the handshake's
+    Accept-Language, else the school's). A tab learns it, and the client's strings, in
+    its hello (an embed on another app's page too); a dashboard's fragments are
+    rendered in it."""
+    accept_language = ws.environ.get("HTTP_ACCEPT_LANGUAGE")
+    return i18n.choose(user.language, accept_language, app.config["DEFAULT_LANGUAGE"])
 
 
 def _cap_send_buffer(sock: socket.socket, size: int) -> None:
@@ -163,10 +176,10 @@ def await_auth(app: Flask, ws) -> SocketUser | None:
         return None
 
 
-def start_watching(app: Flask, conn: Connection, spec: str) -> None:
+def start_watching(app: Flask, conn: Connection, spec: str, locale: str) -> None:
     """Subscribe a staff socket to its topics and send each one's current fragment."""
     try:
-        first = in_short_greenlet(topics.watch, conn, spec, app=app)
+        first = in_short_greenlet(topics.watch, conn, spec, locale, app=app)
     except DomainError as exc:
         conn.close(protocol.CLOSE_POLICY, exc.message[:120])
         return

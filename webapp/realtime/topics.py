@@ -2,6 +2,10 @@
 validated here, and a registry from a topic's kind to what it was given for that kind
 (who may watch it, and how to render its fragment).
 
+Fragments speak their watchers' language: a watcher whose language is not the school's
+default watches `<topic>@<language>`, rendered apart (once per language and push, never
+per socket).
+
 Realtime knows no templates: the blueprint that owns a fragment registers it at app
 set-up (the dashboard: `dashboard/components.py`), so the fragment a socket gets is
 the very component its page includes and its fragment endpoint returns.
@@ -14,6 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from flask import Flask, current_app
+from flask_babel import force_locale
 from sqlalchemy.orm import Session
 
 from .. import errors
@@ -76,12 +81,28 @@ def authorize(session: Session, user: User, name: str) -> str:
     return registered.authorize(session, user, arg)
 
 
+def localised(topic: str, locale: str) -> str:
+    """The hub's name for `topic` as watchers speaking `locale` get it."""
+    return topic if locale == current_app.config["DEFAULT_LANGUAGE"] else f"{topic}@{locale}"
+
+
+def base(topic: str) -> str:
+    """The topic a localised name stands for: 'notification:5@de' -> 'notification:5'."""
+    return topic.partition("@")[0]
+
+
 def render(session: Session, topic: str) -> str | None:
-    """The current HTML fragment of a topic (None for a kind nobody registered).
-    Call it in `rendering_context(app)` when there is no request."""
-    kind, _, arg = topic.partition(":")
+    """The current HTML fragment of a topic (None for a kind nobody registered), in its
+    language. Call it in `rendering_context(app)` when there is no request."""
+    name, _, locale = topic.partition("@")
+    kind, _, arg = name.partition(":")
     registered = _kinds().get(kind)
-    return registered.render(session, arg) if registered is not None else None
+    if registered is None:
+        return None
+    if not locale:
+        return registered.render(session, arg)
+    with force_locale(locale):
+        return registered.render(session, arg)
 
 
 def rendering_context(app: Flask) -> AbstractContextManager:
@@ -95,12 +116,13 @@ def rendering_context(app: Flask) -> AbstractContextManager:
     return app.test_request_context()
 
 
-def watch(conn: Connection, spec: str) -> list[str | None]:
-    """Check and subscribe each topic of `?watch=spec` for the socket's user; return
-    each one's current fragment. Runs in an app context (a socket's `in_short_greenlet`)."""
+def watch(conn: Connection, spec: str, locale: str) -> list[str | None]:
+    """Check and subscribe each topic of `?watch=spec` for the socket's user, in the
+    socket's language; return each one's current fragment. Runs in an app context (a
+    socket's `in_short_greenlet`)."""
     with rendering_context(current_app), session_scope() as session:
         account = session.get(User, conn.user_id)
-        names = [authorize(session, account, name) for name in parse(spec)]
+        names = [localised(authorize(session, account, name), locale) for name in parse(spec)]
         # Watch first, then render: a change in between is pushed, never missed.
         for name in names:
             conn.hub.watch(conn, name)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from math import ceil
 
 from flask import flash, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 
-from .. import errors
+from .. import errors, i18n
 from ..db import get_session
 from ..errors import DomainError, ErrorCode
 from ..extensions import client_address
@@ -108,13 +109,14 @@ def _htmx_partial() -> bool:
 
 
 def _user_input(form: UserForm) -> users.UserInput:
-    """The form's fields as the users service takes them (empty password: keep it)."""
+    """The form's fields as the users service takes them (empty password: keep it;
+    language "": not chosen, the browser decides; no language field sent: keep it)."""
     return users.UserInput(
         email=form.email.data or "",
         name=form.name.data or "",
         role=form.role.data or "",
         password=form.password.data or None,
-        language=form.language.data or None,
+        language=(form.language.data or "") if form.language.raw_data else None,
     )
 
 
@@ -129,7 +131,7 @@ def new_user():
     except DomainError as exc:
         status = _show_error(form, exc)
         return render_template("roster/user_new.html", form=form), status
-    flash(f"Added {user.name} ({user.email}).", "success")
+    flash(gettext("Added %(name)s (%(email)s).", name=user.name, email=user.email), "success")
     return redirect(url_for(".edit_user", user_id=user.id))
 
 
@@ -160,7 +162,7 @@ def edit_user(user_id: int):
         )
     except DomainError as exc:
         return _person_page(person, form, status=_show_error(form, exc))
-    flash(f"Saved {user.name}.", "success")
+    flash(gettext("Saved %(name)s.", name=user.name), "success")
     return redirect(url_for(".edit_user", user_id=user_id))
 
 
@@ -186,9 +188,9 @@ def _set_active(user_id: int, active: bool):
     if not active:
         live().user_disabled(user.id)  # their open tabs close now, in every process
     flash(
-        f"{user.name} can sign in again."
+        gettext("%(name)s can sign in again.", name=user.name)
         if active
-        else f"{user.name} is deactivated and signed out everywhere.",
+        else gettext("%(name)s is deactivated and signed out everywhere.", name=user.name),
         "success",
     )
     return redirect(url_for(".edit_user", user_id=user_id))
@@ -207,7 +209,14 @@ def link_guardian(user_id: int):
         )
     except DomainError as exc:
         return _person_page(person, guardian_form=form, status=_show_error(form, exc))
-    flash(f"{guardian.name} is now a guardian of {person.user.name}.", "success")
+    flash(
+        gettext(
+            "%(guardian)s is now a guardian of %(student)s.",
+            guardian=guardian.name,
+            student=person.user.name,
+        ),
+        "success",
+    )
     return redirect(url_for(".edit_user", user_id=user_id, _anchor="guardians"))
 
 
@@ -222,7 +231,14 @@ def unlink_guardian(student_id: int, guardian_id: int):
         )
     except DomainError as exc:
         return _person_page(person, status=_failed_action(exc))
-    flash(f"{guardian} is no longer a guardian of {person.user.name}.", "success")
+    flash(
+        gettext(
+            "%(guardian)s is no longer a guardian of %(student)s.",
+            guardian=guardian,
+            student=person.user.name,
+        ),
+        "success",
+    )
     return redirect(url_for(".edit_user", user_id=student_id, _anchor="guardians"))
 
 
@@ -253,7 +269,7 @@ def create_class():
         )
     except DomainError as exc:
         return _classes_page(form, _show_error(form, exc))
-    flash(f"Created class {school_class.name}.", "success")
+    flash(gettext("Created class %(name)s.", name=school_class.name), "success")
     return redirect(url_for(".class_detail", class_id=school_class.id))
 
 
@@ -282,7 +298,15 @@ def add_member(class_id: int):
         )
     except DomainError as exc:
         return _class_page(school_class, form, _show_error(form, exc))
-    flash(f"Added {membership.user.name} to {school_class.name} as a {membership.role}.", "success")
+    flash(
+        gettext(
+            "Added %(name)s to %(class_name)s as a %(role)s.",
+            name=membership.user.name,
+            class_name=school_class.name,
+            role=i18n.label(membership.role, "role"),
+        ),
+        "success",
+    )
     return redirect(url_for(".class_detail", class_id=class_id))
 
 
@@ -297,7 +321,12 @@ def remove_member(class_id: int, user_id: int):
         classes.remove_member(get_session(), current_user, class_id, user_id, client_address())
     except DomainError as exc:
         return _class_page(school_class, status=_failed_action(exc))
-    flash(f"{member} is no longer in {school_class.name}.", "success")
+    flash(
+        gettext(
+            "%(name)s is no longer in %(class_name)s.", name=member, class_name=school_class.name
+        ),
+        "success",
+    )
     return redirect(url_for(".class_detail", class_id=class_id))
 
 

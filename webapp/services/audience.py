@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from .. import errors
+from .. import errors, i18n
 from ..db import LIKE_ESCAPE, contains_pattern
+from ..i18n import N_, Phrase
 from ..models import (
     Guardianship,
     MemberRole,
@@ -28,6 +29,14 @@ from ..models import (
 from . import classes as classes_service
 
 CLASS_AUDIENCES = ("students", "guardians", "teachers")
+
+# A whole role as an audience (one message each: languages agree "all" with the noun).
+ALL_OF_ROLE = {
+    Role.ADMIN: N_("all admins"),
+    Role.TEACHER: N_("all teachers"),
+    Role.STUDENT: N_("all students"),
+    Role.GUARDIAN: N_("all guardians"),
+}
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,8 @@ class Resolved:
     """The frozen audience: recipient ids, what each target added, and Target rows."""
 
     user_ids: set[int] = field(default_factory=set)
-    breakdown: list[tuple[str, int]] = field(default_factory=list)
+    # (who, how many): English for the audit trail; pages show `i18n.translated(who)`.
+    breakdown: list[tuple[Phrase, int]] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
 
     @property
@@ -155,12 +165,13 @@ def resolve(session: Session, actor: User, spec: AudienceSpec) -> Resolved:
         raise errors.AUDIENCE_FORBIDDEN.error()
     resolved = Resolved()
     if spec.everyone:
-        _add(resolved, "everyone", id_set(session, select(User.id).where(User.active.is_(True))))
+        everyone = id_set(session, select(User.id).where(User.active.is_(True)))
+        _add(resolved, Phrase(N_("everyone")), everyone)
         resolved.targets.append(Target(kind=TargetKind.EVERYONE))
     for role in spec.roles:
         _add(
             resolved,
-            f"all {role.value}s",
+            Phrase(ALL_OF_ROLE[role]),
             id_set(session, select(User.id).where(User.role == role, User.active.is_(True))),
         )
         resolved.targets.append(Target(kind=TargetKind.ROLE, role=role))
@@ -175,7 +186,7 @@ def resolve(session: Session, actor: User, spec: AudienceSpec) -> Resolved:
     return resolved
 
 
-def _add(resolved: Resolved, label: str, ids: set[int]) -> None:
+def _add(resolved: Resolved, label: Phrase, ids: set[int]) -> None:
     resolved.user_ids |= ids
     resolved.breakdown.append((label, len(ids)))
 
@@ -186,7 +197,16 @@ def _add_class(
     for part in CLASS_AUDIENCES:  # fixed order, so breakdowns read the same every time
         if part in audience:
             ids = class_member_ids(session, {school_class.id}, frozenset([part]))
-            _add(resolved, f"{part} in {school_class.name}", ids)
+            who = Phrase(i18n.LABELS["roles"][part])
+            _add(
+                resolved,
+                Phrase(
+                    N_("%(audience)s in %(class_name)s"),
+                    audience=who,
+                    class_name=school_class.name,
+                ),
+                ids,
+            )
     resolved.targets.append(
         Target(
             kind=TargetKind.CLASS,
@@ -212,7 +232,7 @@ def _add_users(session: Session, resolved: Resolved, actor: User, emails: tuple[
     if outside:
         raise errors.NOT_YOUR_PEOPLE.error(emails=", ".join(outside))
     ids = {u.id for u in found.values() if u.active}
-    _add(resolved, "people chosen one by one", ids)
+    _add(resolved, Phrase(N_("people chosen one by one")), ids)
     resolved.targets.extend(Target(kind=TargetKind.USER, user_id=u.id) for u in found.values())
 
 

@@ -8,13 +8,17 @@ step to forget), and only those missing: an edited template is never overwritten
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
+from flask import current_app, has_app_context
+from flask_babel import force_locale, gettext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import errors
+from ..i18n import N_
 from ..markup import plain_text, render_markdown
 from ..models import EmergencyTemplate, Role, User
 from . import audit
@@ -26,7 +30,8 @@ ALL_CLEAR = "all_clear"
 
 @dataclass(frozen=True)
 class Default:
-    """A template as Schoolbell ships it."""
+    """A template as Schoolbell ships it (English, marked for the catalogue: it is stored
+    in the school's language the first time it is needed)."""
 
     key: str
     name: str
@@ -38,68 +43,81 @@ class Default:
 DEFAULTS: tuple[Default, ...] = (
     Default(
         "lockdown",
-        "Lockdown",
-        "Lockdown: stay inside, lock the doors",
-        "**Stay calm. This is a lockdown.**\n\n"
-        "- Stay where you are, or go into the nearest room that can be locked.\n"
-        "- Lock or block the door, switch off the lights, keep away from windows and doors.\n"
-        "- Stay quiet and silence your phone.\n"
-        "- Do not open the door to anyone until staff or the police say it is safe.\n\n"
-        "Tap **I'm safe** or **I need help** below so staff know where you are.",
+        N_("Lockdown"),
+        N_("Lockdown: stay inside, lock the doors"),
+        N_(
+            "**Stay calm. This is a lockdown.**\n\n"
+            "- Stay where you are, or go into the nearest room that can be locked.\n"
+            "- Lock or block the door, switch off the lights, keep away from windows and doors.\n"
+            "- Stay quiet and silence your phone.\n"
+            "- Do not open the door to anyone until staff or the police say it is safe.\n\n"
+            "Tap **I'm safe** or **I need help** below so staff know where you are."
+        ),
     ),
     Default(
         "evacuation",
-        "Evacuation",
-        "Evacuation: leave the building now",
-        "**Stay calm. Leave the building now.**\n\n"
-        "- Leave by the nearest safe exit. Do not use the lifts.\n"
-        "- Leave your belongings behind; help those who need it.\n"
-        "- Go to your assembly point and stay with your class or group.\n"
-        "- Do not go back inside until staff say it is safe.\n\n"
-        "Tap **I'm safe** or **I need help** below so staff know you are out.",
+        N_("Evacuation"),
+        N_("Evacuation: leave the building now"),
+        N_(
+            "**Stay calm. Leave the building now.**\n\n"
+            "- Leave by the nearest safe exit. Do not use the lifts.\n"
+            "- Leave your belongings behind; help those who need it.\n"
+            "- Go to your assembly point and stay with your class or group.\n"
+            "- Do not go back inside until staff say it is safe.\n\n"
+            "Tap **I'm safe** or **I need help** below so staff know you are out."
+        ),
     ),
     Default(
         "shelter",
-        "Shelter in place",
-        "Shelter in place: stay indoors",
-        "**Stay calm. Stay indoors.**\n\n"
-        "- Go inside the nearest building or room and stay there.\n"
-        "- Close the windows and doors; keep away from them.\n"
-        "- Follow the instructions of staff.\n"
-        "- Stay inside until you get the all clear.\n\n"
-        "Tap **I'm safe** or **I need help** below so staff know where you are.",
+        N_("Shelter in place"),
+        N_("Shelter in place: stay indoors"),
+        N_(
+            "**Stay calm. Stay indoors.**\n\n"
+            "- Go inside the nearest building or room and stay there.\n"
+            "- Close the windows and doors; keep away from them.\n"
+            "- Follow the instructions of staff.\n"
+            "- Stay inside until you get the all clear.\n\n"
+            "Tap **I'm safe** or **I need help** below so staff know where you are."
+        ),
     ),
     Default(
         ALL_CLEAR,
-        "All clear",
-        "All clear",
-        "The emergency is over and it is safe now. Please follow the instructions of "
-        "staff. Thank you for your help.",
+        N_("All clear"),
+        N_("All clear"),
+        N_(
+            "The emergency is over and it is safe now. Please follow the instructions of "
+            "staff. Thank you for your help."
+        ),
         all_clear=True,
     ),
 )
 
 
 def ensure_defaults(session: Session) -> None:
-    """Create the default templates that are missing, and commit (idempotent; an edited
-    template is kept as it is). Two processes racing here both end with one set: the
-    loser's insert fails on the unique key, and it reads the winner's rows instead."""
+    """Create the default templates that are missing, in the school's language, and
+    commit (idempotent; an edited template is kept as it is). Two processes racing here
+    both end with one set: the loser's insert fails on the unique key, and it reads the
+    winner's rows instead."""
     present = set(session.scalars(select(EmergencyTemplate.key)))
     missing = [d for d in DEFAULTS if d.key not in present]
     if not missing:
         return
-    for position, default in enumerate(DEFAULTS):
-        if default in missing:
-            session.add(
-                EmergencyTemplate(
-                    key=default.key,
-                    name=default.name,
-                    title=default.title,
-                    body=default.body,
-                    all_clear=default.all_clear,
-                    position=position,
+    school = (
+        force_locale(current_app.config["DEFAULT_LANGUAGE"]) if has_app_context() else nullcontext()
+    )
+    with school:
+        for position, default in enumerate(DEFAULTS):
+            if default in missing:
+                session.add(
+                    EmergencyTemplate(
+                        key=default.key,
+                        name=gettext(default.name),
+                        title=gettext(default.title),
+                        body=gettext(default.body),
+                        all_clear=default.all_clear,
+                        position=position,
+                    )
                 )
-            )
     try:
         session.commit()
     except IntegrityError:

@@ -23,14 +23,15 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from enum import StrEnum
 from urllib.parse import parse_qsl, unquote, urlsplit
-from zoneinfo import ZoneInfo
 
 from flask import Flask, render_template
+from flask_babel import gettext
 from sqlalchemy import update
 from sqlalchemy.orm import Session, joinedload
 
-from .. import tokens
+from .. import i18n, tokens
 from ..db import session_scope, utcnow
+from ..i18n import N_
 from ..models import Delivery, Notification, Priority, User
 from . import jobs, quiet_hours, reach
 
@@ -39,14 +40,17 @@ DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 STARTTLS_PORT = 587
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 SUBJECT_PREFIX = "[Schoolbell] "
-PRIORITY_PREFIX = {Priority.URGENT: "URGENT: ", Priority.EMERGENCY: "EMERGENCY: "}
-DRILL_PREFIX = "DRILL: "
-DRILL_LINE = (
+# The subject's prefixes, innermost first (translated in the recipient's language).
+PRIORITY_PREFIX = {
+    Priority.URGENT: N_("URGENT: %(title)s"),
+    Priority.EMERGENCY: N_("EMERGENCY: %(title)s"),
+}
+REMINDER_PREFIX = N_("Reminder: %(title)s")
+DRILL_PREFIX = N_("DRILL: %(title)s")
+DRILL_LINE = N_(
     "This is a DRILL: an exercise, not a real emergency. Follow it as you would the real thing."
 )
 SETTINGS_PATH = "/settings"  # where people choose their channels
-TIME_FORMAT = "%d %b %Y, %H:%M %Z"
-REMINDER_PREFIX = "Reminder: "
 EMAIL_REMIND = "email-remind"  # a reminder to confirm, to one recipient
 
 
@@ -184,30 +188,30 @@ def compose(
     notification: Notification, user: User, links: Links, config, *, reminder: bool = False
 ) -> EmailMessage:
     """The e-mail for one recipient: plain text (the Markdown as written) and an HTML
-    alternative (the sanitised body), from templates/mail/. Needs an app context for
-    the templates; `notification.author` must be loaded."""
+    alternative (the sanitised body), from templates/mail/, in the current language
+    (the job's `i18n.speaking`). Needs an app context for the templates;
+    `notification.author` must be loaded."""
     title = _one_line(notification.title)
-    # A drill says so first: nobody must take an exercise for the real thing.
-    drill = DRILL_PREFIX if notification.drill else ""
-    again = REMINDER_PREFIX if reminder else ""
-    subject = (
-        SUBJECT_PREFIX + drill + again + PRIORITY_PREFIX.get(notification.priority, "") + title
-    )
-    zone = ZoneInfo(config["TIMEZONE"])
+    subject = title
+    if notification.priority in PRIORITY_PREFIX:
+        subject = gettext(PRIORITY_PREFIX[notification.priority], title=subject)
+    if reminder:
+        subject = gettext(REMINDER_PREFIX, title=subject)
+    if notification.drill:  # a drill says so first: nobody must take it for the real thing
+        subject = gettext(DRILL_PREFIX, title=subject)
+    subject = SUBJECT_PREFIX + subject
     context = {
         "notification": notification,
         "title": title,
         "subject": subject,
         "author": notification.author.name if notification.author else "Schoolbell",
-        "sent_at": notification.created_at.astimezone(zone).strftime(TIME_FORMAT),
+        "sent_at": i18n.local_time(notification.created_at),
         "expires_at": (
-            notification.expires_at.astimezone(zone).strftime(TIME_FORMAT)
-            if notification.expires_at
-            else None
+            i18n.local_time(notification.expires_at) if notification.expires_at else None
         ),
         "recipient": user.name,
-        "drill_line": DRILL_LINE if notification.drill else None,
-        "reminder_line": _reminder_line(notification, zone) if reminder else None,
+        "drill_line": gettext(DRILL_LINE) if notification.drill else None,
+        "reminder_line": _reminder_line(notification) if reminder else None,
         "links": links,
         "settings_url": config["PUBLIC_URL"] + SETTINGS_PATH,
     }
@@ -224,9 +228,9 @@ def compose_deadline_report(
 ) -> EmailMessage:
     """The e-mail to an announcement's sender at its deadline: who did not confirm
     (`missing`, the first of `total`), with links to the status page and the CSV. Needs
-    an app context for the templates."""
+    an app context for the templates; speaks the current language (`i18n.speaking`)."""
     title = _one_line(notification.title)
-    subject = f"{SUBJECT_PREFIX}Not confirmed by the deadline: {title}"
+    subject = SUBJECT_PREFIX + gettext("Not confirmed by the deadline: %(title)s", title=title)
     status_url = f"{config['PUBLIC_URL']}/notifications/{notification.id}"
     context = {
         "subject": subject,
@@ -235,9 +239,7 @@ def compose_deadline_report(
         "missing": missing,
         "total": total,
         "recipients": notification.recipient_count,
-        "deadline": notification.confirm_by.astimezone(ZoneInfo(config["TIMEZONE"])).strftime(
-            TIME_FORMAT
-        ),
+        "deadline": i18n.local_time(notification.confirm_by),
         "status_url": status_url,
         "csv_url": status_url + "/unconfirmed.csv",
     }
@@ -247,11 +249,13 @@ def compose_deadline_report(
     return message
 
 
-def _reminder_line(notification: Notification, zone: ZoneInfo) -> str:
+def _reminder_line(notification: Notification) -> str:
     if notification.confirm_by is None:
-        return "You have not confirmed this announcement yet: please confirm it."
-    deadline = notification.confirm_by.astimezone(zone).strftime(TIME_FORMAT)
-    return f"You have not confirmed this announcement yet: please confirm it by {deadline}."
+        return gettext("You have not confirmed this announcement yet: please confirm it.")
+    return gettext(
+        "You have not confirmed this announcement yet: please confirm it by %(deadline)s.",
+        deadline=i18n.local_time(notification.confirm_by),
+    )
 
 
 def send_message(settings: SmtpSettings, message: EmailMessage, timeout_s: float) -> None:
@@ -353,7 +357,7 @@ def _send(app: Flask, job: jobs.JobRef, *, reminder: bool) -> None:
         raise jobs.Defer("quiet hours", held)
     # The session is closed (its transaction ended) before the mail server is contacted;
     # everything compose() reads was loaded above.
-    with app.app_context():
+    with app.app_context(), i18n.speaking(user.language, app.config):
         message = compose(
             notification,
             user,

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
+from flask_babel import gettext
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from pywebpush import WebPusher
 from requests.adapters import HTTPAdapter
@@ -33,8 +34,9 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import errors
+from .. import errors, i18n
 from ..db import session_scope, utcnow
+from ..i18n import N_
 from ..markup import plain_text
 from ..models import (
     Channel,
@@ -342,14 +344,24 @@ SYSTEMS = (
 )
 
 
-def device_name(user_agent: str | None) -> str:
-    """A name people recognise their device by: "Chrome on Android"."""
+# A device's name; English in the audit log and the API, translated on pages.
+DEVICE_NAME = N_("%(browser)s on %(system)s")
+SOME_BROWSER = N_("A browser on %(system)s")
+UNKNOWN_BROWSER = N_("Unknown browser")
+
+
+def device_name(user_agent: str | None, *, translated: bool = False) -> str:
+    """A name people recognise their device by: "Chrome on Android"; in the current
+    language when `translated` (pages), else English (the audit log, the API)."""
+    say = gettext if translated else (lambda text, **values: text % values)
     ua = user_agent or ""
     browser = next((name for token, name in BROWSERS if token in ua), None)
     system = next((name for token, name in SYSTEMS if token in ua), None)
     if browser and system:
-        return f"{browser} on {system}"
-    return browser or (f"A browser on {system}" if system else "Unknown browser")
+        return say(DEVICE_NAME, browser=browser, system=system)
+    if browser:
+        return browser
+    return say(SOME_BROWSER, system=system) if system else say(UNKNOWN_BROWSER)
 
 
 # Sending one push (the job) --------------------------------------------------------------
@@ -371,8 +383,10 @@ class OutgoingPush:
 
 
 def push_message(notification: Notification, receipt: str | None) -> dict[str, Any]:
-    """The push message the service worker shows (its body is filled in by `encode`)."""
-    return {
+    """The push message the service worker shows (its body is filled in by `encode`), in
+    the current language (the job's `i18n.speaking`): the title's prefixes come along
+    for the worker, which puts the priority's after the drill's."""
+    message = {
         "type": "notification",
         "id": notification.id,
         "title": drill_title(notification, notification.title),
@@ -384,19 +398,34 @@ def push_message(notification: Notification, receipt: str | None) -> dict[str, A
         "receipt": receipt,
         "created_at": (notification.sent_at or notification.created_at).isoformat(),
         "drill": bool(notification.drill),
+        "prefix": _prefix(TITLE_PREFIXES.get(notification.priority)),
     }
+    if notification.drill:
+        message["drill_prefix"] = _prefix(DRILL_PREFIX)
+    return message
 
 
-DRILL_PREFIX = "DRILL: "
+# The prefixes of a push's title (static/sw.js adds the priority's; it has the English
+# ones built in for payloads without them).
+TITLE_PREFIXES = {
+    Priority.URGENT: N_("Urgent: %(title)s"),
+    Priority.EMERGENCY: N_("EMERGENCY: %(title)s"),
+}
+DRILL_PREFIX = N_("DRILL: %(title)s")
+CHANGE_PREFIXES = {reach.PUSH_REMIND: N_("Reminder: %(title)s")}
+WITHDRAWN_PREFIX = N_("Withdrawn: %(title)s")
+ALL_CLEAR_PREFIX = N_("All clear: %(title)s")
+
+
+def _prefix(template: str | None) -> str:
+    """A title template's prefix, translated: the template with the title left out."""
+    return gettext(template, title="") if template else ""
 
 
 def drill_title(notification: Notification, title: str) -> str:
     """A drill's push says so first, before anything else (static/sw.js keeps it in
     front of the priority's prefix): nobody must take an exercise for the real thing."""
-    return DRILL_PREFIX + title if notification.drill else title
-
-
-CHANGE_PREFIXES = {reach.PUSH_REMIND: "Reminder: "}
+    return gettext(DRILL_PREFIX, title=title) if notification.drill else title
 
 
 def change_message(
@@ -408,18 +437,20 @@ def change_message(
     if kind == reach.PUSH_RETRACT:
         message.update(
             type="retract",
-            title=drill_title(notification, f"Withdrawn: {notification.title}"),
+            title=drill_title(notification, gettext(WITHDRAWN_PREFIX, title=notification.title)),
             receipt=None,
         )
-        return message, "This announcement was withdrawn."
+        return message, gettext("This announcement was withdrawn.")
     if kind == reach.PUSH_ALL_CLEAR:
         message.update(
             type="all_clear",
-            title=drill_title(notification, f"All clear: {notification.title}"),
+            title=drill_title(notification, gettext(ALL_CLEAR_PREFIX, title=notification.title)),
             receipt=None,
         )
         return message, notification.all_clear_message or ""
-    message["title"] = drill_title(notification, CHANGE_PREFIXES.get(kind, "") + notification.title)
+    change = CHANGE_PREFIXES.get(kind)
+    title = gettext(change, title=notification.title) if change else notification.title
+    message["title"] = drill_title(notification, title)
     return message, plain_text(notification.body_html)
 
 
@@ -470,7 +501,7 @@ def urgency(priority: Priority) -> str:
     return "normal" if priority is Priority.NORMAL else "high"
 
 
-def _outgoing(session: Session, config: Mapping[str, Any], job: jobs.JobRef) -> OutgoingPush:
+def _outgoing(session: Session, app: Flask, job: jobs.JobRef) -> OutgoingPush:
     """Read what the push needs, or Cancel when it is no longer needed."""
     # One query for the four rows (it runs for every push: 10,000 an announcement).
     row = session.execute(
@@ -491,14 +522,16 @@ def _outgoing(session: Session, config: Mapping[str, Any], job: jobs.JobRef) -> 
         reason = change_still_needed(notification, delivery, user, job.kind)
     if reason is not None:
         raise jobs.Cancel(reason)
+    config = app.config
     held = quiet_hours.until(config, notification.priority, utcnow())
     if held is not None:
         raise jobs.Defer("quiet hours", held)
     receipt = receipt_token(config["SECRET_KEY"], delivery.user_id, notification.id)
-    if job.kind == reach.PUSH:
-        shown, body = push_message(notification, receipt), plain_text(notification.body_html)
-    else:
-        shown, body = change_message(notification, job.kind, receipt)
+    with app.app_context(), i18n.speaking(user.language, config):  # the recipient's language
+        if job.kind == reach.PUSH:
+            shown, body = push_message(notification, receipt), plain_text(notification.body_html)
+        else:
+            shown, body = change_message(notification, job.kind, receipt)
     return OutgoingPush(
         subscription_id=subscription.id,
         delivery_id=delivery.id,
@@ -603,7 +636,7 @@ def send_push(app: Flask, job: jobs.JobRef) -> jobs.Record:
     """Send one announcement to one device; return what records its success (written
     with the job's end), or raise how the push service's answer ends the job."""
     with session_scope(app) as session:
-        push = _outgoing(session, app.config, job)
+        push = _outgoing(session, app, job)
     # The session is closed: no transaction (on SQLite, no write lock) is held while the
     # push service answers.
     jobs.yield_to_broadcasts(app)  # encrypting is the step's CPU: not during a broadcast

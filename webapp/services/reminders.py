@@ -23,7 +23,7 @@ from flask import Flask
 from sqlalchemy import String, cast, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from .. import errors
+from .. import errors, i18n
 from ..db import session_scope, utcnow
 from ..models import (
     Delivery,
@@ -307,7 +307,7 @@ def run_deadline(app: Flask, job: jobs.JobRef) -> None:
             raise jobs.Cancel("its author's account is gone")
         if not mail.configured(app.config):
             raise jobs.Cancel("no SMTP server is configured")
-        with app.app_context():
+        with app.app_context(), i18n.speaking(author.language, app.config):
             message = mail.compose_deadline_report(
                 notification, author, missing[:DEADLINE_LIST_LIMIT], len(missing), app.config
             )

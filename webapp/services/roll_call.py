@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
+from ..i18n import N_
 from ..models import Answer, Delivery, Notification, Priority, User
 from . import status
 
@@ -50,7 +51,7 @@ def record_answer(
 
 
 # The roll call as staff watch it (read model) -------------------------------------------
-NO_CLASS = "No class"
+NO_CLASS = N_("No class")  # a group's name; pages show it translated
 # Who is listed first: those who need help, then those not heard from, then the safe.
 _ORDER = {Answer.HELP: 0, None: 1, Answer.SAFE: 2}
 

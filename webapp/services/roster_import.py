@@ -13,10 +13,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from flask_babel import gettext, ngettext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from .. import errors, i18n
 from ..errors import DomainError, ValidationFailed
+from ..i18n import N_
 from ..models import Role, SchoolClass, User
 from . import audit, classes, users
 
@@ -28,7 +31,7 @@ OPTIONAL_COLUMNS = ("classes", "guardian_of", "password", "language")
 # (and must not yield to other greenlets while it does): 5,000 rows take about 8 s.
 MAX_ROWS = 5_000
 SEPARATOR = ";"  # between class names, and between student emails in guardian_of
-NOT_UTF8 = "file is not UTF-8 encoded; save it as 'CSV UTF-8'"
+NOT_UTF8 = N_("file is not UTF-8 encoded; save it as 'CSV UTF-8'")
 
 
 @dataclass(frozen=True)
@@ -60,22 +63,33 @@ class ImportReport:
         }
 
     def describe(self) -> str:
-        """One line for people: 'Imported roster.csv: 12 users created, 3 updated, ...'."""
+        """One line for people, in the current language: 'Imported roster.csv: 12 users
+        created, 3 updated, ...'."""
         if self.errors:
-            return f"Nothing was imported from {self.source}: {_count(len(self.errors), 'error')}."
-        return (
-            f"Imported {self.source}: {_count(self.users_created, 'user')} created, "
-            f"{self.users_updated} updated, "
-            f"{_count(self.classes_created, 'class')} created, "
-            f"{_count(self.memberships_added, 'membership')}, "
-            f"{_count(self.guardianships_added, 'guardianship')}."
+            n = len(self.errors)
+            return ngettext(
+                "Nothing was imported from %(source)s: %(num)d error.",
+                "Nothing was imported from %(source)s: %(num)d errors.",
+                n,
+                source=self.source,
+            )
+        parts = {
+            "users": ngettext("%(num)d user", "%(num)d users", self.users_created),
+            "classes": ngettext("%(num)d class", "%(num)d classes", self.classes_created),
+            "memberships": ngettext(
+                "%(num)d membership", "%(num)d memberships", self.memberships_added
+            ),
+            "guardianships": ngettext(
+                "%(num)d guardianship", "%(num)d guardianships", self.guardianships_added
+            ),
+        }
+        return gettext(
+            "Imported %(source)s: %(users)s created, %(updated)d updated, %(classes)s created,"
+            " %(memberships)s, %(guardianships)s.",
+            source=self.source,
+            updated=self.users_updated,
+            **parts,
         )
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 class', '2 classes'."""
-    plural = noun + ("es" if noun.endswith("s") else "s")
-    return f"{n} {noun if n == 1 else plural}"
 
 
 @dataclass
@@ -148,19 +162,25 @@ def _read_table(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
             elif len(table) == MAX_ROWS:
                 raise _Refused(
                     line,
-                    f"Too many rows: at most {MAX_ROWS:,} people per file. "
-                    "Split it into smaller files.",
+                    gettext(
+                        "Too many rows: at most %(max)s people per file. "
+                        "Split it into smaller files.",
+                        max=f"{MAX_ROWS:,}",
+                    ),
                 )
             else:
                 table.append((line, cells))
     except csv.Error as exc:
-        raise _Refused(reader.line_num, f"This is not a readable CSV file: {exc}.") from None
+        raise _Refused(
+            reader.line_num, gettext("This is not a readable CSV file: %(error)s.", error=exc)
+        ) from None
     if header is None:
         raise _Refused(
-            1, "The file is empty: the first line must be a header such as email,name,role."
+            1,
+            gettext("The file is empty: the first line must be a header such as email,name,role."),
         )
     if not table:
-        raise _Refused(header_line, "The file has a header but no rows of people.")
+        raise _Refused(header_line, gettext("The file has a header but no rows of people."))
     return header, table
 
 
@@ -169,7 +189,7 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _Refused(data.count(b"\n", 0, exc.start) + 1, NOT_UTF8) from None
+        raise _Refused(data.count(b"\n", 0, exc.start) + 1, gettext(NOT_UTF8)) from None
 
 
 def _check_header(cells: list[str], line: int) -> list[str]:
@@ -179,20 +199,24 @@ def _check_header(cells: list[str], line: int) -> list[str]:
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     repeated = sorted({name for name in names if names.count(name) > 1} - set(unknown))
     problems = [
-        f"{label}: {', '.join(repr(name) for name in found)}"
+        gettext(label, names=", ".join(repr(name) for name in found))
         for label, found in (
-            ("unknown columns", unknown),
-            ("missing columns", missing),
-            ("repeated columns", repeated),
+            (N_("unknown columns: %(names)s"), unknown),
+            (N_("missing columns: %(names)s"), missing),
+            (N_("repeated columns: %(names)s"), repeated),
         )
         if found
     ]
     if problems:
         raise _Refused(
             line,
-            f"Wrong header ({'; '.join(problems)}). The columns are "
-            f"{', '.join(REQUIRED_COLUMNS)} (required) and "
-            f"{', '.join(OPTIONAL_COLUMNS)} (optional).",
+            gettext(
+                "Wrong header (%(problems)s). The columns are %(required)s (required) and"
+                " %(optional)s (optional).",
+                problems="; ".join(problems),
+                required=", ".join(REQUIRED_COLUMNS),
+                optional=", ".join(OPTIONAL_COLUMNS),
+            ),
         )
     return names
 
@@ -212,8 +236,12 @@ def _parse_row(line: int, header: list[str], cells: list[str]) -> _Row:
             [],
             [],
             [
-                f"This line has {len(cells)} values but the header names {len(header)} "
-                "columns (a comma inside a value needs quotes)."
+                gettext(
+                    "This line has %(values)d values but the header names %(columns)d "
+                    "columns (a comma inside a value needs quotes).",
+                    values=len(cells),
+                    columns=len(header),
+                )
             ],
         )
     values = {name: cell.strip() for name, cell in zip(header, cells, strict=False)}
@@ -236,7 +264,12 @@ def _parse_row(line: int, header: list[str], cells: list[str]) -> _Row:
         except ValidationFailed as exc:
             problems.append(exc.message)
     if guardian_of and role not in (None, Role.GUARDIAN):
-        problems.append(f"guardian_of is only for guardians; this row is a {role}.")
+        problems.append(
+            gettext(
+                "guardian_of is only for guardians; this row is a %(role)s.",
+                role=i18n.label(role, "role"),
+            )
+        )
     return _Row(line, person, role, class_names, guardian_of, problems)
 
 
@@ -269,13 +302,19 @@ def _check_across_rows(session: Session, actor: User | None, rows: list[_Row]) -
             continue  # already reported: an empty email is never a duplicate
         earlier = first.setdefault(row.person.email, row)
         if earlier is not row:
-            row.problems.append(f"{row.person.email} already appears on line {earlier.line}.")
+            row.problems.append(
+                gettext(
+                    "%(email)s already appears on line %(line)d.",
+                    email=row.person.email,
+                    line=earlier.line,
+                )
+            )
         if (
             actor is not None
             and row.person.email == actor.email
             and row.role not in (None, Role.ADMIN)
         ):
-            row.problems.append("You cannot remove your own administrator role.")
+            row.problems.append(errors.SELF_DEMOTION.format())
     outside = users.by_emails(
         session, [email for row in rows for email in row.guardian_of if email not in first]
     )
@@ -291,11 +330,22 @@ def _not_a_student(email: str, in_file: _Row | None, existing: User | None) -> s
     if in_file is not None:
         if in_file.role in (None, Role.STUDENT):  # None: that row has its own error
             return None
-        return f"{email} is a {in_file.role} (line {in_file.line}), not a student."
+        return gettext(
+            "%(email)s is a %(role)s (line %(line)d), not a student.",
+            email=email,
+            role=i18n.label(in_file.role, "role"),
+            line=in_file.line,
+        )
     if existing is None:
-        return f"No student with email {email} in this file or in the school."
+        return gettext(
+            "No student with email %(email)s in this file or in the school.", email=email
+        )
     if existing.role is not Role.STUDENT:
-        return f"{email} is a {existing.role}, not a student."
+        return gettext(
+            "%(email)s is a %(role)s, not a student.",
+            email=email,
+            role=i18n.label(existing.role, "role"),
+        )
     return None
 
 
@@ -349,8 +399,10 @@ def _apply(
         log.exception("roster import of %s failed at line %d", report.source, line)
         return RowError(
             line,
-            "The database refused this change (was the roster edited at "
-            "the same time?). Nothing was imported; try again.",
+            gettext(
+                "The database refused this change (was the roster edited at "
+                "the same time?). Nothing was imported; try again."
+            ),
         )
     return None
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from .. import errors
 from ..db import LIKE_ESCAPE, contains_pattern
+from ..i18n import N_
 from ..models import (
     Channel,
     Delivery,
@@ -87,7 +88,12 @@ def counts_by_state_and_channel(
     return states, ChannelCounts(**by_channel, not_yet=not_yet, pushed=pushed, emailed=emailed)
 
 
-CHANNEL_LABELS = {Channel.TAB: "Open tab", Channel.PUSH: "Push", Channel.EMAIL: "E-mail"}
+# English, marked for the catalogue: pages show them translated (i18n.translated).
+CHANNEL_LABELS = {
+    Channel.TAB: N_("Open tab"),
+    Channel.PUSH: N_("Push"),
+    Channel.EMAIL: N_("E-mail"),
+}
 
 
 def reached_by(delivery: Delivery) -> tuple[str, str]:
@@ -98,10 +104,10 @@ def reached_by(delivery: Delivery) -> tuple[str, str]:
     if delivery.state is not DeliveryState.PENDING:  # recorded before channels were
         return Channel.TAB.value, CHANNEL_LABELS[Channel.TAB]
     if delivery.pushed_at is not None:
-        return "push_sent", "Push sent"
+        return "push_sent", N_("Push sent")
     if delivery.emailed_at is not None:
-        return "email_sent", "E-mail sent"
-    return "not_yet", "Not yet"
+        return "email_sent", N_("E-mail sent")
+    return "not_yet", N_("Not yet")
 
 
 def counts(session: Session, notification_id: int) -> dict[str, int]:

@@ -17,6 +17,8 @@ from . import audit
 
 MIN_PASSWORD_LENGTH = 8
 MAX_NAME_CHARS = 200
+# Languages a person may choose (stored); Schoolbell itself speaks i18n.TRANSLATED, and
+# shows the others in the school's default or the browser's language.
 LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pl", "tr", "uk", "ar")
 
 
@@ -76,8 +78,11 @@ def _clean_name(name: str) -> str:
     return name
 
 
-def _clean_language(language: str | None) -> str:
-    language = (language or "en").strip().lower()
+def _clean_language(language: str | None) -> str | None:
+    """A language code we store, or None for empty: not chosen (the browser decides)."""
+    language = (language or "").strip().lower()
+    if not language:
+        return None
     if language not in LANGUAGES:
         raise errors.INVALID_LANGUAGE.error(language=language, allowed=", ".join(LANGUAGES))
     return language
@@ -135,7 +140,8 @@ def search(
 
 @dataclass
 class UserInput:
-    """The fields a roster editor may set; None means 'leave as it is'."""
+    """The fields a roster editor may set; None means 'leave as it is' (a new person:
+    none); an empty `language` means 'not chosen' (the browser's language decides)."""
 
     email: str
     name: str
@@ -350,6 +356,25 @@ def first_admin(session: Session) -> User:
     if admin is None:
         raise errors.NO_ADMIN.error()
     return admin
+
+
+def set_language(
+    session: Session, user: User, language: str | None, address: str | None = None
+) -> None:
+    """A person's own language choice (the settings page); empty or None: the browser's
+    language decides. Audited, committed."""
+    chosen = _clean_language(language)
+    if chosen != user.language:
+        user.language = chosen
+        audit.record(
+            session,
+            "user.language_changed",
+            actor=user,
+            subject=f"user:{user.email}",
+            address=address,
+            language=chosen,
+        )
+    session.commit()
 
 
 def input_errors(data: UserInput) -> list[str]:

@@ -98,6 +98,8 @@ ADMINS_ONLY = FORBIDDEN.saying("Only administrators can manage the roster.")
 TOKENS_ADMINS_ONLY = FORBIDDEN.saying("Only administrators can issue client tokens.")
 STAFF_ONLY = FORBIDDEN.saying("The dashboard is for school staff.")
 PRESENCE_STAFF_ONLY = FORBIDDEN.saying("Who is online is for school staff to see.")
+PRIVACY_ADMINS_ONLY = FORBIDDEN.saying("Only administrators can export or erase a person's data.")
+AUDIT_ADMINS_ONLY = FORBIDDEN.saying("Only administrators can read the audit log.")
 
 # The JSON API's request bodies and query parameters (api/schemas.py).
 JSON_BODY_REQUIRED = UNSUPPORTED_MEDIA_TYPE.saying(
@@ -134,6 +136,16 @@ USERS_NOT_FOUND = USER_NOT_FOUND.saying("No user with email {emails}.")  # sever
 DUPLICATE_EMAIL = ErrorCode("duplicate_email", 409, "A user with email {email} already exists.")
 SELF_DEMOTION = ErrorCode("self_demotion", 400, "You cannot remove your own administrator role.")
 SELF_DEACTIVATION = ErrorCode("self_deactivation", 400, "You cannot deactivate your own account.")
+SELF_ERASURE = ErrorCode("self_erasure", 400, "You cannot erase your own account.")
+ALREADY_ERASED = ErrorCode("already_erased", 409, "This person was erased already.")
+ERASED_ACCOUNT = ALREADY_ERASED.saying(
+    "This person was erased: the account cannot be changed or reactivated."
+)
+ERASURE_NOT_CONFIRMED = ErrorCode(
+    "erasure_not_confirmed",
+    400,
+    "Type the person's e-mail address exactly to confirm: erasing cannot be undone.",
+)
 SIGNIN_FAILED = ErrorCode("signin_failed", 401, "Wrong email or password.")
 ACCOUNT_DISABLED = ErrorCode(
     "account_disabled", 401, "This account is disabled. Please contact the school office."

@@ -60,3 +60,10 @@ class GuardianForm(FlaskForm):
 
 class ImportForm(FlaskForm):
     file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to import.")])
+
+
+class EraseForm(FlaskForm):
+    # Typed again by hand: erasing a person cannot be undone.
+    confirm_email = StringField(
+        "Type their e-mail address to confirm", validators=[Length(max=254)]
+    )

@@ -16,8 +16,8 @@ from webapp.realtime.events import (
     CloseUser,
     EventError,
     Fanout,
-    NotificationSent,
     NotificationsDeleted,
+    NotificationSent,
     PresenceChanged,
     ReceiptsRecorded,
 )

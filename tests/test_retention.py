@@ -23,7 +23,8 @@ from webapp.models import (
     Target,
     UsedLink,
 )
-from webapp.services import jobs, retention, status
+from webapp.realtime import protocol
+from webapp.services import jobs, replay, retention, status
 
 from .conftest import make_test_app
 from .school_db import own_school
@@ -165,6 +166,11 @@ def test_replay_and_status_never_refer_to_a_deleted_announcement(any_db):
     assert db.replay("s7b_2", None, now=NOW) == [old, young]
     retention.purge(session, POLICY, now=NOW)
     assert db.replay("s7b_2", None, now=NOW) == [young]
+    # A tab that still shows it (it was away during the run) is told to drop it.
+    shown = ((old, 1), (young, 1))
+    changes = replay.changed_since_shown(session, db.id("s7b_2"), shown, now=NOW)
+    assert [(change, row.id) for change, row in changes] == [("expire", old)]
+    assert protocol.change(*changes[0]) == {"type": "expire", "id": old}
     assert status.counts(session, old) == {s.value: 0 for s in DeliveryState}
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from webapp.db import session_scope
 from webapp.models import (
@@ -201,10 +201,12 @@ def test_the_job_is_queued_once_however_many_processes_start(any_database_url, t
         with session_scope(apps[0]) as session:
             rows = session.scalars(select(Job).where(Job.kind == retention.RETENTION)).all()
         assert len(rows) == 1 and rows[0].state is JobState.QUEUED
+        assert rows[0].due_at > datetime.now(UTC) + retention.START_DELAY - timedelta(minutes=1)
         claimed = []
-        for app in apps:  # each "process" tries to claim it: one gets it
+        later = datetime.now(UTC) + retention.START_DELAY + timedelta(seconds=1)
+        for app in apps:  # each "process" tries to claim it when due: one gets it
             with session_scope(app) as session:
-                claimed += jobs.claim(session, limit=10, lease_s=60)
+                claimed += jobs.claim(session, limit=10, lease_s=60, now=later)
         assert [job.kind for job in claimed] == [retention.RETENTION]
     finally:
         for app in apps:
@@ -222,8 +224,14 @@ def test_the_job_deletes_audits_and_queues_the_next_day(any_database_url, tmp_pa
             old = sent(db, "Old", real_now - timedelta(days=DAYS, seconds=5))
             young = sent(db, "Young", real_now - timedelta(days=DAYS) + timedelta(minutes=5))
             retention.queue_first_run(app)
-            with session_scope(app) as session:
-                (job,) = jobs.claim(session, limit=10, lease_s=60)
+            with session_scope(app) as session:  # as if its start delay were over
+                session.execute(
+                    update(Job).where(Job.kind == retention.RETENTION).values(due_at=real_now)
+                )
+                session.commit()
+                claimed = jobs.claim(session, limit=10, lease_s=60)
+                (job,) = [j for j in claimed if j.kind == retention.RETENTION]
+                jobs.release(session, [j for j in claimed if j is not job])  # a slow machine
             assert jobs.run(app, job) is JobState.DONE
             session = db.session
             session.expire_all()

@@ -23,7 +23,8 @@ is audited with its counts.
 The job runs once a day at RUN_AT, school time. Its key names the day
 (`retention:2026-03-02`), so however many processes queue it, it exists once, and the
 runner's claim gives it to one of them; each run queues the next day's before it starts
-deleting, so a run that fails does not break the chain.
+deleting, so a run that fails does not break the chain. A process that starts queues
+the latest run due (START_DELAY later), unless it was queued or ran already.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ RETENTION = "retention"
 RUN_AT = time(3, 0)  # school time: the quietest hour of the day
 BATCH_NOTIFICATIONS = 20  # announcements per batch (each may have thousands of receipts)
 BATCH_ROWS = 500  # rows deleted per transaction
+# A process that starts with a run due waits this long before it deletes anything: a
+# start (or a restart with thousands of tabs reconnecting and replaying) is busy enough.
+START_DELAY = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -216,12 +220,12 @@ def queue(session: Session, day: date, zone: ZoneInfo, due_at: datetime | None =
 
 
 def queue_first_run(app: Flask) -> None:
-    """At a job runner's start: the latest run that is due, unless it was queued (by
-    the day before's run, or another process) or ran already."""
+    """At a job runner's start: the latest run that is due (in START_DELAY), unless it
+    was queued (by the day before's run, or another process) or ran already."""
     zone = ZoneInfo(app.config["TIMEZONE"])
     now = utcnow()
     with session_scope(app) as session:
-        queue(session, last_due_day(now, zone), zone, due_at=now)
+        queue(session, last_due_day(now, zone), zone, due_at=now + START_DELAY)
         session.commit()
 
 

@@ -16,6 +16,7 @@ from webapp.realtime.events import (
     CloseUser,
     EventError,
     Fanout,
+    NotificationsDeleted,
     NotificationSent,
     PresenceChanged,
     ReceiptsRecorded,
@@ -41,6 +42,7 @@ EVENTS = [
     ReceiptsRecorded((7,), None, ()),
     CloseUser(3, "account disabled"),
     PresenceChanged("host-a:4711:beef01"),
+    NotificationsDeleted((7, 9)),
 ]
 
 
@@ -111,6 +113,9 @@ GOOD_SENT = {"type": "notification_sent", "id": 7}
         (wire(type="close_user", user_id=3), "reason must be a string"),
         (wire(type="close_user", reason="bye"), "user_id must be an id"),
         (b"[" * 100_000, "UTF-8 JSON"),
+        (wire(type="notifications_deleted", ids=[]), "ids must hold 1 to 100 ids"),
+        (wire(type="notifications_deleted", ids=list(range(1, 102))), "must hold 1 to 100"),
+        (wire(type="notifications_deleted", ids=[7, 0]), "notifications_deleted.ids must be an id"),
     ],
 )
 def test_decode_refuses_what_is_not_a_well_formed_event(raw, says):

@@ -58,6 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .health import bp as health_bp
     from .inbox import bp as inbox_bp
     from .links import bp as links_bp
+    from .privacy import bp as privacy_bp
     from .pwa import bp as pwa_bp
     from .roster import bp as roster_bp
 
@@ -71,4 +72,5 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(apidocs_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(pwa_bp)
+    app.register_blueprint(privacy_bp)
     return app

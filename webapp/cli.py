@@ -12,7 +12,7 @@ from . import migrate
 from .db import get_session
 from .errors import DomainError
 from .models import Role
-from .services import api_tokens, roster_import, users
+from .services import api_tokens, privacy, roster_import, users
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
 
@@ -137,6 +137,41 @@ def create_api_token(name: str, owner_email: str | None) -> None:
     click.echo(secret)
 
 
+@click.command("export-person")
+@with_appcontext
+@click.argument("email")
+@click.option(
+    "-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="Default: stdout."
+)
+def export_person(email: str, output) -> None:
+    """Print everything Schoolbell holds about the person with EMAIL, as JSON (audited)."""
+    try:
+        data = privacy.export_by_email(get_session(), None, email)
+    except DomainError as exc:
+        _fail(exc)
+    output.write(privacy.export_json(data))
+
+
+@click.command("erase-person")
+@with_appcontext
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask: erasing cannot be undone.")
+def erase_person(email: str, yes: bool) -> None:
+    """Erase the person with EMAIL for good: name and e-mail removed everywhere (the audit
+    log included), access, devices, tokens, classes and guardian links deleted; their
+    receipts stay as anonymous counts (audited)."""
+    if not yes:
+        click.confirm(f"Erase {email} for good? This cannot be undone", abort=True)
+    try:
+        erased = privacy.erase_by_email(get_session(), None, email)
+    except DomainError as exc:
+        _fail(exc)
+    # Open tabs close now on every process that shares this broker (Redis); with the
+    # in-process broker a running server's tabs close at their next reconnect.
+    current_app.extensions["schoolbell.live"].user_disabled(erased.user_id)
+    click.echo(f"Erased user {erased.user_id}; the account is now {erased.email}.")
+
+
 @click.command("vapid-keys")
 def vapid_keys() -> None:
     """Print a new VAPID key pair: the private key (for SCHOOLBELL_VAPID_PRIVATE_KEY) and
@@ -176,6 +211,8 @@ def init_app(app: Flask) -> None:
         import_roster,
         issue_token,
         create_api_token,
+        export_person,
+        erase_person,
         vapid_keys,
         worker,
     ):

@@ -140,6 +140,11 @@ class Defaults:
     # A scheduled send that goes out this long after its time (no server was running)
     # is marked late on its status page.
     SCHEDULED_LATE_AFTER_S = 60
+    # Data protection (services/retention.py): announcements (with their receipts) and
+    # finished jobs are deleted this many days after they were sent; audit entries after
+    # their own period. "0" or empty: kept forever. Strings: "" must mean forever.
+    RETENTION_DAYS = "365"
+    AUDIT_RETENTION_DAYS = "730"
     # Load htmx from a CDN (same pinned version, with SRI) instead of static/vendor.
     HTMX_FROM_CDN = False
     LOG_LEVEL = "INFO"
@@ -256,6 +261,8 @@ def finalise(config: dict, instance_path: Path) -> None:
             raise ConfigError(
                 f"{ENV_PREFIX}{name}: {config[name]!r} is not a rate (e.g. '300 per minute')."
             ) from None
+    for name in ("RETENTION_DAYS", "AUDIT_RETENTION_DAYS"):
+        config[name] = _days(name, config.get(name))
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"]
     # simple_websocket.Server options for /ws: frames over this size close with 1009;
     # pings are the hub's job.
@@ -271,6 +278,18 @@ def finalise(config: dict, instance_path: Path) -> None:
     config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
     config["REMEMBER_COOKIE_SECURE"] = bool(config.get("HTTPS"))
     config["PREFERRED_URL_SCHEME"] = "https" if config.get("HTTPS") else "http"
+
+
+def _days(name: str, value: object) -> int:
+    """A retention period in whole days; 0 (also "0" or empty) keeps things forever."""
+    raw = str(value if value is not None else "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise ConfigError(
+            f"{ENV_PREFIX}{name}: {raw!r} is not a number of days (0 or empty: keep forever)."
+        )
+    return int(raw)
 
 
 REDIS_SCHEMES = ("redis", "rediss")  # what BROKER_URL's Redis may be spelt as

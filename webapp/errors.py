@@ -108,6 +108,10 @@ ADMINS_ONLY = FORBIDDEN.saying(N_("Only administrators can manage the roster."))
 TOKENS_ADMINS_ONLY = FORBIDDEN.saying(N_("Only administrators can issue client tokens."))
 STAFF_ONLY = FORBIDDEN.saying(N_("The dashboard is for school staff."))
 PRESENCE_STAFF_ONLY = FORBIDDEN.saying(N_("Who is online is for school staff to see."))
+PRIVACY_ADMINS_ONLY = FORBIDDEN.saying(
+    N_("Only administrators can export or erase a person's data.")
+)
+AUDIT_ADMINS_ONLY = FORBIDDEN.saying(N_("Only administrators can read the audit log."))
 
 # The JSON API's request bodies and query parameters (api/schemas.py).
 JSON_BODY_REQUIRED = UNSUPPORTED_MEDIA_TYPE.saying(
@@ -156,6 +160,16 @@ SELF_DEMOTION = ErrorCode(
 )
 SELF_DEACTIVATION = ErrorCode(
     "self_deactivation", 400, N_("You cannot deactivate your own account.")
+)
+SELF_ERASURE = ErrorCode("self_erasure", 400, N_("You cannot erase your own account."))
+ALREADY_ERASED = ErrorCode("already_erased", 409, N_("This person was erased already."))
+ERASED_ACCOUNT = ALREADY_ERASED.saying(
+    N_("This person was erased: the account cannot be changed or reactivated.")
+)
+ERASURE_NOT_CONFIRMED = ErrorCode(
+    "erasure_not_confirmed",
+    400,
+    N_("Type the person's e-mail address exactly to confirm: erasing cannot be undone."),
 )
 SIGNIN_FAILED = ErrorCode("signin_failed", 401, N_("Wrong email or password."))
 ACCOUNT_DISABLED = ErrorCode(

@@ -63,6 +63,11 @@ class JobRunner:
         from .services import load_job_handlers
 
         load_job_handlers()
+        for queue_first_run in jobs.AT_START:
+            try:
+                queue_first_run(self.app)
+            except SQLAlchemyError:  # the database is down: the next start tries again
+                log.exception("queueing %s failed", queue_first_run.__qualname__)
         if self.hold is not None:
             self.app.extensions[jobs.HOLD_EXTENSION] = self.hold
         self.greenlet = gevent.spawn(self._loop)

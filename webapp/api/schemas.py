@@ -26,6 +26,7 @@ from ..services.classes import Person
 from ..services.edits import Edit
 from ..services.notifications import Draft, SendResult
 from ..services.presence import OnlineSummary
+from ..services.privacy import Erased
 from ..services.roll_call import Counts as RollCallCounts
 from ..services.status import ChannelCounts, reached_by
 from ..services.users import UserInput, parse_role
@@ -189,6 +190,11 @@ def user_json(person: Person) -> dict[str, Any]:
         "guardian_of": [ward.email for ward in person.wards],
         "created_at": _iso(user.created_at),
     }
+
+
+def erased_json(erased: Erased) -> dict[str, Any]:
+    """An erasure done: the account's id and the placeholder address it keeps."""
+    return {"id": erased.user_id, "email": erased.email, "erased_at": _iso(erased.erased_at)}
 
 
 def class_json(school_class: SchoolClass) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from flask import current_app, jsonify, url_for
 
 from ..db import get_session
 from ..extensions import client_address
-from ..services import api_tokens, classes
+from ..realtime.live import live
+from ..services import api_tokens, classes, privacy
 from . import bp, schemas
 from .auth import api_user
 
@@ -43,6 +44,21 @@ def get_user(email: str):
     """One user with their classes and wards; 404 `user_not_found`."""
     person = classes.person_by_email(get_session(), api_user(), email)
     return jsonify(schemas.user_json(person))
+
+
+@bp.get("/users/<email>/export")
+def export_user(email: str):
+    """Everything held about a person (admins only; audited); 404 `user_not_found`."""
+    return jsonify(privacy.export_by_email(get_session(), api_user(), email, client_address()))
+
+
+@bp.post("/users/<email>/erase")
+def erase_user(email: str):
+    """Erase a person for good (admins only; audited); their open sockets close in every
+    process. 404 `user_not_found`, 409 `already_erased`, 400 `self_erasure`."""
+    erased = privacy.erase_by_email(get_session(), api_user(), email, client_address())
+    live().user_disabled(erased.user_id)
+    return jsonify(schemas.erased_json(erased))
 
 
 @bp.post("/classes")

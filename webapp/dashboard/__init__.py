@@ -4,6 +4,6 @@ from flask import Blueprint
 
 bp = Blueprint("dashboard", __name__)
 
-from . import components, compose, emergencies, history, lifecycle, status, views
+from . import audit, components, compose, emergencies, history, lifecycle, status, views
 
 bp.record_once(lambda state: components.register(state.app))

@@ -14,7 +14,7 @@ from flask import Flask, current_app, render_template
 from sqlalchemy.orm import Session
 
 from .. import errors
-from ..models import Role, User
+from ..models import Notification, Role, User
 from ..realtime import topics
 from ..realtime.live import live
 from ..services import mail, notifications, roll_call, status, visibility
@@ -92,7 +92,11 @@ def authorize_online(session: Session, user: User, _arg: str) -> str:
     return topics.ONLINE if online_viewer(user) is None else f"{topics.ONLINE}:{user.id}"
 
 
-def push_delivery_status(session: Session, notification_id: str) -> str:
+def push_delivery_status(session: Session, notification_id: str) -> str | None:
+    """The status components to push; nothing once the announcement is gone (deleted
+    by retention while a page still watched it)."""
+    if session.get(Notification, int(notification_id)) is None:
+        return None
     return render_delivery_status(session, int(notification_id))
 
 

@@ -145,6 +145,26 @@ class CloseUser:
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationsDeleted:
+    """Announcements were deleted for good (retention): nothing is left to read about
+    them, so the event names them; tabs still showing one drop it."""
+
+    TYPE: ClassVar[str] = "notifications_deleted"
+    MAX_IDS: ClassVar[int] = 100  # retention deletes in batches smaller than this
+    ids: tuple[int, ...]
+
+    def encode(self) -> bytes:
+        return _encode(self.TYPE, {"ids": list(self.ids)})
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> NotificationsDeleted:
+        ids = _ids(payload.get("ids"), f"{cls.TYPE}.ids")
+        if not 0 < len(ids) <= cls.MAX_IDS:
+            raise EventError(f"{cls.TYPE}.ids must hold 1 to {cls.MAX_IDS} ids")
+        return cls(ids)
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged:
     """Process `process` changed its share of presence (in Redis): read it again."""
 
@@ -162,7 +182,14 @@ class PresenceChanged:
         return cls(process)
 
 
-Event = NotificationSent | NotificationChanged | ReceiptsRecorded | CloseUser | PresenceChanged
+Event = (
+    NotificationSent
+    | NotificationChanged
+    | ReceiptsRecorded
+    | CloseUser
+    | PresenceChanged
+    | NotificationsDeleted
+)
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
@@ -171,6 +198,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ReceiptsRecorded,
         CloseUser,
         PresenceChanged,
+        NotificationsDeleted,
     )
 }
 

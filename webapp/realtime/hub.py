@@ -418,6 +418,26 @@ class Hub:
             for conn in conns:
                 conn.send_frame(frame)
 
+    def forget(self, notification_ids: Iterable[int]) -> int:
+        """Announcements were deleted (retention): every local socket that was sent one
+        is told it expired, so its tab drops it; return how many messages went. Runs
+        once a day for a batch of old ids: a socket whose oldest id sent is newer than
+        all of them (nearly every one) costs one comparison."""
+        ids = sorted(set(notification_ids))
+        if not ids:
+            return 0
+        told = 0
+        for n, conn in enumerate(self._all_connections(), 1):
+            sent = conn.sent_ids
+            if sent and sent[0] <= ids[-1]:
+                for notification_id in ids:
+                    if conn.has_sent(notification_id):
+                        conn.send_message(protocol.expire(notification_id))
+                        told += 1
+            if n % self.yield_every == 0:
+                gevent.idle()
+        return told
+
     def close_user(self, user_id: int, code: int, reason: str) -> None:
         """Close every local socket of a user (account disabled, token revoked)."""
         for conn in [

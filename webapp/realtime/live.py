@@ -37,6 +37,7 @@ from .events import (
     Event,
     Fanout,
     NotificationChanged,
+    NotificationsDeleted,
     NotificationSent,
     PresenceChanged,
     ReceiptsRecorded,
@@ -188,6 +189,7 @@ class Live:
             ReceiptsRecorded: self.on_receipts_recorded,
             CloseUser: self.on_close_user,
             PresenceChanged: self.on_presence_changed,
+            NotificationsDeleted: self.on_notifications_deleted,
         }
         self.broker.start(self.handle)
 
@@ -221,6 +223,12 @@ class Live:
     def answer_recorded(self, notification_id: int) -> None:
         """A roll-call answer was written: the emergency's status pages redraw."""
         self.broker.publish(ReceiptsRecorded((notification_id,), None, ()))
+
+    def notifications_deleted(self, notification_ids: list[int]) -> None:
+        """Retention deleted these announcements: every process's tabs drop them."""
+        for start in range(0, len(notification_ids), NotificationsDeleted.MAX_IDS):
+            chunk = notification_ids[start : start + NotificationsDeleted.MAX_IDS]
+            self.broker.publish(NotificationsDeleted(tuple(chunk)))
 
     def user_disabled(self, user_id: int) -> None:
         self.broker.publish(CloseUser(user_id, errors.ACCOUNT_DISABLED_CLOSE.message))
@@ -306,6 +314,12 @@ class Live:
 
     def on_close_user(self, event: CloseUser) -> None:
         self.hub.close_user(event.user_id, protocol.CLOSE_POLICY, event.reason)
+
+    def on_notifications_deleted(self, event: NotificationsDeleted) -> None:
+        """Tell local tabs to drop what was deleted; nothing is read: it is gone."""
+        told = self.hub.forget(event.ids)
+        if told:
+            log.info("%d deleted announcements: told %d sockets here", len(event.ids), told)
 
     def on_presence_changed(self, event: PresenceChanged) -> None:
         self.presence.changed_elsewhere(event.process)

@@ -73,3 +73,10 @@ class GuardianForm(FlaskForm):
 
 class ImportForm(FlaskForm):
     file = FileField(N_("CSV file"), validators=[FileRequired(N_("Choose a CSV file to import."))])
+
+
+class EraseForm(FlaskForm):
+    # Typed again by hand: erasing a person cannot be undone.
+    confirm_email = StringField(
+        N_("Type their e-mail address to confirm"), validators=[Length(max=254)]
+    )

@@ -19,9 +19,9 @@ from ..errors import DomainError, ErrorCode
 from ..extensions import client_address
 from ..models import Role, SchoolClass
 from ..realtime.live import live
-from ..services import classes, roster_import, users
+from ..services import classes, privacy, roster_import, users
 from . import bp
-from .forms import ClassForm, GuardianForm, ImportForm, MemberForm, UserForm
+from .forms import ClassForm, EraseForm, GuardianForm, ImportForm, MemberForm, UserForm
 
 PEOPLE_PER_PAGE = 25
 # The field that shows a service error, by the error's code (else the form's first).
@@ -37,6 +37,7 @@ FIELD_FOR_CODE: dict[ErrorCode, str] = {
     errors.SELF_DEMOTION: "role",
     errors.INVALID_LANGUAGE: "language",
     errors.WEAK_PASSWORD: "password",
+    errors.ERASURE_NOT_CONFIRMED: "confirm_email",
 }
 
 
@@ -140,12 +141,18 @@ def _person_page(
     form: UserForm | None = None,
     guardian_form: GuardianForm | None = None,
     status: int = 200,
+    erase_form: EraseForm | None = None,
 ):
     """A person's page; each form not given starts fresh from the database."""
     form = form or UserForm(formdata=None, obj=person.user)
     guardian_form = guardian_form or GuardianForm(formdata=None)
+    erase_form = erase_form or EraseForm(formdata=None)
     return render_template(
-        "roster/user_edit.html", person=person, form=form, guardian_form=guardian_form
+        "roster/user_edit.html",
+        person=person,
+        form=form,
+        guardian_form=guardian_form,
+        erase_form=erase_form,
     ), status
 
 
@@ -193,6 +200,36 @@ def _set_active(user_id: int, active: bool):
         else gettext("%(name)s is deactivated and signed out everywhere.", name=user.name),
         "success",
     )
+    return redirect(url_for(".edit_user", user_id=user_id))
+
+
+@bp.get("/users/<int:user_id>/export")
+def export_user(user_id: int):
+    """Everything Schoolbell holds about a person, as a JSON download."""
+    data = privacy.export(get_session(), current_user, user_id, client_address())
+    response = make_response(privacy.export_json(data))
+    response.headers["Content-Type"] = "application/json; charset=utf-8"
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="schoolbell-person-{user_id}.json"'
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/users/<int:user_id>/erase")
+def erase_user(user_id: int):
+    """Erase a person for good, once their e-mail is typed again to confirm."""
+    person = classes.person(get_session(), user_id)
+    form = EraseForm()
+    if not form.validate_on_submit():
+        return _person_page(person, erase_form=form, status=400)
+    try:
+        privacy.check_confirmation(person.user, form.confirm_email.data or "")
+        erased = privacy.erase(get_session(), current_user, user_id, client_address())
+    except DomainError as exc:
+        return _person_page(person, erase_form=form, status=_show_error(form, exc))
+    live().user_disabled(erased.user_id)  # their open tabs close now, in every process
+    flash("The person was erased: their name and e-mail are gone everywhere.", "success")
     return redirect(url_for(".edit_user", user_id=user_id))
 
 

@@ -3,4 +3,4 @@
 
 def load_job_handlers() -> None:
     """Import the modules whose job handlers the runner needs (they register on import)."""
-    from . import expiry, mail, push, reach, reminders, scheduled
+    from . import expiry, mail, push, reach, reminders, retention, scheduled

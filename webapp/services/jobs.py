@@ -91,6 +91,9 @@ class Cancel(JobEnded):
 Record = Callable[[Session], None]  # a handler's success, written with the job's end
 Handler = Callable[[Flask, JobRef], Record | None]
 HANDLERS: dict[str, Handler] = {}
+# Called with the app whenever a job runner starts: recurring jobs queue their first run
+# there (by key, so however many processes start, it is queued once).
+AT_START: list[Callable[[Flask], None]] = []
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:
@@ -249,6 +252,8 @@ class Announcer(Protocol):
     def publish_sent(self, result: Any) -> None: ...  # a notifications.SendResult
 
     def publish_changed(self, notification_id: int, change: str) -> None: ...
+
+    def notifications_deleted(self, notification_ids: list[int]) -> None: ...
 
 
 def announcer(app: Flask) -> Announcer:

@@ -6,6 +6,7 @@ everything it may have missed while its broker link was down (catch-up)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Row, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
@@ -180,7 +181,8 @@ def changed_since_shown(
 ) -> list[tuple[str, Row]]:
     """Of the alerts a resuming tab still shows ((id, revision) pairs), those that changed
     while it was away, each with what to tell it: "retract", "expire", "all_clear" or
-    "update" (a newer revision). Only this user's own announcements are looked at."""
+    "update" (a newer revision). Only this user's own announcements are looked at, and
+    ids no announcement has any more (deleted by retention: "expire", as a `Gone`)."""
     if not shown:
         return []
     now = now or utcnow()
@@ -200,7 +202,27 @@ def changed_since_shown(
             changes.append(("expire", row))
         elif row.revision > revisions[row.id]:
             changes.append(("update", row))
+    changes.extend(
+        ("expire", Gone(notification_id)) for notification_id in _gone(session, revisions)
+    )
     return changes
+
+
+class Gone(NamedTuple):
+    """An announcement that no longer exists (deleted by retention): only its id."""
+
+    id: int
+
+
+def _gone(session: Session, revisions: dict[int, int]) -> list[int]:
+    """Of these ids, those no announcement has any more: a tab still showing one was
+    away when retention deleted it, and drops it now."""
+    existing = set(
+        session.connection()
+        .execute(select(_notifications.c.id).where(_notifications.c.id.in_(list(revisions))))
+        .scalars()
+    )
+    return sorted(set(revisions) - existing)
 
 
 def changed_since(

@@ -241,6 +241,8 @@ def update(
     """Edit a user (admins only) and commit."""
     require_admin(actor)
     user = get(session, user_id)
+    if user.erased_at is not None:
+        raise errors.ERASED_ACCOUNT.error()
     if user.id == actor.id and parse_role(data.role) is not Role.ADMIN:
         raise errors.SELF_DEMOTION.error()
     password_hash = new_password_hash(session, data.password) if data.password else None
@@ -266,9 +268,14 @@ def set_active(
     user = get(session, user_id)
     if user.id == actor.id and not active:
         raise errors.SELF_DEACTIVATION.error()
+    if user.erased_at is not None and active:
+        raise errors.ERASED_ACCOUNT.error()
     if user.active != active:
-        user.active = active
-        user.session_epoch += 1
+        if active:
+            user.active = True
+            user.session_epoch += 1
+        else:
+            deactivate(user)
         audit.record(
             session,
             "user.activated" if active else "user.deactivated",
@@ -278,6 +285,14 @@ def set_active(
         )
     session.commit()
     return user
+
+
+def deactivate(user: User) -> None:
+    """Take away a user's access (not committed): they cannot sign in, and every session
+    of theirs ends. The caller tells realtime after the commit (live().user_disabled),
+    which closes their open sockets in every process."""
+    user.active = False
+    user.session_epoch += 1
 
 
 def set_channels(

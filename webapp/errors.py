@@ -111,6 +111,14 @@ FIELD_NOT_STRINGS = FIELD_REQUIRED.saying("The field {field!r} must be a list of
 FIELD_WRONG_TYPE = FIELD_REQUIRED.saying("The field {field!r} must be {expected}.")
 FIELD_NOT_DATETIME = FIELD_REQUIRED.saying("The field {field!r} must be an ISO 8601 date-time.")
 FIELD_NOT_WHOLE_NUMBER = FIELD_REQUIRED.saying("{field!r} must be a whole number from 0 to {max}.")
+FIELD_NOT_ONE_OF = FIELD_REQUIRED.saying("{field!r} must be one of {choices}.")
+BAD_CLI_TARGET = FIELD_REQUIRED.saying(
+    "--to {target!r}: use class:NAME[:students,guardians,teachers], user:EMAIL, role:ROLE "
+    "or everyone."
+)
+FIELD_NOT_AWARE = FIELD_REQUIRED.saying(
+    "{field!r} must be an ISO 8601 date-time with a time zone (e.g. 2026-09-01T08:00:00Z)."
+)
 BAD_CLASS_TARGET = FIELD_REQUIRED.saying(
     "Each class target is {{name, audience?: [students, guardians, teachers]}}."
 )

@@ -254,7 +254,7 @@ def send(
     try:
         draft = notifications.Draft(
             title=title,
-            body=click.get_text_stream("stdin").read() if body == "-" else body,
+            body=sys.stdin.read() if body == "-" else body,
             priority=priority,
             require_ack=require_ack,
             expires_at=_moment(expires_at, "expires_at"),

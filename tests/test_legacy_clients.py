@@ -4,6 +4,7 @@ with ?token=, sends "ping" every interval and shows every message as a popup."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
@@ -246,3 +247,54 @@ def test_configured_audience_and_issuer_are_required(claims, error):
 def test_without_configured_audience_any_audience_is_taken():
     token = legacy_token(aud="whatever")
     assert tokens.verify_legacy_token(token, secret=LEGACY_SECRET) == "s7b_1@school.test"
+
+
+# The hub's side (no server): one broadcast, both wire forms, each encoded once -------
+def test_a_broadcast_encodes_the_legacy_frame_once_and_only_when_needed(monkeypatch):
+    import gevent.socket
+
+    from webapp.realtime import protocol
+    from webapp.realtime.hub import Connection, Hub
+    from webapp.realtime.legacy import LegacyConnection
+
+    from .test_hub import FakeWs, Peer, note
+
+    encoded = []
+    legacy_form = protocol.legacy_notification
+    monkeypatch.setattr(
+        protocol, "legacy_notification", lambda m: encoded.append(m["id"]) or legacy_form(m)
+    )
+    hub, sent, pairs = Hub(ping_interval_s=0), [], []
+
+    def connect(user_id: int, legacy: bool = False) -> Peer:
+        server, client = gevent.socket.socketpair()
+        pairs.extend((server, client))
+        if legacy:
+            conn = LegacyConnection(hub, FakeWs(server), user_id, lambda *ids: sent.append(ids))
+        else:
+            conn = Connection(hub, FakeWs(server), user_id)
+        hub.register(conn)
+        return Peer(client)
+
+    try:
+        tab = connect(1)
+        hub.deliver([1], 5, note(5, "Bring &amp; <b>go</b>"))
+        assert encoded == []  # no legacy socket: nothing legacy is encoded
+        old, other_old = connect(1, legacy=True), connect(2, legacy=True)
+        hub.deliver([1, 2], 6, note(6, "Bring &amp; <b>go</b>"))
+        assert encoded == [6]  # once for both legacy sockets
+        assert json.loads(tab.frame()[1])["id"] == 5
+        assert json.loads(tab.frame()[1])["body_html"] == "<p>Bring &amp; <b>go</b></p>"
+        for peer in (old, other_old):
+            message = json.loads(peer.frame()[1])
+            assert (message["id"], message["body"]) == (6, "Bring & go")
+            assert "body_html" not in message
+        assert sorted(sent) == [(1, 6), (2, 6)]  # each recorded as delivered
+        # What follows an announcement goes to the tab only.
+        hub.send_to_users([1, 2], protocol.retract(6))
+        hub.deliver([1], 7, note(7))
+        assert json.loads(tab.frame()[1])["type"] == "retract"
+        assert json.loads(old.frame()[1])["id"] == 7  # the retract never came
+    finally:
+        for sock in pairs:
+            sock.close()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from webapp import tokens
-from webapp.db import get_session
+from webapp.db import get_session, utcnow
 from webapp.models import AuditEvent, Guardianship, MemberRole, Membership, Role, SchoolClass, User
 from webapp.services import classes as classes_service
 
@@ -242,3 +244,171 @@ def test_create_api_token_needs_an_admin(cli, make_user):
     result = cli("create-api-token", "sync", "--owner", "tom@school.test")
     assert result.exit_code == 1
     assert "act as an administrator" in result.stderr
+
+
+# --- announcements: send, list, status, withdraw (what an admin scripts) ----------------
+
+
+@pytest.fixture
+def school(app):
+    """build_school's people and classes (no passwords: faster)."""
+    from . import school as school_module
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(school_module, "SIGN_IN_HANDLES", frozenset())
+        return school_module.build_school(app)
+
+
+def api_get(app, school, path: str) -> dict:
+    response = app.test_client().get(
+        "/api/v1" + path, headers={"Authorization": f"Bearer {school.api_token}"}
+    )
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def sent_id(result) -> int:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["id"]
+
+
+def test_send_reaches_the_audience_and_says_so(app, cli, school):
+    result = cli(
+        "send", "--as", "admin@school.test", "--title", "Trip", "--body", "Bring **lunch**",
+        "--to", "class:7b:students,guardians", "--to", "user:t7a@school.test",
+        "--priority", "urgent", "--require-ack",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = re.match(r"Sent announcement (\d+) to 7 recipients\.\n", result.stdout)
+    assert found, result.stdout
+    assert "Open tabs get it when they next connect" in result.stdout  # in-process broker
+    shown = api_get(app, school, f"/notifications/{found[1]}")
+    assert (shown["title"], shown["priority"], shown["require_ack"]) == ("Trip", "urgent", True)
+    assert shown["body_html"] == "<p>Bring <strong>lunch</strong></p>"
+    assert shown["counts"]["pending"] == 7
+
+
+def test_send_json_is_the_apis_and_reads_the_body_from_stdin(app, cli, school):
+    result = cli(
+        "send", "--as", "t7b@school.test", "--title", "Homework", "--body", "-",
+        "--to", "class:7b", "--json", input="Page 12.\n",
+    )  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    body = json.loads(result.stdout)
+    assert body == {"id": body["id"], "recipient_count": 3, "stage": "sent", "send_at": None}
+    assert api_get(app, school, f"/notifications/{body['id']}")["body"] == "Page 12."
+
+
+@pytest.mark.parametrize(
+    ("sender", "to", "code"),
+    [
+        ("t7a@school.test", "class:7b", "audience_forbidden"),  # not their class
+        ("t7a@school.test", "everyone", "audience_forbidden"),  # admins only
+        ("s7b_1@school.test", "class:7b", "not_a_sender"),
+        ("nobody@school.test", "class:7b", "user_not_found"),
+        ("admin@school.test", "class:9z", "class_not_found"),
+        ("admin@school.test", "class:7b:pets", "invalid_audience"),
+        ("admin@school.test", "room:12", "validation_failed"),
+        ("admin@school.test", "role:wizard", "invalid_role"),
+    ],
+)
+def test_send_refusals_exit_1_with_the_code(app, cli, school, sender, to, code):
+    args = ["send", "--as", sender, "--title", "T", "--body", "B", "--to", to]
+    result = cli(*args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error [{code}]: ")
+    result = cli(*args, "--json")
+    assert result.exit_code == 1 and json.loads(result.stdout)["error"]["code"] == code
+    assert api_get(app, school, "/notifications")["notifications"] == []
+
+
+def test_list_shows_newest_first_with_stages_and_pages(app, cli, school):
+    send = ("send", "--as", "admin@school.test", "--body", "B", "--json")
+    first = sent_id(cli(*send, "--title", "First", "--to", "class:7a"))
+    later = (utcnow() + timedelta(hours=2)).isoformat()
+    scheduled = sent_id(cli(*send, "--title", "Later", "--to", "role:teacher", "--send-at", later))
+    result = cli("list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        [str(scheduled), "scheduled"],
+        [str(first), "sent"],
+    ]
+    assert lines[1].endswith("read 0/3  First")
+    only = json.loads(cli("list", "--stage", "scheduled", "--json").stdout)
+    assert [n["id"] for n in only["notifications"]] == [scheduled] and only["next_cursor"] is None
+    page = json.loads(cli("list", "--limit", "1", "--json").stdout)
+    assert [n["id"] for n in page["notifications"]] == [scheduled]
+    assert cli("list", "--limit", "1").stdout.endswith(f"More: --cursor {scheduled}\n")
+    rest = json.loads(cli("list", "--cursor", page["next_cursor"], "--json").stdout)
+    assert [n["id"] for n in rest["notifications"]] == [first]
+    # What a teacher sees (services/visibility): not the admin's announcement to 7a.
+    assert cli("list", "--as", "t7b@school.test").stdout == "No announcements.\n"
+    assert cli("list", "--since", "2026-01-01T08:00").exit_code == 1  # which 08:00?
+
+
+def test_status_json_is_what_the_api_says(app, cli, school):
+    n = sent_id(cli("send", "--as", "admin@school.test", "--title", "Hi", "--body", "B",
+                    "--to", "class:7b:guardians", "--json"))  # fmt: skip
+    assert json.loads(cli("status", str(n), "--json").stdout) == api_get(
+        app, school, f"/notifications/{n}"
+    )
+    text = cli("status", str(n)).stdout
+    assert f"Announcement {n}: Hi\nStage: sent; priority normal\nRecipients: 3\n" in text
+    assert "pending 3, delivered 0, read 0, acknowledged 0" in text
+    result = cli("status", str(n), "--as", "t7a@school.test")  # not theirs to see
+    assert result.exit_code == 1
+    assert result.stderr == f"Error [notification_not_found]: No announcement with id {n}.\n"
+
+
+def test_withdraw_then_again(app, cli, school):
+    n = sent_id(cli("send", "--as", "t7b@school.test", "--title", "Oops", "--body", "B",
+                    "--to", "class:7b", "--json"))  # fmt: skip
+    refused = cli("withdraw", str(n), "--as", "t7a@school.test")
+    assert refused.exit_code == 1 and refused.stderr.startswith("Error [notification_not_found]")
+    result = cli("withdraw", str(n), "--as", "admin@school.test")
+    assert (result.exit_code, result.stdout) == (0, f"Withdrew announcement {n}.\n")
+    assert api_get(app, school, f"/notifications/{n}")["stage"] == "withdrawn"
+    again = cli("withdraw", str(n), "--as", "admin@school.test", "--json")
+    assert again.exit_code == 1
+    assert json.loads(again.stdout)["error"]["code"] == "already_withdrawn"
+    audited = scalar(app, select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "notification.withdrawn"))  # fmt: skip
+    assert audited == 1
+
+
+def test_a_cli_send_beside_a_server_reaches_open_tabs(
+    app, cli, database_url, school, live_server_factory, redis_server
+):
+    """With Redis the command publishes, and open tabs show it at once; with the
+    in-process broker it cannot reach the server's sockets: a tab gets it when it
+    next connects (replay)."""
+    from .school import Api
+    from .wsclient import WSClient
+
+    redis = redis_server
+    server = live_server_factory(database_url, BROKER_URL=redis.url)
+    api = Api(server.url, school.api_token)
+    tab = WSClient(server.url, token=api.client_token("s7b_1@school.test")).connect()
+    tab.hello()
+    tab.send_json({"type": "resume", "last_id": None})
+    # Once this has come, the tab's replay is over: what follows can only come live.
+    warm_up = api.send("Warm-up", targets={"classes": [{"name": "7b"}]})
+    assert tab.expect("notification")["id"] == warm_up["id"]
+    cli_app = make_test_app(database_url, app.instance_path, BROKER_URL=redis.url)
+    result = cli_for(cli_app)(
+        "send", "--as", "admin@school.test", "--title", "Now", "--body", "B", "--to", "class:7b"
+    )
+    assert "Open tabs show it now" in result.stdout, result.output
+    assert tab.expect("notification", timeout=3)["title"] == "Now"
+
+    # The in-process broker: nothing live, but the next connect replays it.
+    result = cli(
+        "send", "--as", "admin@school.test", "--title", "Later", "--body", "B", "--to", "class:7b"
+    )
+    assert result.exit_code == 0, result.output
+    assert tab.nothing_within(1.0)
+    again = WSClient(server.url, token=api.client_token("s7b_1@school.test")).connect()
+    again.hello()
+    again.send_json({"type": "resume", "last_id": None})
+    assert [m["title"] for m in again.notifications(3)] == ["Warm-up", "Now", "Later"]

@@ -38,6 +38,12 @@ class Defaults:
     JWT_ISSUER = "schoolbell"
     JWT_AUDIENCE = "schoolbell-client"
     JWT_TTL_S = 3600
+    # The old backend's JWT secret (HS256): its tokens (`sub` = e-mail) open the old
+    # design's socket path. Empty: only our own client JWTs do. Its `aud` / `iss` are
+    # checked only when these are set.
+    LEGACY_JWT_SECRET = ""
+    LEGACY_JWT_ISSUER = ""
+    LEGACY_JWT_AUDIENCE = ""
     BROKER_URL = "memory://"  # redis://host:6379/0 when scaled out
     # The Redis broker's pub/sub link is probed this often (a message to itself), and
     # replaced when the probe is not back within the timeout (realtime/broker.py).
@@ -221,6 +227,9 @@ def finalise(config: dict, instance_path: Path) -> None:
             config[name] = _instance_secret(instance_path, name.lower())
     if config["SECRET_KEY"] == config["JWT_SECRET"]:
         raise ConfigError(f"{ENV_PREFIX}SECRET_KEY and {ENV_PREFIX}JWT_SECRET must differ.")
+    if production and config.get("LEGACY_JWT_SECRET"):
+        # A weak HS256 secret can be guessed offline from any one token: refuse it.
+        _check_secret("LEGACY_JWT_SECRET", config["LEGACY_JWT_SECRET"])
     config["ALLOWED_ORIGINS"] = _origins(config.get("ALLOWED_ORIGINS", ""))
     config["PUSH_ALLOWED_ORIGINS"] = _origins(config.get("PUSH_ALLOWED_ORIGINS", ""))
     config["PUBLIC_URL"] = str(config.get("PUBLIC_URL") or "").rstrip("/")

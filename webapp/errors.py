@@ -130,6 +130,16 @@ FIELD_NOT_DATETIME = FIELD_REQUIRED.saying(N_("The field {field!r} must be an IS
 FIELD_NOT_WHOLE_NUMBER = FIELD_REQUIRED.saying(
     N_("{field!r} must be a whole number from 0 to {max}.")
 )
+FIELD_NOT_ONE_OF = FIELD_REQUIRED.saying(N_("{field!r} must be one of {choices}."))
+BAD_CLI_TARGET = FIELD_REQUIRED.saying(
+    N_(
+        "--to {target!r}: use class:NAME[:students,guardians,teachers], user:EMAIL, role:ROLE "
+        "or everyone."
+    )
+)
+FIELD_NOT_AWARE = FIELD_REQUIRED.saying(
+    N_("{field!r} must be an ISO 8601 date-time with a time zone (e.g. 2026-09-01T08:00:00Z).")
+)
 BAD_CLASS_TARGET = FIELD_REQUIRED.saying(
     N_("Each class target is {{name, audience?: [students, guardians, teachers]}}.")
 )

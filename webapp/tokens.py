@@ -1,7 +1,9 @@
 """Client JWTs (for /ws and embedded pages), opaque API tokens, and signed links.
 
 JWTs are HS256 only, and must carry exp, iat, aud, iss and sub: a token without `exp`
-never expires unless `require` says otherwise, so verification always passes it.
+never expires unless `require` says otherwise, so verification always passes it. The old
+backend's tokens (accepted on the legacy socket path when SCHOOLBELL_LEGACY_JWT_SECRET is
+set) must carry exp and sub (an e-mail address), and aud / iss where configured.
 
 Signed links (in e-mails) name a recipient and an announcement, plus a random nonce
 that makes each link single-use (services/links.py records the nonces used). They are
@@ -31,6 +33,10 @@ MAX_NONCE_CHARS = 64  # used_links.nonce
 
 class InvalidToken(Exception):
     """A token was refused; the message is safe to show (it never contains the token)."""
+
+
+class WrongKey(InvalidToken):
+    """A well-formed JWT signed with another key (perhaps the old backend's)."""
 
 
 class InvalidLink(InvalidToken):
@@ -74,18 +80,10 @@ def issue_client_token(
     return ClientToken(jwt.encode(claims, secret, algorithm=ALGORITHM), expires_at)
 
 
-def verify_client_token(token: str, *, secret: str, issuer: str, audience: str) -> int:
-    """Return the user id of a valid client JWT, or raise InvalidToken saying why."""
+def _decode(token: str, secret: str, **checks) -> dict:
+    """jwt.decode pinned to HS256, its refusals as InvalidToken saying why."""
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            audience=audience,
-            issuer=issuer,
-            options={"require": REQUIRED_CLAIMS},
-            leeway=5,
-        )
+        return jwt.decode(token, secret, algorithms=[ALGORITHM], leeway=5, **checks)
     except jwt.ExpiredSignatureError:
         raise InvalidToken("token expired") from None
     except jwt.ImmatureSignatureError:
@@ -96,12 +94,48 @@ def verify_client_token(token: str, *, secret: str, issuer: str, audience: str) 
         raise InvalidToken("wrong token issuer") from None
     except jwt.MissingRequiredClaimError as exc:
         raise InvalidToken(f"token lacks the {exc.claim!r} claim") from None
+    except jwt.InvalidSignatureError:
+        raise WrongKey("invalid token") from None
     except jwt.InvalidTokenError:
         raise InvalidToken("invalid token") from None
+
+
+def verify_client_token(token: str, *, secret: str, issuer: str, audience: str) -> int:
+    """Return the user id of a valid client JWT, or raise InvalidToken saying why."""
+    claims = _decode(
+        token, secret, audience=audience, issuer=issuer, options={"require": REQUIRED_CLAIMS}
+    )
     try:
         return int(claims["sub"])
     except (TypeError, ValueError):
         raise InvalidToken("invalid token subject") from None
+
+
+LEGACY_REQUIRED_CLAIMS = ["exp", "sub"]
+
+
+def verify_legacy_token(token: str, *, secret: str, issuer: str = "", audience: str = "") -> str:
+    """Return the e-mail address (`sub`) of a valid JWT of the old backend, or raise
+    InvalidToken saying why. Its tokens surely carry only `sub` and `exp`: those are
+    required; `aud` and `iss` are checked (and required) only when configured. Otherwise
+    the same rigour as ours: HS256 pinned (so `alg: none` and RS/HS confusion fail),
+    expired and not-yet-valid tokens refused."""
+    required = [*LEGACY_REQUIRED_CLAIMS]
+    required += ["aud"] if audience else []
+    required += ["iss"] if issuer else []
+    claims = _decode(
+        token,
+        secret,
+        audience=audience or None,
+        issuer=issuer or None,
+        # Without a configured audience an `aud` claim is not checked (PyJWT would
+        # refuse every token that has one).
+        options={"require": required, "verify_aud": bool(audience)},
+    )
+    subject = claims["sub"]
+    if not isinstance(subject, str) or "@" not in subject or len(subject) > 254:
+        raise InvalidToken("invalid token subject")
+    return subject
 
 
 def is_client_token(token: str) -> bool:

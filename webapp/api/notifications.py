@@ -12,6 +12,7 @@ from ..realtime.live import live
 from ..services import (
     edits,
     emergencies,
+    history,
     inbox,
     notifications,
     reach,
@@ -45,6 +46,20 @@ def send_notification():
     if not result.created:
         headers["Idempotent-Replayed"] = "true"
     return jsonify(schemas.sent_json(result)), 201, headers
+
+
+@bp.get("/notifications")
+def list_notifications():
+    """The announcements the caller may see, newest first, a page at a time:
+    {notifications, next_cursor} (next_cursor null on the last page)."""
+    filters, before, limit = schemas.list_query(request.args)
+    page = history.listing(get_session(), api_user(), filters, before=before, limit=limit)
+    return jsonify(
+        {
+            "notifications": [schemas.listed_json(row) for row in page.rows],
+            "next_cursor": None if page.next_before is None else str(page.next_before),
+        }
+    )
 
 
 def edit_notification(notification_id: int):

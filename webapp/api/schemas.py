@@ -24,6 +24,7 @@ from ..services import audience, notifications, scheduled
 from ..services.audience import AudienceSpec
 from ..services.classes import Person
 from ..services.edits import Edit
+from ..services.history import HistoryFilters, HistoryRow
 from ..services.notifications import Draft, SendResult
 from ..services.presence import OnlineSummary
 from ..services.privacy import Erased
@@ -364,6 +365,62 @@ def paging(args) -> tuple[int, int]:
     """?limit= (1-1000, default 1000) and ?offset=."""
     limit = optional_int(args.get("limit"), "limit") or 1000
     return min(max(limit, 1), 1000), optional_int(args.get("offset"), "offset") or 0
+
+
+def one_of(value: str | None, name: str, choices) -> str | None:
+    """A query parameter that must be one of `choices` (values), or None when absent."""
+    if value is None or value == "":
+        return None
+    if value not in choices:
+        raise errors.FIELD_NOT_ONE_OF.error(
+            field=name, choices=", ".join(choices), details={"field": name}
+        )
+    return value
+
+
+def aware_datetime(value: str | None, name: str) -> datetime | None:
+    """A query parameter that must be an ISO 8601 date-time with its time zone."""
+    moment = _datetime(value or None, name)
+    if moment is not None and moment.tzinfo is None:
+        raise errors.FIELD_NOT_AWARE.error(field=name, details={"field": name})
+    return moment
+
+
+def list_query(args) -> tuple[HistoryFilters, int | None, int]:
+    """GET /notifications' ?stage=&priority=&since=&cursor=&limit= (default 50, at most
+    200): the filters, the cursor (ids below it) and the page size."""
+    stage = one_of(args.get("stage"), "stage", [s.value for s in notifications.Stage])
+    priority = one_of(args.get("priority"), "priority", [p.value for p in Priority])
+    filters = HistoryFilters(
+        stage=notifications.Stage(stage) if stage else None,
+        priority=Priority(priority) if priority else None,
+        since=aware_datetime(args.get("since"), "since"),
+    )
+    limit = optional_int(args.get("limit"), "limit") or 50
+    return filters, optional_int(args.get("cursor"), "cursor"), limit
+
+
+def listed_json(row: HistoryRow) -> dict[str, Any]:
+    """One announcement of the list: what it is, where it is, how far it got."""
+    n = row.notification
+    return {
+        "id": n.id,
+        "stage": row.stage.value,
+        "title": n.title,
+        "priority": n.priority.value,
+        "require_ack": n.require_ack,
+        "drill": n.drill,
+        "author": n.author.email if n.author else None,
+        "author_name": row.author_name,
+        "created_at": _iso(n.created_at),
+        "send_at": _maybe_iso(n.send_at),
+        "sent_at": _maybe_iso(n.sent_at),
+        "expires_at": _maybe_iso(n.expires_at),
+        "withdrawn_at": _maybe_iso(n.retracted_at),
+        "recipient_count": n.recipient_count,
+        "read": row.read,
+        "acknowledged": row.acknowledged,
+    }
 
 
 def state_filter(value: str | None) -> str | None:

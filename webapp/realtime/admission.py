@@ -198,6 +198,7 @@ class Admission:
     refusal: str | None  # a bad ?token: close with 1008 and this reason
     watch: str | None  # a dashboard's ?watch= topics
     pending: PendingAuth | None  # counted until the first message authenticates
+    legacy: bool = False  # the old design's path: its wire format (realtime/legacy.py)
 
 
 def origin_allowed(app: Flask, req: Request, origin: str) -> bool:
@@ -208,9 +209,9 @@ def origin_allowed(app: Flask, req: Request, origin: str) -> bool:
 
 
 # Built once: thousands of sockets reconnecting at once each run it.
-_SOCKET_USER = select(User.id, User.name, User.role, User.active, User.language).where(
-    User.id == bindparam("id")
-)
+_SOCKET_COLUMNS = (User.id, User.name, User.role, User.active, User.language)
+_SOCKET_USER = select(*_SOCKET_COLUMNS).where(User.id == bindparam("id"))
+_SOCKET_USER_BY_EMAIL = select(*_SOCKET_COLUMNS).where(User.email == bindparam("email"))
 
 
 def user_from_token(token: str) -> SocketUser:
@@ -222,8 +223,35 @@ def user_from_token(token: str) -> SocketUser:
         issuer=config["JWT_ISSUER"],
         audience=config["JWT_AUDIENCE"],
     )
+    return _active_user(_SOCKET_USER, {"id": user_id})
+
+
+def legacy_user_from_token(token: str) -> SocketUser:
+    """On the old design's path: our own client JWT, or (with LEGACY_JWT_SECRET set)
+    one of the old backend's, whose `sub` is the user's e-mail; else InvalidToken.
+    The reason given is the old backend's when the token is not signed with our key."""
+    config = current_app.config
+    try:
+        return user_from_token(token)
+    except tokens.InvalidToken as ours:
+        if not config["LEGACY_JWT_SECRET"]:
+            raise
+        try:
+            email = tokens.verify_legacy_token(
+                token,
+                secret=config["LEGACY_JWT_SECRET"],
+                issuer=config["LEGACY_JWT_ISSUER"],
+                audience=config["LEGACY_JWT_AUDIENCE"],
+            )
+        except tokens.InvalidToken as theirs:
+            raise (theirs if isinstance(ours, tokens.WrongKey) else ours) from None
+    return _active_user(_SOCKET_USER_BY_EMAIL, {"email": email.strip().lower()})
+
+
+def _active_user(statement, params: dict) -> SocketUser:
+    """The one user the statement finds, if active; else InvalidToken."""
     with session_scope() as session:
-        user = session.connection().execute(_SOCKET_USER, {"id": user_id}).first()
+        user = session.connection().execute(statement, params).first()
     if user is None:
         raise tokens.InvalidToken("unknown user")
     if not user.active:
@@ -257,8 +285,9 @@ def cookie_user() -> SocketUser | None:
     return SocketUser.of(current_user) if current_user.is_authenticated else None
 
 
-def admit(app: Flask, environ: dict) -> Admission | Refusal:
-    """Refuse before the handshake what must never get a socket; identify the user."""
+def admit(app: Flask, environ: dict, *, legacy: bool = False) -> Admission | Refusal:
+    """Refuse before the handshake what must never get a socket; identify the user.
+    `legacy`: the old design's path, whose clients authenticate with ?token= only."""
     req, config = Request(environ), app.config
     runtime = app.extensions["schoolbell.live"]
     hub = runtime.hub
@@ -280,19 +309,22 @@ def admit(app: Flask, environ: dict) -> Admission | Refusal:
     # ?token= is the old design's way: discouraged (URLs end up in logs), never logged here.
     token = token or req.args.get("token")
     if token:
+        verify = legacy_user_from_token if legacy else user_from_token
         try:
-            user = in_short_greenlet(user_from_token, token, app=app)
+            user = in_short_greenlet(verify, token, app=app)
         except tokens.InvalidToken as exc:
             refusal = str(exc)
+    elif legacy:  # its clients never send an `auth` message
+        refusal = errors.AUTH_REQUIRED.message
     elif any(name in req.cookies for name in signin_cookies(config)):
         with app.request_context(environ):
             user = in_short_greenlet(cookie_user)
-    watch = req.args.get("watch")
+    watch = None if legacy else req.args.get("watch")
     if user is not None:
         open_sockets = hub.connections_of(user.id) + runtime.presence.sockets_elsewhere(user.id)
         if open_sockets >= config["WS_MAX_PER_USER"]:
             return Refusal(errors.TOO_MANY_TABS)
-        return Admission(user, None, watch, None)
+        return Admission(user, None, watch, None, legacy)
     gate: AddressGate = app.extensions["schoolbell.ws_gate"]
     address = sys.intern(req.remote_addr or "unknown")  # one string for all behind a NAT
     refused = gate.refusal(address)
@@ -300,7 +332,7 @@ def admit(app: Flask, environ: dict) -> Admission | Refusal:
         return refused
     if refusal is not None:
         gate.failed(address)
-        return Admission(None, refusal, watch, None)
+        return Admission(None, refusal, watch, None, legacy)
     return Admission(None, None, watch, gate.pending(address))
 
 

@@ -62,6 +62,27 @@ def text_frame(text: str) -> bytes:
     return bytes(_framer.send_data(text, fin=True))
 
 
+class NotificationFrame(bytes):
+    """A notification's text frame, encoded once per broadcast for every socket, that
+    also knows its message: a socket of the old design (realtime/legacy.py) takes its
+    own wire form of it, encoded the first time one asks and then shared. Held frames
+    (during a replay) keep both, so nothing is encoded per socket."""
+
+    message: dict
+    _legacy: bytes | None
+
+    def __new__(cls, message: dict) -> NotificationFrame:
+        frame = super().__new__(cls, text_frame(protocol.encode(message)))
+        frame.message, frame._legacy = message, None
+        return frame
+
+    def legacy(self) -> bytes:
+        """The old design's frame of this notification (protocol.legacy_notification)."""
+        if self._legacy is None:
+            self._legacy = text_frame(protocol.encode(protocol.legacy_notification(self.message)))
+        return self._legacy
+
+
 def close_frame(code: int, reason: str) -> bytes:
     """Encode a close frame (code + reason)."""
     return bytes(_framer.close(code, reason))
@@ -161,6 +182,10 @@ class Connection:
     def send_text(self, text: str) -> None:
         """Send a raw text frame (the legacy "pong")."""
         self.send_frame(text_frame(text))
+
+    # What follows an announcement (an edit, a withdrawal, a receipt from another tab):
+    # the same as send_frame here, nothing for the old design's clients (legacy.py).
+    send_change = send_frame
 
     def send_replayed(self, notification_id: int, frame: bytes) -> None:
         """Send a notification from replay unless this socket already has it."""
@@ -374,7 +399,7 @@ class Hub:
     def deliver(self, user_ids: Iterable[int], notification_id: int, message: dict) -> int:
         """Send one notification to every local socket of these users; return how many."""
         self.last_broadcast = time.monotonic()
-        frame = text_frame(protocol.encode(message))  # encoded once for all sockets
+        frame = NotificationFrame(message)  # encoded once for all sockets
         sent = 0
         for user_id in user_ids:
             conns = self.by_user.get(user_id)
@@ -404,7 +429,7 @@ class Hub:
         sent = 0
         for user_id in user_ids:
             for conn in self.by_user.get(user_id, ()):
-                conn.send_frame(frame)
+                conn.send_change(frame)
                 sent += 1
                 if sent % self.yield_every == 0:
                     gevent.idle()
@@ -416,7 +441,7 @@ class Hub:
         if conns:
             frame = text_frame(protocol.encode(message))
             for conn in conns:
-                conn.send_frame(frame)
+                conn.send_change(frame)
 
     def forget(self, notification_ids: Iterable[int]) -> int:
         """Announcements were deleted (retention): every local socket that was sent one

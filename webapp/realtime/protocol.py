@@ -11,8 +11,9 @@ from datetime import datetime
 from .. import errors
 from ..db import MAX_ID
 from ..errors import ErrorCode
+from ..markup import plain_text
 
-LEGACY_PING = "ping"  # the old design's plain-text keep-alive, answered with "pong"
+LEGACY_PING = "ping"  # the old design's plain-text keep-alive, answered with "pong" on /ws
 LEGACY_PONG = "pong"
 ACK_STATES = ("delivered", "read", "acknowledged")
 ANSWERS = ("safe", "help")  # an emergency's roll call
@@ -200,6 +201,17 @@ def notification(n, author_name: str | None) -> dict:
         "link": n.link,
         "author": author_name,
     }
+
+
+def legacy_notification(message: dict) -> dict:
+    """The old design's wire form of a `notification` message, for its clients on
+    /api/websocket/notifications (realtime/legacy.py): they show every message they get
+    as a popup of `title` and `body`, so `body` is the plain text of `body_html` (tags
+    dropped, entities decoded, whitespace collapsed) and `body_html` is left out; the
+    other fields are kept as they are."""
+    legacy = {key: value for key, value in message.items() if key != "body_html"}
+    legacy["body"] = plain_text(message["body_html"])
+    return legacy
 
 
 def update(n, author_name: str | None, *, reconfirm: bool = False) -> dict:

@@ -30,14 +30,15 @@ from ..models import Answer
 from ..services import receipts as receipts_service
 from ..services import replay as replay_service
 from ..services import roll_call
-from . import admission, protocol, topics
+from . import admission, legacy, protocol, topics
 from .admission import Admission, SocketUser, user_from_token
 from .greenlets import in_short_greenlet
 from .hub import Connection, text_frame
 
 log = logging.getLogger(__name__)
 PATH = "/ws"
-FLOOD_CLOSE_AFTER = 100  # refused messages before the socket is closed
+FLOOD_CLOSE_AFTER = legacy.FLOOD_CLOSE_AFTER  # refused messages before the socket is closed
+PATHS = (PATH, legacy.PATH)  # the old design's clients have a path of their own
 
 
 class ReaderGreenlet:
@@ -65,10 +66,11 @@ class SocketEndpoint:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") != PATH:
+        path = environ.get("PATH_INFO")
+        if path not in PATHS:
             return self.wsgi_app(environ, start_response)
         try:
-            admitted = admission.admit(self.app, environ)
+            admitted = admission.admit(self.app, environ, legacy=path == legacy.PATH)
         except Exception:
             log.exception("admitting a socket failed")
             admitted = admission.Refusal(errors.INTERNAL_ERROR, None)
@@ -117,7 +119,8 @@ def init_app(app: Flask) -> None:
 
 
 def serve(app: Flask, ws: Server, admitted: Admission) -> None:
-    """One socket: a recipient's tab, or (with ?watch=) a dashboard's live fragments."""
+    """One socket: a recipient's tab, (with ?watch=) a dashboard's live fragments, or
+    an old design's client (legacy.py)."""
     if admitted.refusal:
         ws.close(protocol.CLOSE_POLICY, admitted.refusal)
         return
@@ -128,12 +131,18 @@ def serve(app: Flask, ws: Server, admitted: Admission) -> None:
         if user is None:
             return
     watch, runtime = admitted.watch, app.extensions["schoolbell.live"]
-    conn = Connection(runtime.hub, ws, user.id, watch_only=bool(watch))
+    if admitted.legacy:
+        conn = legacy.connection(runtime, ws, user.id)
+    else:
+        conn = Connection(runtime.hub, ws, user.id, watch_only=bool(watch))
     _cap_send_buffer(ws.sock, app.config["WS_SEND_BUFFER_BYTES"])
     runtime.hub.register(conn)
     locale = socket_locale(app, user, ws)
     try:
-        if watch:
+        if admitted.legacy:  # no hello: the old client would show it as a popup
+            legacy.replay(app, conn)
+            legacy.receive_loop(conn, MessageBudget(app.config["WS_MESSAGES_PER_SECOND"]))
+        elif watch:
             start_watching(app, conn, watch, locale)
         else:
             i18n_fields = i18n.client_i18n(app, locale)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, func, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from ..db import LIKE_ESCAPE, contains_pattern
+from ..db import LIKE_ESCAPE, contains_pattern, utcnow
 from ..models import Delivery, DeliveryState, Notification, Priority, Role, SchoolClass, User
 from . import notifications, visibility
 
@@ -26,6 +26,8 @@ class HistoryFilters:
     drill: bool | None = None
     sent_from: date | None = None  # inclusive, UTC
     sent_to: date | None = None  # inclusive, UTC
+    stage: notifications.Stage | None = None  # as its status page says it, now
+    since: datetime | None = None  # sent (not sent yet: created) at or after this
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,57 @@ def _other_conditions(filters: HistoryFilters) -> list:
     if filters.sent_to is not None and filters.sent_to < date.max:
         next_day = filters.sent_to + timedelta(days=1)
         conditions.append(Notification.created_at < datetime.combine(next_day, time.min, UTC))
+    if filters.stage is not None:
+        conditions.append(notifications.in_stage(filters.stage, utcnow()))
+    if filters.since is not None:
+        conditions.append(
+            func.coalesce(Notification.sent_at, Notification.created_at) >= filters.since
+        )
     return conditions
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of the list scripts read (API, CLI): newest first, and where the next
+    page starts (None: this is the last)."""
+
+    rows: list[HistoryRow]
+    next_before: int | None  # the cursor: ids below this one
+
+
+MAX_LIST_LIMIT = 200
+
+
+def listing(
+    session: Session,
+    viewer: User,
+    filters: HistoryFilters,
+    *,
+    before: int | None = None,
+    limit: int = 50,
+) -> Listing:
+    """The announcements `viewer` may see (services.visibility), filtered as the history
+    is, newest first (by id, so a page never shifts when one is sent meanwhile), the
+    `limit` of them with ids below `before`, with read / confirmed counts. Three queries
+    whatever the page size (authors loaded with the page)."""
+    limit = min(max(limit, 1), MAX_LIST_LIMIT)
+    conditions = [visibility.visible_to(viewer), *_history_conditions(filters)]
+    if before is not None:
+        conditions.append(Notification.id < before)
+    found = list(
+        session.execute(
+            select(Notification, User.name)
+            .outerjoin(User, User.id == Notification.author_id)
+            .where(*conditions)
+            .options(selectinload(Notification.author))
+            .order_by(Notification.id.desc())
+            .limit(limit + 1)
+        )
+    )
+    more, found = len(found) > limit, found[:limit]
+    progress = _progress(session, [n.id for n, _ in found])
+    rows = [HistoryRow(n, name, *progress.get(n.id, (0, 0))) for n, name in found]
+    return Listing(rows, rows[-1].notification.id if more else None)
 
 
 def _progress(session: Session, notification_ids: list[int]) -> dict[int, tuple[int, int]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import Integer, cast, insert, literal, select
+from sqlalchemy import ColumnElement, Integer, and_, cast, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -514,6 +514,26 @@ def stage(notification: Notification, now: datetime | None = None) -> Stage:
     if notification.expires_at is not None and notification.expires_at <= (now or utcnow()):
         return Stage.EXPIRED
     return Stage.SENT
+
+
+def in_stage(stage: Stage, now: datetime) -> ColumnElement[bool]:
+    """`stage(n, now) is stage` as a WHERE clause (lists filter by stage in SQL; the
+    rule is the function above, and tests/test_notification_list.py holds them equal)."""
+    n = Notification
+    not_sent, sent = n.sent_at.is_(None), n.sent_at.is_not(None)
+    kept = and_(sent, n.retracted_at.is_(None))
+    expired = and_(n.expires_at.is_not(None), n.expires_at <= now)
+    return {
+        Stage.CANCELLED: and_(not_sent, n.retracted_at.is_not(None)),
+        Stage.FAILED: and_(not_sent, n.retracted_at.is_(None), n.send_error.is_not(None)),
+        Stage.SCHEDULED: and_(not_sent, n.retracted_at.is_(None), n.send_error.is_(None)),
+        Stage.WITHDRAWN: and_(sent, n.retracted_at.is_not(None)),
+        Stage.OVER: and_(kept, n.all_clear_at.is_not(None)),
+        Stage.EXPIRED: and_(kept, n.all_clear_at.is_(None), expired),
+        Stage.SENT: and_(
+            kept, n.all_clear_at.is_(None), or_(n.expires_at.is_(None), n.expires_at > now)
+        ),
+    }[stage]
 
 
 def get(session: Session, notification_id: int) -> Notification:

@@ -107,6 +107,31 @@ def replay_for(
     return [(row, row.author) for row in rows]
 
 
+_PENDING = (
+    _messages()
+    .join(_deliveries, _deliveries.c.notification_id == _notifications.c.id)
+    .where(
+        _deliveries.c.user_id == bindparam("user_id"),
+        _deliveries.c.state == DeliveryState.PENDING,
+        _live(_notifications),
+    )
+    .order_by(_notifications.c.id)
+    .limit(REPLAY_LIMIT)
+)
+
+
+def pending_for(
+    session: Session, user_id: int, now: datetime | None = None
+) -> list[tuple[Row, str | None]]:
+    """What this user has not received anywhere yet (pending deliveries of live
+    announcements), oldest first, with author names: the replay of the old design's
+    clients, which cannot say what they have nor confirm anything."""
+    rows = session.connection().execute(
+        _PENDING, {"user_id": user_id, "now": now or utcnow(), "limit": REPLAY_LIMIT}
+    )
+    return [(row, row.author) for row in rows]
+
+
 # For other processes' sockets ----------------------------------------------------------
 _MESSAGE = _messages().where(_notifications.c.id == bindparam("id"), _live(_notifications))
 _RECIPIENTS = select(_deliveries.c.user_id).where(_deliveries.c.notification_id == bindparam("id"))

@@ -220,6 +220,73 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "Sent": obj({"id": ID, "recipient_count": COUNT, "stage": STAGE, "send_at": MAYBE_WHEN}),
+    "NotificationList": obj(
+        {
+            "notifications": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "id": ID,
+                        "stage": STAGE,
+                        "title": STRING,
+                        "priority": PRIORITY,
+                        "require_ack": BOOLEAN,
+                        "drill": BOOLEAN,
+                        "author": nullable(STRING),
+                        "author_name": nullable(STRING),
+                        "created_at": WHEN,
+                        "send_at": MAYBE_WHEN,
+                        "sent_at": MAYBE_WHEN,
+                        "expires_at": MAYBE_WHEN,
+                        "withdrawn_at": MAYBE_WHEN,
+                        "recipient_count": COUNT,
+                        "read": COUNT,
+                        "acknowledged": COUNT,
+                    }
+                ),
+            },
+            "next_cursor": nullable(
+                {"type": "string", "description": "pass as ?cursor= for the next page"}
+            ),
+        }
+    ),
+    # A person's export (services/privacy.py): the top level is fixed; the entries are
+    # described in the README's "Data protection" section and may gain fields.
+    "PersonExport": {
+        "type": "object",
+        "properties": {
+            "format": STRING,
+            "exported_at": WHEN,
+            "profile": {"type": "object"},
+            **{
+                name: {"type": "array", "items": {"type": "object"}}
+                for name in (
+                    "classes",
+                    "guardians",
+                    "guardian_of",
+                    "received",
+                    "devices",
+                    "api_tokens",
+                    "sent",
+                    "activity",
+                )
+            },
+        },
+        "required": [
+            "format",
+            "exported_at",
+            "profile",
+            "classes",
+            "guardians",
+            "guardian_of",
+            "received",
+            "devices",
+            "api_tokens",
+            "sent",
+            "activity",
+        ],
+    },
+    "Erased": obj({"id": ID, "email": STRING, "erased_at": WHEN}),
     "Notification": obj(
         {
             "id": ID,
@@ -454,6 +521,24 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "targets": {"classes": [{"name": "7b", "audience": ["students", "guardians"]}]},
         },
     ),
+    ("api.list_notifications", "get"): Operation(
+        "List announcements",
+        "Announcements",
+        response="NotificationList",
+        params=(
+            Param("stage", STAGE, "only announcements at this stage"),
+            Param("priority", PRIORITY, "only announcements of this priority"),
+            Param("since", DATE_TIME, "only those created at or after (with a time zone)"),
+            Param("cursor", WHOLE_NUMBER, "the previous page's next_cursor"),
+            Param("limit", WHOLE_NUMBER, "page size (default 50, at most 200)"),
+        ),
+        errors=(
+            errors.FIELD_NOT_ONE_OF,
+            errors.FIELD_NOT_AWARE,
+            errors.FIELD_NOT_DATETIME,
+            errors.FIELD_NOT_WHOLE_NUMBER,
+        ),
+    ),
     ("api.notification", "get"): Operation(
         "An announcement with its counts",
         "Announcements",
@@ -618,6 +703,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Roster",
         response="User",
         errors=(errors.ADMINS_ONLY, errors.USER_NOT_FOUND),
+    ),
+    ("api.export_user", "get"): Operation(
+        "Everything held about a person",
+        "Data protection",
+        response="PersonExport",
+        errors=(errors.PRIVACY_ADMINS_ONLY, errors.USER_NOT_FOUND),
+    ),
+    ("api.erase_user", "post"): Operation(
+        "Erase a person",
+        "Data protection",
+        response="Erased",
+        errors=(
+            errors.PRIVACY_ADMINS_ONLY,
+            errors.USER_NOT_FOUND,
+            errors.ALREADY_ERASED,
+            errors.SELF_ERASURE,
+        ),
     ),
     ("api.create_class", "post"): Operation(
         "Create a class",

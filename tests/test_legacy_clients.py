@@ -298,3 +298,17 @@ def test_a_broadcast_encodes_the_legacy_frame_once_and_only_when_needed(monkeypa
     finally:
         for sock in pairs:
             sock.close()
+
+
+def test_production_refuses_a_weak_old_backend_secret(tmp_path):
+    """One token is enough to guess a short HS256 secret offline."""
+    from webapp import config
+
+    settings = {
+        **config.from_environment({"SCHOOLBELL_LEGACY_JWT_SECRET": "secret"}),
+        "ENV": "production",
+        "SECRET_KEY": "k" * 48,
+        "JWT_SECRET": "j" * 48,
+    }
+    with pytest.raises(config.ConfigError, match="SCHOOLBELL_LEGACY_JWT_SECRET is too weak"):
+        config.finalise(settings, tmp_path)

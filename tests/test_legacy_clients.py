@@ -74,6 +74,7 @@ def legacy_token(sub: str = "s7b_1@school.test", **claims) -> str:
 
 
 def test_popups_show_each_announcement_and_nothing_else(live_school, old_clients):
+    tab = live_school.tab("s7b_1")  # a Schoolbell tab of the same person, beside it
     token = live_school.api.client_token(live_school.school.emails["s7b_1"])
     client = old_client(live_school, old_clients, "s7b_1", token)
     first = live_school.api.send(
@@ -91,10 +92,9 @@ def test_popups_show_each_announcement_and_nothing_else(live_school, old_clients
     assert message["id"] == first["id"] and message["priority"] == "normal"
     assert "body_html" not in message and message["author"] == "ADMIN"
 
-    # A Schoolbell tab of the same person reads it, the author edits one and withdraws
-    # the other: the old client has nothing to show for any of that.
-    tab = live_school.tab("s7b_1")
-    tab.notifications(2)
+    # The tab reads one, the author edits it and withdraws the other: the old client
+    # has nothing to show for any of that.
+    assert [m["id"] for m in tab.notifications(2)] == [first["id"], second["id"]]
     tab.ack(first["id"], "read")
     api = live_school.api
     assert api.call("PATCH", f"/notifications/{first['id']}", {"title": "New"})[0] == 200
@@ -298,3 +298,17 @@ def test_a_broadcast_encodes_the_legacy_frame_once_and_only_when_needed(monkeypa
     finally:
         for sock in pairs:
             sock.close()
+
+
+def test_production_refuses_a_weak_old_backend_secret(tmp_path):
+    """One token is enough to guess a short HS256 secret offline."""
+    from webapp import config
+
+    settings = {
+        **config.from_environment({"SCHOOLBELL_LEGACY_JWT_SECRET": "secret"}),
+        "ENV": "production",
+        "SECRET_KEY": "k" * 48,
+        "JWT_SECRET": "j" * 48,
+    }
+    with pytest.raises(config.ConfigError, match="SCHOOLBELL_LEGACY_JWT_SECRET is too weak"):
+        config.finalise(settings, tmp_path)

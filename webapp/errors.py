@@ -29,7 +29,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from .i18n import N_
+from .i18n import N_, translated
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ErrorCode:
 
     def format(self, /, **values: object) -> str:
         """The wording in the current language, with its fields filled in."""
-        return gettext(self.message).format(**values)
+        return translated(self.message).format(**values)
 
     def error(self, /, *, details: dict | None = None, **values: object) -> DomainError:
         """The exception to raise: the subclass for this status (for `except` clauses)."""

@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 
 from babel.messages.extract import extract_from_file
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from flask_babel import Babel, force_locale, format_datetime, get_locale, gettext
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
@@ -74,10 +74,13 @@ class Phrase(str):
 
 
 def translated(text: str) -> str:
-    """`text` (an English msgid marked with N_, or a Phrase) in the current language."""
+    """`text` (an English msgid marked with N_, or a Phrase) in the current language;
+    as it is where no Schoolbell app is running (a bare Flask app in a unit test)."""
     if isinstance(text, Phrase):
         return text.translated()
-    return gettext(text) if text else text
+    if not text or (has_app_context() and "babel" not in current_app.extensions):
+        return text
+    return gettext(text)
 
 
 def init_app(app: Flask) -> None:

@@ -29,7 +29,7 @@ from flask import Flask, render_template
 from sqlalchemy import update
 from sqlalchemy.orm import Session, joinedload
 
-from .. import tokens
+from .. import metrics, tokens
 from ..db import session_scope, utcnow
 from ..models import Delivery, Notification, Priority, User
 from . import jobs, quiet_hours, reach
@@ -326,6 +326,9 @@ def send_reminder(app: Flask, job: jobs.JobRef) -> None:
     """Remind one recipient who has not confirmed (unless they have since, turned
     e-mails off, or it was withdrawn or expired)."""
     _send(app, job, reminder=True)
+
+
+metrics.count_jobs(metrics.EMAILS, reach.EMAIL, EMAIL_REMIND)  # how they end, by result
 
 
 def reminder_still_needed(notification: Notification, delivery: Delivery, user: User) -> str | None:

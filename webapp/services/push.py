@@ -33,7 +33,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import errors
+from .. import errors, metrics
 from ..db import session_scope, utcnow
 from ..markup import plain_text
 from ..models import (
@@ -609,6 +609,9 @@ def send_push(app: Flask, job: jobs.JobRef) -> jobs.Record:
         response = _post(app, push, push.title_only)
     _settle(app, job, push, response)
     return partial(_record_success, push, utcnow())
+
+
+metrics.count_jobs(metrics.PUSHES, reach.PUSH, *reach.CHANGE_PUSHES)  # how they end, by result
 
 
 def _record_success(push: OutgoingPush, now: datetime, session: Session) -> None:

@@ -66,7 +66,9 @@ def on_starting(server):
             f"Schoolbell: {server.cfg.workers} workers need a shared broker: set "
             "SCHOOLBELL_BROKER_URL=redis://host:6379/0 (README: Scaling out), or run one worker."
         )
-    metrics_directory(server.cfg.workers)
+    directory = metrics_directory(server.cfg.workers)
+    if directory:
+        server.log.info("Prometheus metrics of every worker are kept in %s", directory)
 
 
 # Prometheus metrics with several workers (webapp/metrics.py): each worker writes its

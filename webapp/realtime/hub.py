@@ -50,9 +50,8 @@ ENDED_BY = {
     HELD_TOO_MUCH: "replay_backlog",
     "no pong": "no_pong",
     "socket error": "socket_error",
-    "closed by the peer": CLIENT_CLOSED,
 }
-ENDINGS = (*ENDED_BY.values(), SHUTDOWN, CLOSED_BY_SERVER)
+ENDINGS = (*ENDED_BY.values(), CLIENT_CLOSED, SHUTDOWN, CLOSED_BY_SERVER)
 SLOW = frozenset({OUTBOX_FULL, SEND_TIMED_OUT, HELD_TOO_MUCH})
 
 
@@ -130,7 +129,7 @@ class Connection:
         self.writer: gevent.Greenlet | None = None
         self.closed = False
         self.close_after_drain = False
-        self.ended: str | None = None  # why it ended, when the server ended it (ENDINGS)
+        self.ended: str | None = None  # why the server ended it (ENDINGS); None: the client
         # Notification ids sent on this socket, sorted: 4 bytes each (a set is 200 bytes
         # empty and 700 from five ids, on every one of thousands of sockets).
         self.sent_ids = array("i")
@@ -266,14 +265,13 @@ class Connection:
         if self.closed:
             return
         log.warning("dropping connection of user %s: %s", self.user_id, reason)
+        self.ended = ENDED_BY.get(reason, CLOSED_BY_SERVER)  # even while a close() waited
         if reason in SLOW:
             metrics.SLOW_CLIENTS_CUT_OFF.inc()
         self._shut(reason)
 
     def _shut(self, reason: str) -> None:
         self.closed = True
-        if self.ended is None:
-            self.ended = ENDED_BY.get(reason, CLOSED_BY_SERVER)
         self.outbox = None
         self.outbox_bytes = 0
         with contextlib.suppress(OSError):

@@ -646,6 +646,7 @@ def test_a_dead_workers_live_gauges_go_and_its_counters_stay(tmp_path, monkeypat
 
 def test_several_workers_get_a_fresh_metrics_directory_only_with_metrics_on(tmp_path, monkeypatch):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv(gunicorn_conf.METRICS_DIRECTORY_OWNED, raising=False)
     monkeypatch.delenv("SCHOOLBELL_METRICS_TOKEN", raising=False)
     monkeypatch.delenv("SCHOOLBELL_METRICS_ALLOW", raising=False)
     assert gunicorn_conf.metrics_directory(4) is None  # /metrics off: no files written
@@ -657,9 +658,12 @@ def test_several_workers_get_a_fresh_metrics_directory_only_with_metrics_on(tmp_
         assert Path(made).is_dir() and not os.listdir(made)
     finally:
         os.rmdir(made)
-    # The operator's own directory is emptied of an earlier run's numbers.
+    # The operator's own directory is made, or emptied of an earlier run's numbers.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "new"))
+    assert gunicorn_conf.metrics_directory(2) == str(tmp_path / "new")
+    assert (tmp_path / "new").is_dir()
     (tmp_path / "counter_7.db").write_bytes(b"x")
     (tmp_path / "keep.txt").write_text("not ours")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     assert gunicorn_conf.metrics_directory(2) == str(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["keep.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["keep.txt", "new"]

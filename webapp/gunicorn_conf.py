@@ -92,6 +92,7 @@ def metrics_directory(workers: int) -> str | None:
     emptied); None when there is a single worker or no /metrics."""
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if given:
+        os.makedirs(given, exist_ok=True)
         for path in glob.glob(os.path.join(given, "*.db")):
             os.remove(path)
         return given

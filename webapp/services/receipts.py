@@ -67,7 +67,7 @@ def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
     session.commit()
     for channel, state, count in moved:
         if count > 0:  # receipts for what was already further on moved nothing
-            metrics.DELIVERIES.labels(channel.value, state.value).inc(count)
+            metrics.DELIVERIES.labels(str(channel), str(state)).inc(count)
     return touched
 
 

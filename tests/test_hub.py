@@ -14,6 +14,7 @@ import gevent.event
 import gevent.socket
 import pytest
 
+from webapp import metrics
 from webapp.realtime import hub as hub_module
 from webapp.realtime import protocol
 from webapp.realtime.hub import Connection, Hub
@@ -839,3 +840,88 @@ def test_nothing_follows_a_close_frame_that_waits_behind_a_backlog(make_hub):
     assert opcodes.count(OP_CLOSE) == 1, opcodes[-5:]
     assert struct.unpack("!H", frames[-1][1][:2])[0] == 1001
     assert [json.loads(p)["id"] for op, p in frames if op == OP_TEXT] == list(range(1, last))
+
+
+# Metrics: each socket that ends is counted once, by why (webapp/metrics.py) ------------
+
+
+def ended_counts() -> dict[str, float]:
+    """schoolbell_disconnects_total by reason, and the slow clients cut off."""
+    counts = {
+        reason: metrics.DISCONNECTS.labels(reason)._value.get() for reason in hub_module.ENDINGS
+    }
+    counts["slow"] = metrics.SLOW_CLIENTS_CUT_OFF._value.get()
+    return counts
+
+
+def end_by_client(net: Harness, conn: Connection) -> None:
+    net.hub.unregister(conn)  # what the route's `finally` does once the peer has gone
+
+
+def end_by_policy(net: Harness, conn: Connection) -> None:
+    conn.close(protocol.CLOSE_POLICY, "account disabled")
+
+
+def end_by_shutdown(net: Harness, conn: Connection) -> None:
+    net.hub.close_all()
+
+
+def end_by_silence(net: Harness, conn: Connection) -> None:
+    conn.ws.pong_received = False
+    net.hub.drop_silent([conn])
+
+
+def end_by_a_full_outbox(net: Harness, conn: Connection) -> None:
+    next_id = fill_kernel_buffer(conn)
+    while not conn.closed:
+        conn.deliver(next_id, big_frame(next_id))
+        next_id += 1
+
+
+def end_by_a_backlog_during_replay(net: Harness, conn: Connection) -> None:
+    conn.hold()
+    for n in range(1, 10):
+        conn.deliver(n, big_frame(n))
+
+
+def end_by_a_dead_peer(net: Harness, conn: Connection) -> None:
+    net.sockets[-1].close()  # the peer's end
+    net.hub.deliver([conn.user_id], 1, note(1))
+
+
+@pytest.mark.parametrize(
+    ("end", "reason", "slow"),
+    [
+        (end_by_client, "client_closed", 0),
+        (end_by_policy, "closed_by_server", 0),
+        (end_by_shutdown, "shutdown", 0),
+        (end_by_silence, "no_pong", 0),
+        (end_by_a_full_outbox, "outbox_full", 1),
+        (end_by_a_backlog_during_replay, "replay_backlog", 1),
+        (end_by_a_dead_peer, "socket_error", 0),
+    ],
+)
+def test_a_socket_that_ends_is_counted_once_by_why(make_hub, end, reason, slow):
+    net = make_hub(max_outbox_bytes=4000)
+    conn, _ = net.connect(7, small_buffers=True)
+    sockets, before = metrics.OPEN_SOCKETS._value.get(), ended_counts()
+    end(net, conn)
+    gevent.sleep(0.05)
+    net.hub.unregister(conn)  # the route's `finally` as well: still counted once
+    after = ended_counts()
+    changed = {key: after[key] - before[key] for key in after if after[key] != before[key]}
+    assert changed == {reason: 1, **({"slow": 1} if slow else {})}
+    assert metrics.OPEN_SOCKETS._value.get() == sockets - 1
+
+
+def test_a_send_past_its_deadline_is_counted_as_too_slow(make_hub):
+    net = make_hub(max_outbox_bytes=10 * 1024 * 1024, send_timeout_s=0.1)
+    conn, _ = net.connect(1, small_buffers=True)
+    before = ended_counts()
+    fill_kernel_buffer(conn)
+    wait = time.monotonic() + 2
+    while not conn.closed and time.monotonic() < wait:
+        gevent.sleep(0.02)
+    after = ended_counts()
+    assert after["send_timeout"] - before["send_timeout"] == 1
+    assert after["slow"] - before["slow"] == 1

@@ -24,7 +24,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config or {})
     settings.finalise(app.config, Path(app.instance_path))
 
-    from . import cli, db, errors, i18n, logs, passwords, security
+    from . import cli, db, errors, i18n, logs, metrics, passwords, security
     from .extensions import csrf, limiter, login_manager
     from .realtime import live, session
     from .services import vapid
@@ -39,6 +39,7 @@ def create_app(config: dict | None = None) -> Flask:
     passwords.init_app(app)
     vapid.init_app(app)
     errors.register_handlers(app)
+    metrics.init_app(app)
     cli.init_app(app)
     live.init_app(app)
     session.init_app(app)  # /ws, in front of Flask
@@ -58,6 +59,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .health import bp as health_bp
     from .inbox import bp as inbox_bp
     from .links import bp as links_bp
+    from .monitoring import bp as monitoring_bp
     from .privacy import bp as privacy_bp
     from .pwa import bp as pwa_bp
     from .roster import bp as roster_bp
@@ -71,6 +73,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(apidocs_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(monitoring_bp)
     app.register_blueprint(pwa_bp)
     app.register_blueprint(privacy_bp)
     return app

@@ -151,6 +151,11 @@ class Defaults:
     # their own period. "0" or empty: kept forever. Strings: "" must mean forever.
     RETENTION_DAYS = "365"
     AUDIT_RETENTION_DAYS = "730"
+    # /metrics (Prometheus) is off unless one of these is set; with both, a scraper needs
+    # both. The token is sent as 'Authorization: Bearer <token>'; the allowlist is
+    # comma-separated addresses and networks (10.0.0.5, 10.1.0.0/16, ::1).
+    METRICS_TOKEN = ""
+    METRICS_ALLOW = ""
     # Load htmx from a CDN (same pinned version, with SRI) instead of static/vendor.
     HTMX_FROM_CDN = False
     LOG_LEVEL = "INFO"
@@ -272,6 +277,7 @@ def finalise(config: dict, instance_path: Path) -> None:
             ) from None
     for name in ("RETENTION_DAYS", "AUDIT_RETENTION_DAYS"):
         config[name] = _days(name, config.get(name))
+    _metrics_access(config, production)
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"]
     # simple_websocket.Server options for /ws: frames over this size close with 1009;
     # pings are the hub's job.
@@ -299,6 +305,22 @@ def _days(name: str, value: object) -> int:
             f"{ENV_PREFIX}{name}: {raw!r} is not a number of days (0 or empty: keep forever)."
         )
     return int(raw)
+
+
+def _metrics_access(config: dict, production: bool) -> None:
+    """Parse METRICS_ALLOW into METRICS_ALLOW_NETWORKS; in production a metrics token is
+    a secret like the others (a short one could be guessed: /metrics is not throttled)."""
+    from .metrics import parse_allowlist
+
+    config["METRICS_TOKEN"] = str(config.get("METRICS_TOKEN") or "").strip()
+    if production and config["METRICS_TOKEN"]:
+        _check_secret("METRICS_TOKEN", config["METRICS_TOKEN"])
+    try:
+        config["METRICS_ALLOW_NETWORKS"] = parse_allowlist(str(config.get("METRICS_ALLOW") or ""))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{ENV_PREFIX}METRICS_ALLOW: {exc} (use e.g. 10.0.0.5, 10.1.0.0/16, ::1)."
+        ) from None
 
 
 REDIS_SCHEMES = ("redis", "rediss")  # what BROKER_URL's Redis may be spelt as

@@ -402,6 +402,14 @@ CLIENT_TOKEN_NOT_ALLOWED = ErrorCode(
     N_("A client token reaches only your own inbox and push subscriptions; use an API token."),
 )
 
+# /metrics (webapp/monitoring, metrics.scrape_refusal): Prometheus scrapers.
+METRICS_TOKEN_REQUIRED = ErrorCode(
+    "metrics_token_required", 401, N_("Send the metrics token: 'Authorization: Bearer <token>'.")
+)
+METRICS_ADDRESS_FORBIDDEN = ErrorCode(
+    "metrics_address_forbidden", 403, N_("Metrics are not served to this address.")
+)
+
 # /ws, refused before the handshake (an HTTP answer; realtime/admission.py, session.py).
 WEBSOCKET_REQUIRED = ErrorCode("websocket_required", 400, N_("This address takes WebSockets only."))
 ORIGIN_FORBIDDEN = ErrorCode("origin_forbidden", 403, N_("This origin may not open a socket."))

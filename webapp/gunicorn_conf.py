@@ -3,8 +3,11 @@
 Each can be overridden on the command line or through SCHOOLBELL_* variables below.
 """
 
+import glob
 import os
 import re
+import shutil
+import tempfile
 
 import gevent
 from gunicorn.glogging import Logger
@@ -55,13 +58,80 @@ gevent.config.track_greenlet_tree = False
 
 def on_starting(server):
     """Several workers need a broker between them: with the in-process one, each
-    worker's tabs would only get what that worker sent (the others on reconnect)."""
+    worker's tabs would only get what that worker sent (the others on reconnect).
+    And, with /metrics on, a directory where each worker writes its metrics."""
     broker = os.environ.get("SCHOOLBELL_BROKER_URL", "memory://") or "memory://"
     if server.cfg.workers > 1 and broker == "memory://":
         raise SystemExit(
             f"Schoolbell: {server.cfg.workers} workers need a shared broker: set "
             "SCHOOLBELL_BROKER_URL=redis://host:6379/0 (README: Scaling out), or run one worker."
         )
+    directory = metrics_directory(server.cfg.workers)
+    if directory:
+        server.log.info("Prometheus metrics of every worker are kept in %s", directory)
+
+
+# Prometheus metrics with several workers (webapp/metrics.py): each worker writes its
+# metrics to files in PROMETHEUS_MULTIPROC_DIR, and a scrape, whichever worker answers
+# it, reads every worker's. The variable is set here, in the master, so that every
+# worker has it before it first imports prometheus_client (which decides then). The
+# directory is new for every start: numbers of a previous run, or of a previous server
+# whose pids are reused, must not be added in.
+METRICS_DIRECTORY_OWNED = "SCHOOLBELL_METRICS_DIRECTORY_OWNED"
+
+
+def metrics_enabled() -> bool:
+    """/metrics is on (webapp/config.py: a token or an allowlist is set)."""
+    return any(
+        os.environ.get(f"SCHOOLBELL_METRICS_{name}", "").strip() for name in ("TOKEN", "ALLOW")
+    )
+
+
+def metrics_directory(workers: int) -> str | None:
+    """Give the workers a fresh PROMETHEUS_MULTIPROC_DIR (one of the operator's own is
+    emptied); None when there is a single worker or no /metrics."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for path in glob.glob(os.path.join(given, "*.db")):
+            os.remove(path)
+        return given
+    if workers <= 1 or not metrics_enabled():
+        return None  # one worker keeps its metrics in memory: no file writes at all
+    path = tempfile.mkdtemp(prefix="schoolbell-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.environ[METRICS_DIRECTORY_OWNED] = path
+    return path
+
+
+# prometheus_client.multiprocess.mark_process_dead, which is not imported here: loading
+# prometheus_client in the master would bind its locks to the unpatched threading
+# module for every worker forked later. tests/test_metrics.py checks that these are the
+# library's own "live" gauge modes.
+LIVE_GAUGE_MODES = ("liveall", "livesum", "livemax", "livemin", "livemostrecent")
+
+
+def mark_process_dead(pid: int) -> None:
+    """A worker exited: its open sockets and broker link no longer count (the "live"
+    gauges); its counters stay, so totals never go backwards."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    for mode in LIVE_GAUGE_MODES:
+        for name in glob.glob(os.path.join(path, f"gauge_{mode}_{pid}.db")):
+            os.remove(name)
+
+
+def child_exit(server, worker):
+    """In the master, after a worker exited (or was killed)."""
+    mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """The server stops: remove the metrics directory it made."""
+    path = os.environ.get(METRICS_DIRECTORY_OWNED)
+    if path and path == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def post_worker_init(worker):

@@ -35,6 +35,7 @@ import gevent
 from gevent.event import Event as Flag
 from gevent.queue import Queue
 
+from .. import metrics
 from ..db import utcnow
 from . import events
 from .events import Event
@@ -59,6 +60,7 @@ class Broker:
 
     def __init__(self) -> None:
         self.process = process_name()
+        metrics.BROKER_CONNECTED.set(self.kind == "memory")  # one process: nothing to lose
         self._queue: Queue = Queue()
         self._handler: Handler | None = None
         self._dispatcher: gevent.Greenlet | None = None
@@ -181,6 +183,7 @@ class RedisBroker(Broker):
     # Listening -------------------------------------------------------------------------
     def serve(self, on_subscribed: OnSubscribed) -> None:
         self.process = process_name()  # after gunicorn's fork: this worker's own
+        metrics.BROKER_LAST_EVENT.set(time.time())  # its age counts from the start
         self._greenlets = [
             gevent.spawn(self._listen_forever, on_subscribed),
             gevent.spawn(self._publish_forever),
@@ -200,6 +203,7 @@ class RedisBroker(Broker):
                     self.down_since = time.monotonic()
                     log.warning("Redis broker link lost (%s); reconnecting", exc)
                 self.state = "down"
+                metrics.BROKER_CONNECTED.set(0)
             finally:
                 with contextlib.suppress(Exception):
                     pubsub.close()
@@ -220,6 +224,8 @@ class RedisBroker(Broker):
                 time.monotonic() - (self.down_since or time.monotonic()),
             )
         self.state, self.down_since = "connected", None
+        metrics.BROKER_CONNECTED.set(1)
+        metrics.BROKER_LAST_EVENT.set(time.time())
         self._wake.set()  # publish what waited
         gevent.spawn(on_subscribed, self.whole_until)
         self.whole_until = subscribing_at  # everything published since arrives here
@@ -238,6 +244,7 @@ class RedisBroker(Broker):
             if message is None or message["type"] != "message":
                 continue
             self.last_message_at = time.monotonic()
+            metrics.BROKER_LAST_EVENT.set(time.time())  # an event's cost, not a frame's
             if message["channel"] != self.probe_channel.encode():
                 self._received(message["data"])
             elif message["data"] == probe:

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import gevent
 from wsproto.frame_protocol import FrameProtocol
 
+from .. import metrics
 from . import protocol
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,23 @@ log = logging.getLogger(__name__)
 # is valid on every socket.
 _framer = FrameProtocol(client=False, extensions=[])
 PING_FRAME = bytes(_framer.ping(b""))
+
+# Why a socket ended, as schoolbell_disconnects_total counts it (a fixed set: label
+# values must stay bounded): the hub's reasons for cutting one off, close() (the
+# server's word: a restart, or policy), else the client's side closed it.
+OUTBOX_FULL = "too slow: outbox full"
+SEND_TIMED_OUT = "too slow: send timed out"
+HELD_TOO_MUCH = "too much held back during replay"
+CLIENT_CLOSED, SHUTDOWN, CLOSED_BY_SERVER = "client_closed", "shutdown", "closed_by_server"
+ENDED_BY = {
+    OUTBOX_FULL: "outbox_full",
+    SEND_TIMED_OUT: "send_timeout",
+    HELD_TOO_MUCH: "replay_backlog",
+    "no pong": "no_pong",
+    "socket error": "socket_error",
+}
+ENDINGS = (*ENDED_BY.values(), CLIENT_CLOSED, SHUTDOWN, CLOSED_BY_SERVER)
+SLOW = frozenset({OUTBOX_FULL, SEND_TIMED_OUT, HELD_TOO_MUCH})
 
 
 class Online(NamedTuple):
@@ -97,6 +115,7 @@ class Connection:
         "close_after_drain",
         "closed",
         "connected_at",
+        "ended",
         "fd",
         "held",
         "held_bytes",
@@ -131,6 +150,7 @@ class Connection:
         self.writer: gevent.Greenlet | None = None
         self.closed = False
         self.close_after_drain = False
+        self.ended: str | None = None  # why the server ended it (ENDINGS); None: the client
         # Notification ids sent on this socket, sorted: 4 bytes each (a set is 200 bytes
         # empty and 700 from five ids, on every one of thousands of sockets).
         self.sent_ids = array("i")
@@ -166,7 +186,7 @@ class Connection:
                 return
             frame = memoryview(frame)[written:]
         if self.outbox_bytes + len(frame) > self.hub.max_outbox_bytes:
-            self.abort("too slow: outbox full")
+            self.abort(OUTBOX_FULL)
             return
         if self.outbox is None:
             self.outbox = deque()
@@ -202,7 +222,7 @@ class Connection:
             self.held.append((notification_id, frame))
             self.held_bytes += len(frame)
             if self.held_bytes > self.hub.max_outbox_bytes:  # replay is stuck: start over
-                self.abort("too much held back during replay")
+                self.abort(HELD_TOO_MUCH)
             return
         self._mark_sent(notification_id)
         self.send_frame(frame)
@@ -232,7 +252,7 @@ class Connection:
             if self.close_after_drain and not self.closed:
                 self._shut("closed after drain")
         except gevent.Timeout:
-            self.abort("too slow: send timed out")
+            self.abort(SEND_TIMED_OUT)
         except OSError:
             self.abort("socket error")
         finally:
@@ -256,6 +276,7 @@ class Connection:
         """Close politely: the close frame goes after anything still queued."""
         if self.closed or self.close_after_drain:
             return
+        self.ended = SHUTDOWN if code == protocol.CLOSE_GOING_AWAY else CLOSED_BY_SERVER
         self.send_frame(close_frame(code, reason))
         if self.closed:  # the close frame itself did not fit
             return
@@ -269,6 +290,9 @@ class Connection:
         if self.closed:
             return
         log.warning("dropping connection of user %s: %s", self.user_id, reason)
+        self.ended = ENDED_BY.get(reason, CLOSED_BY_SERVER)  # even while a close() waited
+        if reason in SLOW:
+            metrics.SLOW_CLIENTS_CUT_OFF.inc()
         self._shut(reason)
 
     def _shut(self, reason: str) -> None:
@@ -317,6 +341,7 @@ class Hub:
     def register(self, conn: Connection) -> None:
         """Add a connection; the first one of a user makes them online."""
         self.count += 1
+        metrics.OPEN_SOCKETS.inc()
         if self._heartbeat is None and self.ping_interval_s:
             self._heartbeat = gevent.spawn(self._ping_forever)
         if conn.watch_only:
@@ -345,6 +370,8 @@ class Hub:
                 del self.by_user[conn.user_id]
         conn.closed = True  # nothing is written to it again (a heartbeat round holds it)
         self.count -= 1
+        metrics.OPEN_SOCKETS.dec()
+        metrics.DISCONNECTS.labels(conn.ended or CLIENT_CLOSED).inc()
         self.closed_total += 1
         for topic in list(conn.topics or ()):
             self.unwatch(conn, topic)

@@ -20,7 +20,7 @@ from flask import Flask, current_app
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import errors
+from .. import errors, metrics
 from ..db import session_scope, utcnow
 from ..models import DeliveryState, Installation, Notification, Priority
 from ..services import load_job_handlers
@@ -89,6 +89,7 @@ class ReceiptWriter:
         if not self.pending:
             return True
         batch, self.pending = self.pending, {}
+        started = time.perf_counter()
         try:
             with session_scope(self.app) as session:
                 record_receipts(session, batch.values())
@@ -99,6 +100,9 @@ class ReceiptWriter:
                 if newer is None or newer.state.rank < receipt.state.rank:
                     self.pending[key] = receipt
             return False
+        finally:  # failed ones too: a slow database shows before it fails
+            metrics.RECEIPT_FLUSH_SECONDS.observe(time.perf_counter() - started)
+        metrics.RECEIPTS_WRITTEN.inc(len(batch))
         self.on_written(list(batch.values()))
         return True
 
@@ -199,6 +203,7 @@ class Live:
         an earlier send was published the first time)."""
         if result.created and not result.scheduled:
             self.notification_sent(result.notification, result.author_name, result.recipient_ids)
+            metrics.ANNOUNCEMENTS_SENT.labels(result.notification.priority.value).inc()
             if result.notification.priority is Priority.EMERGENCY and self.jobs is not None:
                 self.jobs.wake()  # its pushes and e-mails are due now
 
@@ -249,11 +254,14 @@ class Live:
         if fanout is None:
             return
         sockets = self.hub.deliver(fanout.user_ids, event.id, fanout.message)
+        took_s = time.perf_counter() - started
+        if sockets:  # once per broadcast, never per socket
+            metrics.FANOUT_SECONDS.observe(took_s)
         log.info(
             "notification %d: written to %d sockets here in %.1f ms",
             event.id,
             sockets,
-            (time.perf_counter() - started) * 1000,
+            took_s * 1000,
         )
 
     def load_fanout(self, notification_id: int) -> Fanout | None:

@@ -23,7 +23,7 @@ from flask import Flask, Response, make_response
 from gevent.event import Event
 from simple_websocket import ConnectionClosed, Server
 
-from .. import errors, i18n, tokens
+from .. import errors, i18n, metrics, tokens
 from ..db import session_scope, utcnow
 from ..errors import DomainError
 from ..models import Answer
@@ -270,6 +270,8 @@ def replay(
     conn.hold()
     try:
         frames, changes = in_short_greenlet(replay_frames, conn.user_id, last_id, shown, app=app)
+        if frames or changes:  # once per replay (most reconnects have nothing to replay)
+            metrics.REPLAYED_MESSAGES.inc(len(frames) + len(changes))
         for notification_id, frame in frames:
             conn.send_replayed(notification_id, frame)
         for frame in changes:

@@ -26,11 +26,12 @@ from typing import Any, Protocol
 
 import gevent
 from flask import Flask
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .. import metrics
 from ..db import session_scope, utcnow
 from ..models import Job, JobState
 
@@ -182,6 +183,22 @@ def claim(
     return sorted((JobRef(*row) for row in rows), key=lambda job: job.id)
 
 
+def waiting_by_kind(session: Session, now: datetime | None = None) -> dict[str, int]:
+    """How many jobs of each kind are due and held by no runner: the queue's backlog
+    (what `claim` would take next), for /metrics."""
+    now = now or utcnow()
+    rows = session.execute(
+        select(Job.kind, func.count())
+        .where(
+            Job.state == JobState.QUEUED,
+            Job.due_at <= now,
+            (Job.leased_until.is_(None)) | (Job.leased_until < now),
+        )
+        .group_by(Job.kind)
+    )
+    return {kind: count for kind, count in rows}
+
+
 def finish(
     session: Session,
     job: JobRef,
@@ -306,8 +323,8 @@ def run(app: Flask, job: JobRef) -> JobState | None:
     with session_scope(app) as session:
         if deferred is not None:
             defer(session, job, deferred.until, deferred.reason)
-            return None
-        if outcome is None:
+            result = "deferred"
+        elif outcome is None:
             again = retry(
                 session,
                 job,
@@ -317,9 +334,12 @@ def run(app: Flask, job: JobRef) -> JobState | None:
             )
             if not again:
                 log.warning("job %s failed for good: %s", job.key, error)
-                return JobState.FAILED
-            return None
-        finish(session, job, outcome, error=error, record=record)
+                outcome = JobState.FAILED
+            result = "retry" if again else outcome.value
+        else:
+            finish(session, job, outcome, error=error, record=record)
+            result = outcome.value
+    metrics.job_ended(job.kind, result)  # pushes and e-mails by result (once it is written)
     return outcome
 
 

@@ -29,7 +29,7 @@ from flask_babel import gettext
 from sqlalchemy import update
 from sqlalchemy.orm import Session, joinedload
 
-from .. import i18n, tokens
+from .. import i18n, metrics, tokens
 from ..db import session_scope, utcnow
 from ..i18n import N_
 from ..models import Delivery, Notification, Priority, User
@@ -330,6 +330,9 @@ def send_reminder(app: Flask, job: jobs.JobRef) -> None:
     """Remind one recipient who has not confirmed (unless they have since, turned
     e-mails off, or it was withdrawn or expired)."""
     _send(app, job, reminder=True)
+
+
+metrics.count_jobs(metrics.EMAILS, reach.EMAIL, EMAIL_REMIND)  # how they end, by result
 
 
 def reminder_still_needed(notification: Notification, delivery: Delivery, user: User) -> str | None:

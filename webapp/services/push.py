@@ -34,7 +34,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import errors, i18n
+from .. import errors, i18n, metrics
 from ..db import session_scope, utcnow
 from ..i18n import N_
 from ..markup import plain_text
@@ -645,6 +645,9 @@ def send_push(app: Flask, job: jobs.JobRef) -> jobs.Record:
         response = _post(app, push, push.title_only)
     _settle(app, job, push, response)
     return partial(_record_success, push, utcnow())
+
+
+metrics.count_jobs(metrics.PUSHES, reach.PUSH, *reach.CHANGE_PUSHES)  # how they end, by result
 
 
 def _record_success(push: OutgoingPush, now: datetime, session: Session) -> None:

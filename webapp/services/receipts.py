@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from .. import errors
+from .. import errors, metrics
 from ..db import utcnow
 from ..models import Channel, Delivery, DeliveryState
 
@@ -51,16 +51,23 @@ def is_recipient(session: Session, user_id: int, notification_id: int) -> bool:
 def record_receipts(session: Session, receipts: Iterable[Receipt]) -> set[int]:
     """Move deliveries forward in one transaction (one executemany per state); return
     the notification ids touched. Receipts that would move backwards change nothing."""
-    by_state: dict[DeliveryState, list[dict]] = {}
+    # By channel too, only to count what moved per channel: a batch from the tabs is one
+    # channel, so this is still one executemany per state.
+    by_state: dict[tuple[DeliveryState, Channel], list[dict]] = {}
     for r in receipts:
-        by_state.setdefault(r.state, []).append(
+        by_state.setdefault((r.state, r.channel), []).append(
             {"n": r.notification_id, "u": r.user_id, "at": r.at, "channel": r.channel}
         )
     touched: set[int] = set()
-    for state, params in by_state.items():
-        session.execute(_forward_update(state), params)
+    moved: list[tuple[Channel, DeliveryState, int]] = []
+    for (state, channel), params in by_state.items():
+        result = session.execute(_forward_update(state), params)
+        moved.append((channel, state, result.rowcount))
         touched.update(p["n"] for p in params)
     session.commit()
+    for channel, state, count in moved:
+        if count > 0:  # receipts for what was already further on moved nothing
+            metrics.DELIVERIES.labels(str(channel), str(state)).inc(count)
     return touched
 
 

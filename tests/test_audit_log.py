@@ -138,3 +138,16 @@ def test_the_log_is_linked_for_admins_only(app, school):
     admin = signed_in(app, school.emails["admin"]).get("/dashboard").get_data(as_text=True)
     teacher = signed_in(app, school.emails["t7b"]).get("/dashboard").get_data(as_text=True)
     assert 'href="/dashboard/audit"' in admin and 'href="/dashboard/audit"' not in teacher
+
+
+def test_the_log_reads_german_for_a_german_browser(app, school):
+    admin = signed_in(app, school.emails["admin"])
+    german = {"Accept-Language": "de"}
+    html = admin.get("/dashboard/audit", headers=german).get_data(as_text=True)
+    assert '<html lang="de">' in html and "<h1>Protokoll</h1>" in html
+    assert (
+        "Alle Aktionen" in html and "neueste zuerst" in html and '<th scope="col">Wer</th>' in html
+    )
+    assert "Audit log" not in html and "newest first" not in html
+    notice = admin.get("/dashboard/audit?from=yesterday", headers=german).get_data(as_text=True)
+    assert "Von-Datum „yesterday“ ignoriert" in notice

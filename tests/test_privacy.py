@@ -309,3 +309,26 @@ def test_the_privacy_page_states_the_configured_periods(
     signin = client.get("/signin").get_data(as_text=True)
     assert signin.count('href="/privacy"') == 2  # in the text and in the footer
     app.extensions["schoolbell.db"].kw["bind"].dispose()
+
+
+def test_the_privacy_page_and_an_erased_person_read_german_for_a_german_browser(app, school):
+    german = {"Accept-Language": "de"}
+    html = app.test_client().get("/privacy", headers=german).get_data(as_text=True)
+    assert '<html lang="de">' in html and "<h1>Datenschutz</h1>" in html
+    assert "Wer Ihre Daten speichert" in html
+    assert "Nach dem Versand 365 Tage lang, danach gelöscht" in html
+    assert "Links funktionieren 7 Tage lang" in html
+    assert "Who keeps your data" not in html and "after sending" not in html
+
+    person = school.ids["s7b_3"]
+    with session_scope(app) as session:
+        privacy.erase(session, None, person)
+    admin = signed_in_client(app, school.emails["admin"])
+    page_url = f"/roster/users/{person}/edit"
+    page = admin.get(page_url, headers=german).get_data(as_text=True)
+    assert "<h1>Gelöschte Person" in page and "Datenschutz" in page and "Daten exportieren" in page
+    assert "Erased person" not in page
+    # Stored in English, and English pages say so.
+    assert "<h1>Erased person" in admin.get(page_url, headers={"Accept-Language": "en"}).get_data(
+        as_text=True
+    )

@@ -92,7 +92,12 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=request_locale)
     app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.jinja_env.filters.update(
-        local_time=local_time, local_date=local_date, clock=clock, label=label, sentence=sentence
+        local_time=local_time,
+        local_date=local_date,
+        clock=clock,
+        label=label,
+        sentence=sentence,
+        person_name=person_name,
     )
     # `translated(text)`: a string marked elsewhere (N_: form labels, validators), looked up
     # now and autoescaped like any value. Never `_(variable)` in a template: Jinja's `_`
@@ -222,6 +227,14 @@ def label(value: object, kind: str) -> str:
     raw = getattr(value, "value", value)
     message = LABELS[kind].get(str(raw))
     return gettext(message) if message else str(raw)
+
+
+def person_name(name: str) -> str:
+    """A stored name as pages show it: an erased account's placeholder name (stored in
+    English, services/privacy.ERASED_NAME) in the current language, any other as it is."""
+    from .services.privacy import ERASED_NAME  # services import this module
+
+    return gettext(ERASED_NAME) if name == ERASED_NAME else name
 
 
 # Times -------------------------------------------------------------------------------

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from datetime import date
 
 from flask import make_response, render_template, request
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..db import get_session, utcnow
+from ..i18n import N_
 from ..services import audit
 from ..services.audit import AuditFilters
 from . import bp
@@ -63,10 +65,15 @@ def audit_csv():
 def parse_filters(args: Mapping[str, str]) -> tuple[AuditFilters, list[str]]:
     """The filters asked for; malformed dates are left out and explained."""
     notices: list[str] = []
-    at_from = _date(args, "from", "from date", notices)
-    at_to = _date(args, "to", "to date", notices)
+    # The same notices as the history page's (dashboard/history.py), so one translation.
+    at_from = _date(
+        args, "from", N_("Ignored the from date “%(value)s”: use a date like 2025-09-01."), notices
+    )
+    at_to = _date(
+        args, "to", N_("Ignored the to date “%(value)s”: use a date like 2025-09-01."), notices
+    )
     if at_from and at_to and at_from > at_to:
-        notices.append("The from date is after the to date, so nothing can match.")
+        notices.append(gettext("The from date is after the to date, so nothing can match."))
     filters = AuditFilters(
         actor=args.get("actor", "").strip()[:MAX_FILTER_CHARS],
         action=args.get("action", "").strip()[:MAX_FILTER_CHARS],
@@ -87,8 +94,9 @@ def link_args(filters: AuditFilters) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-def _date(args: Mapping[str, str], name: str, label: str, notices: list[str]) -> date | None:
-    """A YYYY-MM-DD date, or None (with a notice when something else was given)."""
+def _date(args: Mapping[str, str], name: str, ignored: str, notices: list[str]) -> date | None:
+    """A YYYY-MM-DD date, or None (with the notice `ignored`, a message marked with N_
+    and translated here, when something else was given)."""
     raw = args.get(name, "").strip()
     if not raw:
         return None
@@ -97,5 +105,5 @@ def _date(args: Mapping[str, str], name: str, label: str, notices: list[str]) ->
             return date.fromisoformat(raw)
     except ValueError:
         pass
-    notices.append(f"Ignored the {label} “{raw[:40]}”: use a date like 2025-09-01.")
+    notices.append(gettext(ignored, value=raw[:40]))
     return None

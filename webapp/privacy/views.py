@@ -4,24 +4,28 @@ installation is configured with, so what it says is what the retention job does.
 from __future__ import annotations
 
 from flask import current_app, render_template
+from flask_babel import gettext, ngettext
 
 from . import bp
 
 
 def days(n: int) -> str:
-    """A retention period as people read it ("365 days"; 0: "forever")."""
+    """A retention period as people read it, in the page's language ("365 days" /
+    "365 Tage"; 0: "forever", which the page words as a sentence of its own)."""
     if not n:
-        return "forever"
-    return "1 day" if n == 1 else f"{n} days"
+        return gettext("forever")
+    return ngettext("%(num)d day", "%(num)d days", n)
 
 
 def duration(seconds: int) -> str:
     """A short period as people read it: "7 days", "1 hour", "45 minutes"."""
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            n = seconds // size
-            return f"{n} {unit}" + ("" if n == 1 else "s")
-    return f"{seconds} seconds"
+    if seconds and seconds % 86400 == 0:
+        return ngettext("%(num)d day", "%(num)d days", seconds // 86400)
+    if seconds and seconds % 3600 == 0:
+        return ngettext("%(num)d hour", "%(num)d hours", seconds // 3600)
+    if seconds and seconds % 60 == 0:
+        return ngettext("%(num)d minute", "%(num)d minutes", seconds // 60)
+    return ngettext("%(num)d second", "%(num)d seconds", seconds)
 
 
 @bp.get("/privacy")

@@ -229,7 +229,7 @@ def erase_user(user_id: int):
     except DomainError as exc:
         return _person_page(person, erase_form=form, status=_show_error(form, exc))
     live().user_disabled(erased.user_id)  # their open tabs close now, in every process
-    flash("The person was erased: their name and e-mail are gone everywhere.", "success")
+    flash(gettext("The person was erased: their name and e-mail are gone everywhere."), "success")
     return redirect(url_for(".edit_user", user_id=user_id))
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, aliased
 
 from .. import errors
 from ..db import utcnow
+from ..i18n import N_
 from ..models import (
     ApiToken,
     AuditEvent,
@@ -45,7 +46,9 @@ from ..models import (
 from . import audit, classes, users
 from .push import device_name
 
-ERASED_NAME = "Erased person"
+# Stored as it is, in English, whatever the language (pages show it translated, with
+# the person_name filter of webapp/i18n.py).
+ERASED_NAME = N_("Erased person")
 ERASED_DOMAIN = "erased.invalid"
 EXPORT_FORMAT = "schoolbell.person-export/1"
 

@@ -7,9 +7,7 @@ ignored with a notice and the answer is still 200, so htmx swaps the results.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import date
 
 from flask import make_response, render_template, request
 from flask_babel import gettext
@@ -20,10 +18,10 @@ from ..i18n import N_
 from ..services import audit
 from ..services.audit import AuditFilters
 from . import bp
+from .query_args import date_arg
 
 PER_PAGE = 50
 MAX_FILTER_CHARS = 100
-ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @bp.get("/dashboard/audit", endpoint="audit_log")
@@ -66,10 +64,10 @@ def parse_filters(args: Mapping[str, str]) -> tuple[AuditFilters, list[str]]:
     """The filters asked for; malformed dates are left out and explained."""
     notices: list[str] = []
     # The same notices as the history page's (dashboard/history.py), so one translation.
-    at_from = _date(
+    at_from = date_arg(
         args, "from", N_("Ignored the from date “%(value)s”: use a date like 2025-09-01."), notices
     )
-    at_to = _date(
+    at_to = date_arg(
         args, "to", N_("Ignored the to date “%(value)s”: use a date like 2025-09-01."), notices
     )
     if at_from and at_to and at_from > at_to:
@@ -92,18 +90,3 @@ def link_args(filters: AuditFilters) -> dict[str, str]:
         "to": filters.at_to.isoformat() if filters.at_to else "",
     }
     return {name: value for name, value in values.items() if value}
-
-
-def _date(args: Mapping[str, str], name: str, ignored: str, notices: list[str]) -> date | None:
-    """A YYYY-MM-DD date, or None (with the notice `ignored`, a message marked with N_
-    and translated here, when something else was given)."""
-    raw = args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        if ISO_DATE.fullmatch(raw):
-            return date.fromisoformat(raw)
-    except ValueError:
-        pass
-    notices.append(gettext(ignored, value=raw[:40]))
-    return None

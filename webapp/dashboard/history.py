@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date
 
 from flask import make_response, render_template, request
 from flask_babel import gettext
@@ -21,11 +20,11 @@ from ..models import Priority
 from ..services import history as history_service
 from ..services.history import HistoryFilters, HistoryPage
 from . import bp
+from .query_args import date_arg
 
 PER_PAGE = 25
 MAX_SEARCH_CHARS = 200
 DRILLS = "drill"  # the priority filter's choice for emergency drills
-ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @bp.get("/notifications", endpoint="history")
@@ -70,10 +69,10 @@ def parse_filters(args: Mapping[str, str]) -> tuple[HistoryFilters, int, list[st
                 )
             # "Emergency" means the real ones: drills are their own choice.
             drill = False if priority is Priority.EMERGENCY else None
-    sent_from = _date(
+    sent_from = date_arg(
         args, "from", N_("Ignored the from date “%(value)s”: use a date like 2025-09-01."), notices
     )
-    sent_to = _date(
+    sent_to = date_arg(
         args, "to", N_("Ignored the to date “%(value)s”: use a date like 2025-09-01."), notices
     )
     if sent_from and sent_to and sent_from > sent_to:
@@ -114,21 +113,6 @@ def _priority_arg(filters: HistoryFilters) -> str | None:
     if filters.drill:
         return DRILLS
     return filters.priority.value if filters.priority else None
-
-
-def _date(args: Mapping[str, str], name: str, ignored: str, notices: list[str]) -> date | None:
-    """A YYYY-MM-DD date, or None (with the notice `ignored` when something else was
-    given)."""
-    raw = args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        if ISO_DATE.fullmatch(raw):
-            return date.fromisoformat(raw)
-    except ValueError:
-        pass
-    notices.append(gettext(ignored, value=raw[:40]))
-    return None
 
 
 def _whole_number(args: Mapping[str, str], name: str, notices: list[str], hint: str) -> int | None:

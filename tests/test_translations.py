@@ -279,3 +279,10 @@ def test_times_are_in_the_schools_zone_and_the_readers_format(
     moment = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
     with app.test_request_context(headers={"Accept-Language": language}):
         assert i18n.local_time(moment) == shown
+
+
+def test_the_api_docs_page_says_in_the_browsers_language_that_it_needs_javascript(client):
+    html = client.get("/api/docs", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    assert '<noscript><p lang="de">Die API-Referenz braucht JavaScript.' in html
+    assert '<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>' in html
+    assert '<html lang="en">' in html  # Swagger UI and the descriptions stay English

@@ -114,7 +114,10 @@ def _warn_if_not_compiled() -> None:
     for po in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"):
         mo = po.with_suffix(".mo")
         if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
-            log.warning("%s is not compiled (or out of date): run `make`", po.relative_to(ROOT))
+            log.warning(
+                "%s is not compiled (or out of date): run `make compile-translations`",
+                po.relative_to(ROOT),
+            )
 
 
 def best_match(accept_language: str | None) -> str | None:
